@@ -1,0 +1,13 @@
+"""Tokens, transformer blocks and the five architectures: ``create(arch, size, **overrides)``."""
+from .base import TokenFusionModel
+from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
+from .layout import TokenLayout, TokenSpan
+from .registry import build, create, list_models
+from .summary import count_flops, count_parameters
+from .trace import CrossAttentionTrace, FusionWeights, Trace
+
+__all__ = [
+    "ARCHITECTURES", "SIZES", "ModelConfig", "TokenFusionModel", "TokenLayout", "TokenSpan", "Trace",
+    "CrossAttentionTrace", "FusionWeights", "build", "count_flops", "count_parameters", "create",
+    "list_models", "make_config",
+]

@@ -1,0 +1,89 @@
+"""The base class every architecture derives from: one forward, traced on request."""
+from __future__ import annotations
+
+from typing import overload, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import Block
+from .config import ModelConfig
+from .layout import TokenLayout
+from .trace import Trace
+
+__all__ = ["TokenFusionModel"]
+
+
+class TokenFusionModel(nn.Module):
+    """``model(x)`` returns logits ``(B, num_classes)``; ``model(x, trace=True)`` returns
+    ``(logits, Trace)`` from the same computation with attention weights made explicit.
+
+    Subclasses implement :meth:`forward_features`, which maps images ``(B, 3, H, W)`` to the
+    pooled feature ``(B, D)`` that :meth:`forward_head` classifies, filling ``trace`` when given.
+    """
+
+    def __init__(self, config: ModelConfig, num_features: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_features = num_features
+        self.head_drop = nn.Dropout(config.drop_rate)
+        self.head = nn.Linear(num_features, config.num_classes)
+
+    def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(self.head_drop(features))
+
+    @overload
+    def forward(self, x: Tensor, trace: Literal[False] = False) -> Tensor: ...
+    @overload
+    def forward(self, x: Tensor, trace: Literal[True]) -> tuple[Tensor, Trace]: ...
+
+    def forward(self, x: Tensor, trace: bool = False) -> Tensor | tuple[Tensor, Trace]:
+        record = Trace() if trace else None
+        logits = self.forward_head(self.forward_features(x, record))
+        return (logits, record) if record is not None else logits
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that the optimiser should not decay (embeddings, class tokens, gates)."""
+        keys = ("pos_embed", "cls_token", "type_embed", "gate")
+        return {n for n, _ in self.named_parameters() if any(k in n for k in keys)}
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in self.parameters(recurse=False):
+            nn.init.trunc_normal_(p, std=0.02)  # class tokens, type embeddings
+
+
+def make_blocks(config: ModelConfig, depth: int, first: int = 0, total: int | None = None) -> nn.ModuleList:
+    """``depth`` blocks whose drop-path rates continue a linear ramp over ``total`` blocks."""
+    total = total or depth
+    rates = torch.linspace(0, config.drop_path_rate, total).tolist()
+    return nn.ModuleList(
+        Block(config.embed_dim, config.num_heads, config.mlp_ratio, config.drop_rate, rates[first + i])
+        for i in range(depth)
+    )
+
+
+def run_blocks(blocks: nn.ModuleList, x: Tensor, name: str, layout: TokenLayout, trace: Trace | None) -> Tensor:
+    """Run ``blocks`` over ``x`` ``(B, N, D)``, recording ``name.i`` into ``trace`` when given."""
+    for i, block in enumerate(blocks):
+        if trace is None:
+            x = block(x)
+        else:
+            x, weights = block.forward_with_weights(x)
+            trace.record(f"{name}.{i}", layout, weights, x)
+    return x
+
+
+def new_token(dim: int) -> nn.Parameter:
+    """A learned ``(1, 1, D)`` token (class token, type embedding)."""
+    return nn.Parameter(torch.zeros(1, 1, dim))
