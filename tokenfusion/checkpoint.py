@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .models import ModelConfig, TokenFusionModel, build
+from .models import ARCHITECTURES, ModelConfig, TokenFusionModel, build
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -74,8 +75,8 @@ def save_checkpoint(
         "config": model.config.to_dict(),
         "state_dict": {_strip(k): v.detach().cpu() for k, v in weights.items()},
         "class_names": list(class_names),
-        "training": training or {},
-        "provenance": provenance or {},
+        "training": _builtins(training or {}),
+        "provenance": _builtins(provenance or {}),
     }
     if resume is not None:
         payload["resume"] = resume
@@ -85,6 +86,7 @@ def save_checkpoint(
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -146,10 +148,15 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             ) from None
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({e}).") from None
     except Exception as e:  # torch raises many types for files it cannot parse
-        if _starts_as_zip(path):
+        if _starts_as_zip(path) and not zipfile.is_zipfile(path):  # no central directory at the end
             raise CheckpointError(
                 f"{path.name} is truncated or corrupt: the file ends before the checkpoint does. "
                 "Copy or save it again."
+            ) from None
+        if _starts_as_zip(path):  # a whole archive that still fails, e.g. tensors for a missing GPU
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CheckpointError(
+                f"{path.name} could not be loaded with map_location={map_location!r}: {reason}"
             ) from None
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({type(e).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -168,9 +175,15 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
 
 def _config_of(payload: dict[str, Any], path: Path) -> ModelConfig:
     try:
-        return ModelConfig.from_dict(payload["config"])
+        config = ModelConfig.from_dict(payload["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name} has an unreadable model config: {e}") from None
+    if config.arch not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{path.name} holds an unknown architecture {config.arch!r}. Expected one of "
+            f"{list(ARCHITECTURES)}; it may need a newer tokenfusion."
+        )
+    return config
 
 
 def _load_state(model: TokenFusionModel, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -186,6 +199,22 @@ def _load_state(model: TokenFusionModel, state: dict[str, torch.Tensor], path: P
             + "; ".join(p for p in parts if p)
         )
     model.load_state_dict(state)
+
+
+def _builtins(value: Any) -> Any:
+    """``value`` as plain builtins that ``weights_only`` loading accepts (``str`` subclasses such as
+    ``torch.__version__`` become ``str``; NumPy scalars become numbers)."""
+    if isinstance(value, dict):
+        return {str(k): _builtins(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_builtins(v) for v in value]
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"Cannot store {type(value).__name__} in a checkpoint; use builtins (dict, list, str, numbers)")
 
 
 def _strip(key: str) -> str:

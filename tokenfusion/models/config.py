@@ -17,7 +17,8 @@ class ModelConfig:
 
     ``trunk`` is ``"tiny"`` (a small conv stem, stride 8) or ``"resnet50"`` (torchvision
     ResNet-50 up to ``layer3``, stride 16). ``mean``/``std`` are the input normalisation the
-    model expects on images scaled to [0, 1].
+    model expects on images scaled to [0, 1]; ``crop_pct`` the share of the image its evaluation
+    transform keeps.
     """
 
     arch: str
@@ -36,6 +37,7 @@ class ModelConfig:
     drop_path_rate: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875  # evaluation: resize the short side to img_size / crop_pct, centre-crop
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of builtins (tuples become lists), safe for ``torch.load(weights_only=True)``."""
@@ -55,7 +57,7 @@ SIZES: dict[str, dict[str, Any]] = {
     # Teaching size: trains on a 2-core CPU in minutes (SynthShapes, 12 classes).
     "tiny": dict(
         num_classes=12, img_size=48, patch_size=8, trunk="tiny",
-        embed_dim=64, depth=4, num_heads=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        embed_dim=64, depth=4, num_heads=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_pct=1.0,
     ),
     # ImageNet sizes: ResNet-50 to layer3 beside ViT-S/16 or ViT-B/16.
     "small": dict(

@@ -1,0 +1,72 @@
+"""Image transforms (torchvision transforms v2): DeiT-style training, evaluation, and one-image preprocessing."""
+from __future__ import annotations
+
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torchvision.transforms import InterpolationMode, v2
+
+from ..models import ModelConfig
+
+__all__ = ["batch_mixing", "eval_transform", "preprocess", "train_transform"]
+
+
+def train_transform(
+    config: ModelConfig,
+    *,
+    random_resized_crop: bool = True,
+    randaugment: bool = True,
+    random_erasing: float = 0.25,
+) -> v2.Compose:
+    """DeiT's training augmentation for PIL images or ``(3, H, W)`` tensors in [0, 1]: random
+    resized crop, horizontal flip, RandAugment (2 ops, magnitude 9), normalisation, random erasing."""
+    size = config.img_size
+    ops: list[torch.nn.Module] = [v2.ToImage()]
+    if random_resized_crop:
+        ops.append(v2.RandomResizedCrop(size, interpolation=InterpolationMode.BICUBIC, antialias=True))
+    else:
+        ops.append(v2.Resize((size, size), antialias=True))
+    ops.append(v2.RandomHorizontalFlip())
+    if randaugment:
+        ops += [v2.ToDtype(torch.uint8, scale=True), v2.RandAugment(num_ops=2, magnitude=9)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(config.mean, config.std)]
+    if random_erasing > 0:
+        ops.append(v2.RandomErasing(p=random_erasing, value=0))
+    return v2.Compose(ops)
+
+
+def eval_transform(config: ModelConfig) -> v2.Compose:
+    """Resize the short side to ``img_size / crop_pct``, centre-crop ``img_size``, normalise."""
+    size = config.img_size
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(round(size / config.crop_pct), interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(config.mean, config.std),
+    ])
+
+
+def preprocess(image: Image.Image, config: ModelConfig) -> Tensor:
+    """One image of any mode (EXIF-rotated, greyscale, RGBA, CMYK, palette, 16-bit) to the
+    ``(1, 3, img_size, img_size)`` input the model expects."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return eval_transform(config)(image.convert("RGB")).unsqueeze(0)
+
+
+def batch_mixing(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> v2.Transform | None:
+    """MixUp and/or CutMix on a batch (one of them chosen per batch), or ``None`` when both are off."""
+    choices: list[v2.Transform] = []
+    if mixup_alpha > 0:
+        choices.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        choices.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if not choices:
+        return None
+    return choices[0] if len(choices) == 1 else v2.RandomChoice(choices)

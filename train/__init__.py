@@ -1,0 +1,1 @@
+"""Training and evaluation entry points: ``python -m train`` or ``torchrun -m train``."""

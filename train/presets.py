@@ -1,0 +1,40 @@
+"""Training recipes. A preset fills every training option that the command line leaves unset."""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PRESETS", "resolve_preset"]
+
+# The ImageNet recipe after DeiT (Touvron et al. 2021). `lr` is for a global batch of
+# `lr_batch` images and scales linearly with the real global batch.
+_IMAGENET: dict[str, Any] = dict(
+    data="imagefolder", epochs=300, batch_size=128, lr=5e-4, lr_batch=512, min_lr=1e-5,
+    warmup_epochs=5, weight_decay=0.05, label_smoothing=0.1, mixup=0.8, cutmix=1.0,
+    randaugment=True, random_erasing=0.25, random_resized_crop=True, ema_decay=0.99996,
+    clip_grad=1.0, workers=10,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "imagenet-small": dict(_IMAGENET, size="small", drop_path=0.1),
+    "imagenet-base": dict(_IMAGENET, size="base", drop_path=0.1),
+    # The teaching models: SynthShapes on a laptop CPU in minutes. Fresh images are generated
+    # from a seed; no MixUp or RandAugment (shape and texture are the labels).
+    "synthshapes-tiny": dict(
+        data="synthshapes", size="tiny", epochs=12, batch_size=128, lr=2e-3, lr_batch=128, min_lr=1e-5,
+        warmup_epochs=2, weight_decay=0.05, label_smoothing=0.1, mixup=0.0, cutmix=0.0,
+        randaugment=False, random_erasing=0.0, random_resized_crop=False, ema_decay=0.0,
+        clip_grad=1.0, drop_path=0.0, workers=0, train_samples=20000, val_samples=2000,
+    ),
+}
+
+# Per-architecture departures from a preset, where one recipe does not fit all five.
+ARCH_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "synthshapes-tiny": {},
+}
+
+
+def resolve_preset(name: str, arch: str) -> dict[str, Any]:
+    """The options of preset ``name`` for ``arch``."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Expected one of {sorted(PRESETS)}")
+    return {**PRESETS[name], **ARCH_OVERRIDES.get(name, {}).get(arch, {})}
