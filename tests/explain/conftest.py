@@ -1,0 +1,68 @@
+"""Fixtures for the explanation tests: tiny random-weight models, one image each."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from tokenfusion.models import TokenFusionModel, create
+
+ARCHS = ("cnn", "vit", "early", "late", "layerwise")
+
+
+@pytest.fixture(autouse=True, scope="package")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the CPU is shared, and oversubscribed threads make small ops 50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+_MODELS: dict[str, TokenFusionModel] = {}
+
+
+def _tiny(arch: str) -> TokenFusionModel:
+    """A tiny random-weight model (48 px), built once per session, in eval mode."""
+    if arch not in _MODELS:
+        torch.manual_seed(0)
+        _MODELS[arch] = create(arch, "tiny").eval()
+    return _MODELS[arch]
+
+
+def _image(size: int = 48, seed: int = 0) -> torch.Tensor:
+    """One normalised-looking image ``(1, 3, size, size)``."""
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    """Every forward, pre-forward and backward hook registered on any module of ``model``."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) + len(m._backward_pre_hooks)
+        for m in model.modules()
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(arch)``: a cached tiny random-weight model in eval mode."""
+    return _tiny
+
+
+@pytest.fixture(scope="session")
+def image():
+    """``image(size=48, seed=0)``: one image ``(1, 3, size, size)``."""
+    return _image
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    """One 48 px image ``(1, 3, 48, 48)``."""
+    return _image()
+
+
+@pytest.fixture(scope="session")
+def hook_count():
+    """``hook_count(model)``: hooks of every kind registered on the modules of ``model``."""
+    return _hook_count

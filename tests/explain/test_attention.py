@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from tokenfusion.explain import ExplainError, attention_map, attention_rollout, cross_attention_map, rollout_matrix
+from tokenfusion.explain.attention import fuse_heads
+from tokenfusion.models import create
+
+
+def _random_attention(b: int, heads: int, n: int, seed: int) -> torch.Tensor:
+    logits = torch.randn(b, heads, n, n, generator=torch.Generator().manual_seed(seed))
+    return logits.softmax(-1)
+
+
+@pytest.mark.parametrize("head_fusion", ["mean", "max", "min", 1])
+@pytest.mark.parametrize("discard_ratio", [0.0, 0.5, 0.9])
+def test_rollout_rows_sum_to_one(head_fusion, discard_ratio):
+    layers = [_random_attention(2, 4, 11, s) for s in range(3)]
+    keep = torch.zeros(11, dtype=torch.bool)
+    keep[0] = True
+    r = rollout_matrix(layers, head_fusion, discard_ratio, keep)
+    assert r.shape == (2, 11, 11)
+    assert (r >= 0).all()
+    torch.testing.assert_close(r.sum(-1), torch.ones(2, 11))
+
+
+def test_rollout_of_identity_attention_is_identity():
+    eye = torch.eye(5).expand(1, 2, 5, 5)
+    torch.testing.assert_close(rollout_matrix([eye, eye]), torch.eye(5)[None])
+
+
+def test_rollout_adds_residual_and_renormalises():
+    a = _random_attention(1, 1, 4, 0)
+    expected = (a[0, 0] + torch.eye(4)) / 2  # rows of a sum to 1, so the row sum of a + I is 2
+    torch.testing.assert_close(rollout_matrix([a])[0], expected)
+
+
+def test_discard_keeps_class_column():
+    a = torch.full((1, 1, 4, 4), 0.25)
+    a[..., 0] = 0.01
+    a = a / a.sum(-1, keepdim=True)
+    keep = torch.tensor([True, False, False, False])
+    r = rollout_matrix([a], discard_ratio=0.6, keep=keep)  # 1 of 3 non-class columns dropped per row
+    assert (r[0, 1:, 0] > 0).all()
+
+
+@pytest.mark.parametrize("arch,kinds", [("vit", ["patch"]), ("early", ["cnn", "patch"]), ("late", ["cnn", "patch"]),
+                                        ("layerwise", ["patch"])])
+def test_maps_on_every_attention_model(arch, kinds, tiny, x):
+    model = tiny(arch)
+    for kind in kinds:
+        for fn in (attention_map, attention_rollout):
+            e = fn(model, x, kind=kind)
+            assert e.kind == kind and e.map.shape == (48, 48)
+            assert (e.grid >= 0).all() and (e.map >= 0).all() and e.map.max() <= 1
+            assert e.grid.shape == (6, 6)  # tiny: stride 8 trunk and 8 px patches at 48 px
+
+
+def test_attention_grid_is_class_row_of_layout(tiny, x):
+    model = tiny("early")
+    _, trace = model(x, trace=True)
+    layout, weights = trace.layouts["blocks.2"], trace.attention["blocks.2"]
+    e = attention_map(model, x, "blocks.2", "cnn", head=1)
+    torch.testing.assert_close(e.grid, layout.to_grid(weights[0, 1, 0], "cnn"))
+
+
+def test_late_rollout_goes_through_stream_and_fusion(tiny, x):
+    model = tiny("late")
+    _, trace = model(x, trace=True)
+    fusion = rollout_matrix([trace.attention["fusion_blocks.0"]])[0, 0]  # head's class token row
+    stream = rollout_matrix([trace.attention[f"cnn_blocks.{i}"] for i in range(4)])[0]
+    layout = trace.layouts["cnn_blocks.0"]  # [cnn_cls; cnn], at offset 1 in the fusion sequence
+    expected = layout.to_grid(fusion[1 : 1 + layout.num_tokens] @ stream, "cnn")
+    torch.testing.assert_close(attention_rollout(model, x, "cnn").grid, expected)
+
+
+def test_cross_attention_layerwise(tiny, x):
+    model = tiny("layerwise")
+    first = cross_attention_map(model, x, "cross_blocks.0")
+    last = cross_attention_map(model, x, query="mean")
+    assert first.grid.shape == (12, 12) and last.grid.shape == (6, 6)  # trunk stage 1 and 2
+    assert (first.grid >= 0).all()
+    with pytest.raises(ExplainError, match="layerwise"):
+        cross_attention_map(tiny("early"), x)
+
+
+def test_clear_errors(tiny, image):
+    with pytest.raises(ExplainError, match="has no self-attention"):
+        attention_map(tiny("vit"), image(), kind="cnn")
+    with pytest.raises(ExplainError, match=r"Expected one of \['blocks.0'"):
+        attention_map(tiny("vit"), image(), layer="blocks.9")
+    with pytest.raises(ExplainError, match="head 7 is out of range"):
+        fuse_heads(torch.rand(1, 4, 3, 3), 7)
+
+
+def test_small_fusion_smoke(image):
+    torch.manual_seed(0)
+    model = create("early", "small", img_size=64, depth=2, num_classes=10).eval()
+    e = attention_rollout(model, image(64), "cnn")
+    assert e.grid.shape == (4, 4) and e.map.shape == (64, 64)

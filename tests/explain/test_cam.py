@@ -1,0 +1,131 @@
+import gc
+import warnings
+
+import pytest
+import torch
+from captum.attr import LayerGradCam
+
+from tokenfusion.explain import CAM_METHODS, ExplainError, TokenReshape, cam, pearson, to_map
+from tokenfusion.explain.result import Explanation
+from tokenfusion.models import TokenLayout
+
+
+@pytest.mark.parametrize("arch", ["cnn", "early", "late"])
+def test_gradcam_matches_captum_layer_gradcam(arch, tiny, x):
+    model = tiny(arch)
+    e = cam(model, x, "gradcam", "trunk.stage2")
+    layer = model.get_submodule("trunk.stage2")
+    raw = LayerGradCam(model, layer).attribute(x, target=e.target, relu_attributions=False)[0, 0].detach()
+    assert e.grid.shape == raw.shape
+    assert pearson(e.grid, raw) > 0.99
+    torch.testing.assert_close(e.map, to_map(raw, (48, 48)), atol=1e-4, rtol=0)  # same ReLU, upsampling, min-max
+
+
+@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in ("scorecam", "ablationcam")])
+@pytest.mark.parametrize("arch,kind", [("cnn", "cnn"), ("vit", "patch"), ("late", "cnn"), ("late", "patch")])
+def test_every_gradient_cam(method, arch, kind, tiny, x):
+    model = tiny(arch)
+    layer = None if arch == "cnn" else ("fusion_blocks.0.norm1" if arch == "late" else "blocks.3.norm1")
+    e = cam(model, x, method, layer, kind=kind)
+    assert e.map.shape == (48, 48) and torch.isfinite(e.map).all() and 0 <= e.map.min() <= e.map.max() <= 1
+    assert e.grid.shape == (6, 6) and e.kind == kind and e.method == method
+
+
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+@pytest.mark.parametrize("layer,kind", [("trunk.stage2", "cnn"), ("blocks.3.norm1", "patch"),
+                                        ("blocks.3.norm1", "cnn")])
+def test_perturbation_cams_on_maps_and_tokens(method, layer, kind, tiny, x, capsys):
+    e = cam(tiny("early"), x, method, layer, kind=kind, batch_size=32)
+    assert e.grid.shape == (6, 6) and torch.isfinite(e.grid).all()
+
+
+def test_closed_gates_give_the_trunk_no_gradient(tiny, x):
+    """A fresh layerwise model has every gate at 0: its output ignores the CNN, so does Grad-CAM."""
+    e = cam(tiny("layerwise"), x, "gradcam", "trunk.stage2")
+    assert (e.grid == 0).all() and (e.map == 0).all()
+
+
+def test_layerwise_cnn_keys(tiny, x):
+    e = cam(tiny("layerwise"), x, "gradcam", "cross_blocks.0.norm_kv")
+    assert e.kind == "cnn" and e.grid.shape == (12, 12)  # the first cross blocks read trunk stage 1
+
+
+@pytest.mark.parametrize(
+    "layout,kind",
+    [
+        (TokenLayout.build(("cls", 1), ("cnn", (3, 4)), ("patch", (5, 2))), "cnn"),
+        (TokenLayout.build(("cls", 1), ("cnn", (3, 4)), ("patch", (5, 2))), "patch"),
+        (TokenLayout.build(("cls", 1)) + TokenLayout.build(("cls", 1), ("cnn", (3, 4)))
+         + TokenLayout.build(("cls", 1), ("patch", (5, 2))), "patch"),
+        (TokenLayout.build(("cnn", (4, 4))), "cnn"),
+    ],
+)
+def test_token_reshape_puts_a_planted_token_in_its_cell(layout, kind):
+    span = layout.grid_span(kind)
+    h, w = span.grid
+    reshape = TokenReshape(layout, kind)
+    for r, c in [(0, 0), (h - 1, w - 1), (h // 2, w - 1)]:
+        tokens = torch.zeros(2, layout.num_tokens, 8)
+        tokens[1, span.start + r * w + c, 3] = 5.0
+        for s in layout.spans:  # other tokens are loud, and must not leak in
+            if s.kind != kind:
+                tokens[:, s.start : s.stop] = 100.0
+        grid = reshape(tokens)
+        assert grid.shape == (2, 8, h, w)
+        hot = (grid != 0).nonzero().tolist()
+        assert hot == [[1, 3, r, c]]
+        # and the planted cell lands on its own block of pixels in the image-size map
+        e = Explanation.from_grid(grid[1, 3], (4 * h, 4 * w), method="t", layer=None, target=0, seconds=0)
+        assert e.map[4 * r : 4 * r + 4, 4 * c : 4 * c + 4].max() == 1
+
+
+def test_reshape_rejects_missing_kind_and_wrong_shape():
+    layout = TokenLayout.build(("cls", 1), ("patch", (2, 2)))
+    with pytest.raises(KeyError):
+        TokenReshape(layout, "cnn")
+    with pytest.raises(ExplainError, match="Expected tokens"):
+        TokenReshape(layout, "patch")(torch.zeros(1, 7, 4))
+
+
+def test_cam_errors(tiny, x):
+    with pytest.raises(ExplainError, match="pass kind="):
+        cam(tiny("early"), x, "gradcam", "blocks.3.norm1")
+    with pytest.raises(ExplainError, match="Unknown CAM method"):
+        cam(tiny("vit"), x, "gradcam+++")
+    with pytest.raises(ExplainError, match="has no module"):
+        cam(tiny("vit"), x, "gradcam", "blocks.9")
+
+
+def _live_tensors() -> int:
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance() on deprecated torch.distributed aliases warns
+        warnings.simplefilter("ignore", FutureWarning)
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+
+@pytest.mark.parametrize("arch,layer,kind", [("vit", "blocks.3.norm1", "patch"), ("early", "trunk.stage2", "cnn")])
+def test_repeated_cams_leak_nothing(arch, layer, kind, tiny, x, hook_count):
+    model = tiny(arch)
+    hooks = hook_count(model)
+    for _ in range(3):  # warm-up: caches, lazily built state
+        cam(model, x, "gradcam", layer, kind=kind)
+    before = _live_tensors()
+    for i in range(100):
+        cam(model, x, "gradcam++" if i % 2 else "gradcam", layer, kind=kind)
+    assert hook_count(model) == hooks
+    assert _live_tensors() - before <= 5
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_hooks_removed_after_an_error(tiny, x, hook_count):
+    model = tiny("vit")
+    hooks = hook_count(model)
+    with pytest.raises(ExplainError):
+        cam(model, x, "gradcam", target=1000)
+    handle = model.blocks[3].norm1.register_forward_hook(lambda m, i, o: (_ for _ in ()).throw(RuntimeError("boom")))
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            cam(model, x, "gradcam", "blocks.3.norm1")
+    finally:
+        handle.remove()
+    assert hook_count(model) == hooks

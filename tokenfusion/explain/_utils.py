@@ -1,0 +1,101 @@
+"""Small helpers shared by the explanation methods (not part of the public API)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..models import TokenFusionModel, TokenLayout, Trace
+
+__all__ = ["as_batch", "traced", "resolve_target", "class_index", "module_layout", "stage_names", "ExplainError"]
+
+
+class ExplainError(ValueError):
+    """A request that cannot be explained; the message lists what is allowed."""
+
+
+def as_batch(x: Tensor) -> Tensor:
+    """One normalised image ``(3, H, W)`` or ``(1, 3, H, W)`` as ``(1, 3, H, W)``."""
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise ExplainError(f"Expected one image (3, H, W) or (1, 3, H, W); got shape {tuple(x.shape)}")
+    return x
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def traced(model: TokenFusionModel, x: Tensor) -> tuple[Tensor, Trace]:
+    """One traced forward in eval mode: ``(logits (B, classes), trace)``."""
+    model.eval()
+    return model(x.to(device_of(model)), trace=True)
+
+
+def resolve_target(logits: Tensor, target: int | None) -> int:
+    """``target`` checked against ``logits (1, classes)``, or the predicted class when None."""
+    num_classes = logits.shape[-1]
+    if target is None:
+        return int(logits[0].argmax())
+    if not 0 <= int(target) < num_classes:
+        raise ExplainError(
+            f"target {target} is out of range; this model has {num_classes} classes (0..{num_classes - 1})"
+        )
+    return int(target)
+
+
+def class_index(layout: TokenLayout) -> int:
+    """Sequence position of the class token that the layout's readout uses (its first class token)."""
+    for span in layout.spans:
+        if span.kind == "cls":
+            return span.start
+    raise ExplainError(f"This layout has no class token; it holds {list(layout.kinds)}")
+
+
+def module_layout(trace: Trace, name: str) -> TokenLayout:
+    """The token layout of the output of module ``name`` (a block, or a submodule inside one).
+
+    ``cross_blocks.i.norm_kv`` gives the CNN keys' layout, any other ``cross_blocks.i...`` the
+    queries' layout.
+    """
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:cut])
+        if prefix in trace.layouts:
+            return trace.layouts[prefix]
+        if prefix in trace.cross_attention:
+            cross = trace.cross_attention[prefix]
+            return cross.key_layout if "norm_kv" in parts[cut:] else cross.query_layout
+    known = list(trace.layouts) + list(trace.cross_attention)
+    raise ExplainError(f"Module {name!r} does not output tokens. Token modules: {known}")
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """Module names (``"trunk.stage2"``, ``"trunk.layer3"``) of the trunk stages whose outputs are
+    ``trace.cnn_features``, found by matching the outputs of the trunk's children in one forward."""
+    trunk = getattr(model, "trunk", None)
+    if trunk is None:
+        return []
+    cached = getattr(trunk, "_explain_stage_names", None)
+    if cached is not None:
+        return list(cached)
+    outputs: list[tuple[Tensor, str]] = []  # held, so no id is reused while we match
+
+    def remember(name: str):  # a forward hook that returns None, so it leaves the output alone
+        return lambda module, inputs, output: outputs.append((output, name))
+
+    handles = [child.register_forward_hook(remember(f"trunk.{name}")) for name, child in trunk.named_children()]
+    size = model.config.img_size
+    was_training = trunk.training
+    trunk.eval()  # no batch-norm statistics updated by this probe
+    try:
+        with torch.no_grad():
+            features = trunk(torch.zeros(1, 3, size, size, device=device_of(model)))
+    finally:
+        for h in handles:
+            h.remove()
+        trunk.train(was_training)
+    names = [next(n for o, n in outputs if o is f) for f in features if any(o is f for o, _ in outputs)]
+    trunk._explain_stage_names = tuple(names)  # plain attribute: not a parameter, not in state_dict
+    return names

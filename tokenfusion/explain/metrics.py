@@ -1,0 +1,240 @@
+"""Scores of an explanation: against a ground-truth mask, against the model, against randomness.
+
+- :func:`pointing_game`, :func:`mask_energy`: does the map fall on the object's mask?
+- :func:`deletion_curve`, :func:`insertion_curve` (Petsiuk et al. 2018, RISE): the target's
+  probability as the most salient pixels are removed (replaced by a baseline) or inserted (into
+  the baseline), with the area under the curve. Lower deletion AUC and higher insertion AUC mean
+  a more faithful map. The baseline is ``"blur"`` (a Gaussian blur of the image, sigma = side/16:
+  removes the object's texture and edges while keeping colours, so the curve is not dominated by
+  out-of-distribution flat patches) or ``"mean"`` (every pixel the model's mean colour, i.e. 0 in
+  normalised input space).
+- :func:`randomisation_check` (Adebayo et al. 2018): cascading re-initialisation from the head
+  down on a deep copy; a faithful method's maps decorrelate from the trained map.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.transforms.v2 import functional as TF
+
+from ..models.trunks import Trunk
+from ._utils import ExplainError, as_batch, device_of
+from .result import Explanation
+
+__all__ = [
+    "Curve", "Randomisation", "pointing_game", "mask_energy", "auc", "deletion_curve", "insertion_curve",
+    "spearman", "pearson", "cascade_units", "randomise_", "randomisation_check",
+]
+
+
+def _check_pair(saliency: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    if saliency.shape != mask.shape:
+        raise ExplainError(f"map {tuple(saliency.shape)} and mask {tuple(mask.shape)} must have the same (H, W)")
+    return saliency.float(), mask.bool()
+
+
+def pointing_game(saliency: Tensor, mask: Tensor, tolerance: int = 0) -> float:
+    """1.0 when the map's maximum ``(H, W)`` lies inside ``mask`` ``(H, W)`` grown by ``tolerance``
+    pixels (Zhang et al. 2016 use 15 px at 224), else 0.0. Ties: any maximal pixel inside counts."""
+    saliency, mask = _check_pair(saliency, mask)
+    if tolerance > 0:
+        mask = F.max_pool2d(mask.float()[None, None], 2 * tolerance + 1, stride=1, padding=tolerance)[0, 0] > 0
+    return float(mask[saliency == saliency.max()].any())
+
+
+def mask_energy(saliency: Tensor, mask: Tensor) -> float:
+    """Share of the map's total (non-negative) mass inside ``mask``, in [0, 1]; 0 for an empty map."""
+    saliency, mask = _check_pair(saliency, mask)
+    saliency = saliency.clamp(min=0)
+    total = saliency.sum()
+    return float(saliency[mask].sum() / total) if total > 0 else 0.0
+
+
+def auc(values: Tensor) -> float:
+    """Trapezoidal area under ``values`` ``(K,)`` sampled evenly on [0, 1]."""
+    values = values.float().flatten()
+    if values.numel() < 2:
+        raise ExplainError("A curve needs at least two points")
+    return float(torch.trapezoid(values, dx=1.0 / (values.numel() - 1)))
+
+
+@dataclass
+class Curve:
+    """``fractions`` ``(K,)`` of pixels removed/inserted, ``scores`` ``(K,)`` target probabilities, ``auc``."""
+
+    fractions: Tensor
+    scores: Tensor
+    auc: float
+
+
+def _baseline(x: Tensor, kind: str) -> Tensor:
+    if kind == "mean":
+        return torch.zeros_like(x)
+    if kind == "blur":
+        sigma = max(1.0, min(x.shape[-2:]) / 16)
+        size = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
+        return TF.gaussian_blur(x, [size, size], [sigma, sigma])
+    raise ExplainError(f"Unknown baseline {kind!r}. Expected one of ['blur', 'mean']")
+
+
+@torch.no_grad()
+def _curve(
+    model: nn.Module, x: Tensor, saliency: Tensor, target: int, steps: int, baseline: str, batch_size: int, insert: bool
+) -> Curve:
+    model.eval()
+    x = as_batch(x).to(device_of(model))
+    if saliency.shape != x.shape[-2:]:
+        raise ExplainError(f"map {tuple(saliency.shape)} must match the image {tuple(x.shape[-2:])}")
+    base = _baseline(x, baseline)
+    h, w = x.shape[-2:]
+    order = saliency.flatten().to(x.device).argsort(descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=x.device)
+    rank = rank.view(1, 1, h, w)
+    fractions = torch.linspace(0, 1, steps + 1)
+    counts = (fractions * h * w).round().long().to(x.device)
+    scores = []
+    for chunk in counts.split(batch_size):
+        chosen = rank < chunk.view(-1, 1, 1, 1)  # (b, 1, H, W): the first k pixels of the order
+        images = torch.where(chosen, x, base) if insert else torch.where(chosen, base, x)
+        scores.append(model(images).softmax(-1)[:, target].float().cpu())
+    scores = torch.cat(scores)
+    return Curve(fractions, scores, auc(scores))
+
+
+def deletion_curve(
+    model: nn.Module, x: Tensor, saliency: Tensor, target: int, *, steps: int = 20, baseline: str = "blur",
+    batch_size: int = 32,
+) -> Curve:
+    """Probability of ``target`` as the top ``k/steps`` of pixels by ``saliency`` ``(H, W)`` are
+    replaced by the baseline, ``k = 0..steps``, evaluated ``batch_size`` images per forward."""
+    return _curve(model, x, saliency, target, steps, baseline, batch_size, insert=False)
+
+
+def insertion_curve(
+    model: nn.Module, x: Tensor, saliency: Tensor, target: int, *, steps: int = 20, baseline: str = "blur",
+    batch_size: int = 32,
+) -> Curve:
+    """Probability of ``target`` as the top ``k/steps`` of pixels are copied from the image into the baseline."""
+    return _curve(model, x, saliency, target, steps, baseline, batch_size, insert=True)
+
+
+def _average_ranks(values: Tensor) -> Tensor:
+    """Ranks ``0..n-1`` of a flat tensor, ties sharing the mean of their ranks."""
+    unique, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
+    first = counts.cumsum(0) - counts  # rank of the first element of each group of ties
+    return (first.double() + (counts.double() - 1) / 2)[inverse]
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two tensors of equal size (flattened); 0 when either is constant."""
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    denom = a.norm() * b.norm()
+    return float(a @ b / denom) if denom > 0 else 0.0
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation of two tensors of equal size (flattened), ties given average ranks."""
+    if a.numel() != b.numel():
+        raise ExplainError(f"Cannot correlate {a.numel()} values with {b.numel()}")
+    return pearson(_average_ranks(a.flatten()), _average_ranks(b.flatten()))
+
+
+def cascade_units(model: nn.Module, x: Tensor | None = None) -> list[str]:
+    """Module names in the order the cascade randomises them: the reverse of the order the
+    forward first calls them (head first, then norm, last blocks, ..., token embeddings, trunk
+    stages, stem). A unit is a top-level module, one element of a ``ModuleList``, or one child
+    of the trunk. Modules without parameters are left out."""
+    units: list[str] = []
+    for name, child in model.named_children():
+        if isinstance(child, (nn.ModuleList, Trunk)):
+            units += [f"{name}.{sub}" for sub, _ in child.named_children()]
+        else:
+            units.append(name)
+    units = [u for u in units if any(True for _ in model.get_submodule(u).parameters())]
+    called: list[str] = []
+    handles = [
+        model.get_submodule(u).register_forward_pre_hook(lambda m, i, u=u: None if u in called else called.append(u))
+        for u in units
+    ]
+    size = model.config.img_size if hasattr(model, "config") else 224
+    probe = x if x is not None else torch.zeros(1, 3, size, size)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(as_batch(probe).to(device_of(model)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return list(reversed(called))
+
+
+def randomise_(module: nn.Module) -> None:
+    """Re-initialise ``module`` in place: ``reset_parameters()`` where a submodule has it, a
+    truncated normal (std 0.02, the models' own init) for every other parameter (position
+    embeddings, gates). Batch-norm running statistics are reset too."""
+    covered: set[int] = set()
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+            covered.update(id(p) for p in m.parameters(recurse=False))
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    with torch.no_grad():
+        for p in module.parameters():
+            if id(p) not in covered:
+                nn.init.trunc_normal_(p, std=0.02)
+
+
+@dataclass
+class Randomisation:
+    """``units[i]`` is the last unit randomised at step ``i`` (all before it too, top-down);
+    ``correlations[i]`` the Spearman correlation of the trained map with the map after step ``i``."""
+
+    units: list[str]
+    correlations: list[float]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.correlations) / len(self.correlations)
+
+
+def randomisation_check(
+    model: nn.Module, x: Tensor, explain_fn: Callable[[nn.Module, Tensor], Explanation], *, steps: int | None = None,
+    seed: int = 0, reference: Explanation | None = None,
+) -> Randomisation:
+    """Cascading model-parameter randomisation (Adebayo et al. 2018) on a deep copy of ``model``.
+
+    ``explain_fn(model, x)`` makes the map (fix its target to the trained model's, e.g.
+    ``lambda m, x: explain(m, x, "gradcam", target=t)``). Units (:func:`cascade_units`) are
+    re-initialised one after another from the head down; after ``steps`` evenly spaced cuts (all
+    units when None) the new map is compared with the trained one by Spearman rank correlation.
+    Near 1 means the method ignores the weights; a faithful method falls towards 0. The
+    original model is left untouched.
+    """
+    x = as_batch(x)
+    reference = reference or explain_fn(model, x)
+    units = cascade_units(model, x)
+    cuts = list(range(1, len(units) + 1))
+    if steps is not None and steps < len(cuts):
+        cuts = sorted({round(1 + i * (len(units) - 1) / max(steps - 1, 1)) for i in range(steps)})
+    clone = copy.deepcopy(model)
+    done, names, correlations = 0, [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for cut in cuts:
+            for unit in units[done:cut]:
+                randomise_(clone.get_submodule(unit))
+            done = cut
+            names.append(units[cut - 1])
+            correlations.append(spearman(reference.map, explain_fn(clone, x).map))
+    return Randomisation(names, correlations)

@@ -1,0 +1,161 @@
+"""Score every explanation method on every checkpoint against SynthShapes masks.
+
+    python -m tokenfusion.explain.score --checkpoints checkpoints/ --images 500 --seed 12345 \\
+        --out bench/results/explain_scores.json --markdown
+
+For every checkpoint, every method that applies (:func:`available_methods`) at its default
+layer, plus the last layer of each other token kind, explains the ``--target`` class (default:
+the true label) of ``--images`` held-out SynthShapes images (``--seed``; training uses other
+seeds) and records: pointing game and energy inside the object mask, deletion and insertion AUC
+(target probability, ``--steps`` steps, ``--baseline``), the mean Spearman correlation of the
+cascading randomisation check on the first ``--random-images`` images (lower is better), and
+milliseconds per explanation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_checkpoint
+from ..data import SynthShapes
+from ..models import TokenFusionModel
+from .metrics import deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check
+from .registry import MethodInfo, available_methods, explain
+
+__all__ = ["variants", "score_checkpoint", "markdown_table", "main"]
+
+COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
+
+
+def variants(
+    model: TokenFusionModel, methods: list[str] | None = None
+) -> list[tuple[MethodInfo, str | None, str | None]]:
+    """``(method, layer, kind)`` to score: each method's default target, then the last target of
+    each other token kind (so fusion models are scored on CNN and patch tokens alike)."""
+    chosen = []
+    for info in available_methods(model):
+        if methods is not None and info.name not in methods:
+            continue
+        pairs = [info.default] + [[t for t in info.targets if t[1] == kind][-1] for kind in info.kinds]
+        chosen += [(info, layer, kind) for layer, kind in dict.fromkeys(pairs)]
+    return chosen
+
+
+def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per ``(method, layer, kind)`` with the mean of each score over the images."""
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.model.eval()
+    config = model.config
+    data = SynthShapes(args.images, image_size=config.img_size, seed=args.seed)
+    chosen = variants(model, args.methods)
+    sums: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for i in tqdm(range(len(data)), desc=path.name, unit="img"):
+        image, label = data[i]
+        mask = torch.from_numpy(data.sample(i).mask)
+        x = TF.normalize(image, list(config.mean), list(config.std))[None]
+        with torch.no_grad():
+            predicted = int(model(x).argmax())
+        target = label if args.target == "label" else predicted
+        for info, layer, kind in chosen:
+            options = {"kind": kind} if kind is not None else {}
+            e = explain(model, x, info.name, layer, target, **options)
+            row = sums[(info.name, e.layer if info.name != "rollout" else None, kind)]
+            row["pointing_game"].append(pointing_game(e.map, mask, args.tolerance))
+            row["mask_energy"].append(mask_energy(e.map, mask))
+            curve = dict(steps=args.steps, baseline=args.baseline)
+            row["deletion_auc"].append(deletion_curve(model, x, e.map, target, **curve).auc)
+            row["insertion_auc"].append(insertion_curve(model, x, e.map, target, **curve).auc)
+            row["ms_per_image"].append(1000 * e.seconds)
+            row["correct"].append(float(predicted == label))
+            if i < args.random_images:
+                fn = lambda m, x, n=info.name, l=layer, o=options: explain(m, x, n, l, target, **o)  # noqa: E731
+                check = randomisation_check(model, x, fn, steps=args.random_steps, seed=args.seed, reference=e)
+                row["randomisation_spearman"].append(check.mean)
+    rows = []
+    for (method, layer, kind), values in sums.items():
+        row = dict(checkpoint=path.name, arch=config.arch, size=config.size, method=method, layer=layer, kind=kind,
+                   images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]))
+        row.update({c: _mean(values[c]) for c in COLUMNS})
+        rows.append(row)
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (pointing game and energy: higher is better; deletion AUC and
+    randomisation Spearman: lower is better; insertion AUC: higher is better)."""
+    head = ["checkpoint", "method", "layer", "kind", "pointing ↑", "energy ↑", "deletion ↓", "insertion ↑",
+            "rand. ρ ↓", "ms/img"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["checkpoint"], r["method"], r["layer"] or "", r["kind"] or ""]
+        cells += ["" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS[:-1]] + [f"{r['ms_per_image']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tokenfusion.explain.score", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="checkpoint files or folders of *.pt")
+    p.add_argument("--images", type=int, default=500, help="held-out SynthShapes images per checkpoint")
+    p.add_argument("--seed", type=int, default=12345, help="SynthShapes seed of the held-out images")
+    p.add_argument("--out", type=Path, default=Path("bench/results/explain_scores.json"))
+    p.add_argument("--markdown", action="store_true", help="print the table and write it beside --out as .md")
+    p.add_argument("--methods", nargs="+", help="only these methods (default: every method that applies)")
+    p.add_argument("--target", choices=["label", "pred"], default="label", help="class to explain")
+    p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
+    p.add_argument("--baseline", choices=["blur", "mean"], default="blur", help="deletion/insertion baseline")
+    p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
+    p.add_argument("--random-images", type=int, default=20, help="images that get the randomisation check")
+    p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    paths = []
+    for p in args.checkpoints:
+        paths += sorted(p.glob("*.pt")) if p.is_dir() else [p]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        print(f"error: no checkpoints to score (missing: {missing or [str(p) for p in args.checkpoints]}). "
+              "Pass .pt files or a folder holding them.", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    rows = [row for path in paths for row in score_checkpoint(path, args)]
+    report = {
+        "command": "python -m tokenfusion.explain.score " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
+                     for k, v in vars(args).items()},
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "seconds": time.perf_counter() - start,
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        table = markdown_table(rows)
+        args.out.with_suffix(".md").write_text(f"`{report['command']}`\n\n{table}\n")
+        print(table)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
