@@ -14,7 +14,7 @@ from tokenfusion.data.imagefolder import open_split
 from tokenfusion.data.transforms import eval_transform, train_transform
 from tokenfusion.models import ModelConfig
 
-__all__ = ["EpochSampler", "InMemory", "SeededAugmentation", "build_datasets", "build_loaders", "sample_seed"]
+__all__ = ["EpochSampler", "InMemory", "Transformed", "SeededAugmentation", "build_datasets", "build_loaders", "sample_seed"]
 
 
 def sample_seed(*parts: int) -> int:
@@ -87,8 +87,8 @@ class InMemory(Dataset):
         return self.images[index].float() / 255, self.labels[index]
 
 
-class _Indexed(Dataset):
-    """Evaluation view: plain indices, evaluation transform."""
+class Transformed(Dataset):
+    """``base`` with ``transform`` applied to each image (evaluation: plain indices, no randomness)."""
 
     def __init__(self, base: Dataset, transform: Any) -> None:
         self.base, self.transform = base, transform
@@ -131,6 +131,6 @@ def build_loaders(
     train_loader = DataLoader(SeededAugmentation(train, augment, args.seed), batch_size=args.batch_size,
                               sampler=sampler, drop_last=True, **common)
     shard = list(range(rank, len(val), world_size))  # type: ignore[arg-type]
-    val_loader = DataLoader(torch.utils.data.Subset(_Indexed(val, eval_transform(config)), shard),
+    val_loader = DataLoader(torch.utils.data.Subset(Transformed(val, eval_transform(config)), shard),
                             batch_size=args.batch_size, **common)
     return train_loader, val_loader, sampler

@@ -237,8 +237,8 @@ def _resume_path(args: argparse.Namespace) -> Path | None:
     return Path(args.resume) if args.resume else None
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    """Train as ``args`` say; returns the final metrics. Writes ``checkpoint.pt`` (with resume
+def main(args: argparse.Namespace) -> TokenFusionModel:
+    """Train as ``args`` say and return the trained model (EMA weights when on). Writes ``checkpoint.pt`` (with resume
     state, atomically, every epoch and every ``--save-every-steps``), ``model.pt`` (the weights
     to use: EMA when on) and ``metrics.jsonl`` into ``--output-dir``."""
     args = apply_preset(args)
@@ -343,8 +343,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         state.history.append({"epoch": state.epoch, **stats, **metrics, "lr": optimizer.param_groups[0]["lr"],
                               "step": state.global_step})
         if ctx.is_main:
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(state.history[-1]) + "\n")
+            # Rewritten whole each epoch, so a resumed run never repeats or loses a line.
+            (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in state.history))
             if not args.no_progress:
                 h = state.history[-1]
                 print(f"epoch {state.epoch}/{args.epochs}: loss {h['train_loss']:.3f} top1 {h['top1']:.1f}% "
@@ -357,4 +357,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if ctx.enabled:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return summary()
+    return eval_model

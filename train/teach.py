@@ -11,41 +11,13 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
 from tokenfusion.checkpoint import load_checkpoint, save_checkpoint
-from tokenfusion.data import SynthShapes
-from tokenfusion.data.transforms import eval_transform
 from tokenfusion.models import ARCHITECTURES
 
-from .distributed import init_distributed
-from .engine import evaluate, get_args_parser, main as train_main
+from .engine import get_args_parser, main as train_main
+from .evaluate import heldout_accuracy
 
-__all__ = ["HELDOUT_SEED", "heldout_accuracy", "main"]
-
-HELDOUT_SEED = 12345  # never used for training (data-seed 0) or validation (data-seed + 1)
-
-
-class _Transformed(torch.utils.data.Dataset):
-    def __init__(self, base, transform) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i):
-        image, label = self.base[i]
-        return self.transform(image), label
-
-
-def heldout_accuracy(model: torch.nn.Module, samples: int, seed: int = HELDOUT_SEED) -> dict[str, float]:
-    """Top-1/top-5 (%) of a SynthShapes model on ``samples`` images generated afresh from ``seed``."""
-    data = SynthShapes(samples, image_size=model.config.img_size, seed=seed)
-    loader = DataLoader(_Transformed(data, eval_transform(model.config)), batch_size=256)
-    metrics = evaluate(model, loader, init_distributed("cpu"), model.config.num_classes)
-    return {"seed": seed, "samples": samples, "top1": metrics["top1"], "top5": metrics["top5"]}
-
+__all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,92 @@
+"""``python -m train.evaluate``: top-1/top-5 of a checkpoint and its confusion matrix.
+
+On SynthShapes images generated afresh (``--seed``, ``--samples``) for SynthShapes models, or on
+``--data-path ROOT/val`` (ImageNet layout) for anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from tokenfusion.checkpoint import CheckpointError, load_checkpoint
+from tokenfusion.data import SynthShapes
+from tokenfusion.data.imagefolder import DatasetError, open_split
+from tokenfusion.data.transforms import eval_transform
+from tokenfusion.models import TokenFusionModel
+
+from .data import Transformed
+from .distributed import init_distributed
+from .engine import evaluate
+
+__all__ = ["HELDOUT_SEED", "evaluate_checkpoint", "heldout_accuracy", "main"]
+
+HELDOUT_SEED = 12345  # never used for training (data-seed 0) or validation (data-seed + 1)
+
+
+def _evaluate_on(model: TokenFusionModel, data: Dataset, batch_size: int = 256, workers: int = 0) -> dict[str, Any]:
+    loader = DataLoader(Transformed(data, eval_transform(model.config)), batch_size=batch_size, num_workers=workers)
+    return evaluate(model, loader, init_distributed("cpu"), model.config.num_classes)
+
+
+def heldout_accuracy(model: TokenFusionModel, samples: int, seed: int = HELDOUT_SEED) -> dict[str, Any]:
+    """Top-1/top-5 (%) of a SynthShapes model on ``samples`` images generated afresh from ``seed``."""
+    metrics = _evaluate_on(model, SynthShapes(samples, image_size=model.config.img_size, seed=seed))
+    return {"seed": seed, "samples": samples, "top1": metrics["top1"], "top5": metrics["top5"]}
+
+
+def evaluate_checkpoint(
+    path: str | Path, *, data_path: str | None = None, samples: int = 2000, seed: int = HELDOUT_SEED,
+    batch_size: int = 256, workers: int = 0,
+) -> dict[str, Any]:
+    """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion and the data used."""
+    checkpoint = load_checkpoint(path)
+    model, config = checkpoint.model, checkpoint.config
+    if data_path:
+        data = open_split(data_path, "val")
+        if list(data.classes) != checkpoint.class_names:
+            raise DatasetError(f"{data_path}/val holds classes {data.classes[:3]}..., the checkpoint {checkpoint.class_names[:3]}...")
+        source: dict[str, Any] = {"data_path": str(data_path)}
+    else:
+        data = SynthShapes(samples, image_size=config.img_size, seed=seed)
+        source = {"dataset": "synthshapes", "seed": seed, "samples": samples}
+    metrics = _evaluate_on(model, data, batch_size, workers)
+    return {**source, **metrics, "class_names": checkpoint.class_names}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data-path", default=None, help="ImageFolder root with val/ (default: SynthShapes)")
+    parser.add_argument("--samples", type=int, default=2000, help="SynthShapes images")
+    parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="SynthShapes seed")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--out", default=None, help="folder for metrics.json and confusion.csv")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, data_path=args.data_path, samples=args.samples, seed=args.seed,
+                                     batch_size=args.batch_size, workers=args.workers)
+    except (CheckpointError, DatasetError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"{Path(args.checkpoint).name}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
+          f"loss {result['val_loss']:.4f}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        names = result.pop("class_names")
+        confusion = result.pop("confusion")
+        with open(out / "confusion.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["true \\ predicted", *names])
+            writer.writerows([name, *row] for name, row in zip(names, confusion))
+        (out / "metrics.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), **result}, indent=2))
+        print(f"wrote {out / 'metrics.json'} and {out / 'confusion.csv'}")
+
+
+if __name__ == "__main__":
+    main()
