@@ -20,6 +20,7 @@ randomness comes from ``np.random.default_rng([seed, index])``.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -54,9 +55,11 @@ VAL_SEED_OFFSET = 1_000_003
 
 _MIN_IMAGE_SIZE = 32
 _MAX_SEED = 2**32
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = (0.299, 0.587, 0.114)
+_LUMA_VECTOR = np.array(_LUMA, dtype=np.float32)
 _NOISE_AMPLITUDE = 0.06  # peak-to-peak, on a [0, 1] intensity scale
 _MIN_CONTRAST = 0.35  # luminance difference between the two texture colours
+_MIN_DISTANCE = 0.3  # RGB distance of texture colours from the background
 _SQRT3_2 = math.sqrt(3) / 2
 
 
@@ -102,22 +105,40 @@ def _shape_sdf(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(v, _SQRT3_2 * au - 0.5 * v) - 0.5
 
 
-def _texture(kind: str, u: np.ndarray, v: np.ndarray, period: float, phase: np.ndarray) -> np.ndarray:
-    """Anti-aliased two-colour texture in [0, 1], for pixel coordinates (u, v) in the texture frame."""
+def _texture(
+    kind: str, dy: np.ndarray, dx: np.ndarray, period: float, angle: float, phase: tuple[float, float]
+) -> np.ndarray:
+    """Anti-aliased two-colour texture in [0, 1] on the (h, w) grid of pixel offsets ``dy x dx``.
+
+    ``period`` is in pixels, ``angle`` in radians and ``phase`` in periods; edges ramp over ~1 px.
+    """
     if kind == "dots":
-        a = (u / period + phase[0]) % 1.0 - 0.5
-        b = (v / period + phase[1]) % 1.0 - 0.5
-        t = 2.0 * (0.3 * period - period * np.sqrt(a * a + b * b))
+        u, v = _rotate(dy, dx, angle, period, phase)
+        u -= np.rint(u)  # offsets from the nearest dot centre (float % is slow)
+        v -= np.rint(v)
+        t = np.sqrt(u * u + v * v)
+        t -= 0.3  # dot radius, in periods
+        t *= -period
     else:
-        w, gain = 2 * math.pi / period, period / math.pi  # gain: edge ramp of ~1 px
-        t = np.sin(w * u + 2 * math.pi * phase[0]) * gain
-        if kind == "checker":
-            np.clip(t, -1.0, 1.0, out=t)
-            t *= np.clip(np.sin(w * v + 2 * math.pi * phase[1]) * gain, -1.0, 1.0)
-    np.clip(t, -1.0, 1.0, out=t)
-    t *= 0.5
+        u, v = _rotate(dy, dx, angle, period / (2 * math.pi), (2 * math.pi * phase[0], 2 * math.pi * phase[1]))
+        gain = period / (2 * math.pi)  # the sine's slope at its zeros becomes 1 per px
+        t = np.sin(u)
+        t *= gain
+        if kind == "checker":  # signed distance to the nearer of the two line families
+            b = np.sin(v)
+            b *= gain
+            t = np.copysign(np.minimum(np.abs(t), np.abs(b)), t * b)
+    t.clip(-0.5, 0.5, out=t)
     t += 0.5
     return t
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(size: int) -> np.ndarray:
+    """(size,) float32 pixel-centre coordinates 0.5, 1.5, ..., read-only."""
+    centres = np.arange(size, dtype=np.float32) + 0.5
+    centres.flags.writeable = False
+    return centres
 
 
 def _window(cx: float, cy: float, radius: float, size: int) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
@@ -126,30 +147,63 @@ def _window(cx: float, cy: float, radius: float, size: int) -> tuple[slice, slic
     y0, y1 = max(int(cy - radius), 0), min(int(cy + radius) + 2, size)
     if x0 >= x1 or y0 >= y1:
         return None
-    dy = np.arange(y0, y1, dtype=np.float32) + (0.5 - cy)
-    dx = np.arange(x0, x1, dtype=np.float32) + (0.5 - cx)
-    return slice(y0, y1), slice(x0, x1), dy, dx
+    centres = _pixel_centres(size)
+    return slice(y0, y1), slice(x0, x1), centres[y0:y1] - cy, centres[x0:x1] - cx
 
 
-def _rotate(dy: np.ndarray, dx: np.ndarray, angle: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) coordinates of the grid ``dy x dx`` in a frame rotated by ``angle`` and divided by ``scale``."""
+def _rotate(
+    dy: np.ndarray, dx: np.ndarray, angle: float, scale: float = 1.0, offset: tuple[float, float] = (0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) coordinates (u, v) of the grid ``dy x dx`` in a frame rotated by ``angle``, divided by ``scale``
+    and shifted by ``offset``."""
     c, s = math.cos(angle) / scale, math.sin(angle) / scale
-    return np.add.outer(dy * s, dx * c), np.add.outer(dy * c, dx * -s)
+    return np.add.outer(dy * s + offset[0], dx * c), np.add.outer(dy * c + offset[1], dx * -s)
 
 
-def _contrasting(rng: np.random.Generator, reference: np.ndarray, min_contrast: float) -> np.ndarray:
-    """Random RGB colour whose luminance differs from ``reference``'s by at least ``min_contrast``."""
-    candidates = rng.random((16, 3), dtype=np.float32)
-    ref = float(reference @ _LUMA)
-    ok = np.abs(candidates @ _LUMA - ref) >= min_contrast
-    if ok.any():
-        return candidates[ok.argmax()]
-    return np.full(3, 0.0 if ref > 0.5 else 1.0, dtype=np.float32)
+def _luma(rgb: list[float]) -> float:
+    """Luminance of an RGB colour with components in [0, 1]."""
+    return _LUMA[0] * rgb[0] + _LUMA[1] * rgb[1] + _LUMA[2] * rgb[2]
 
 
-def _paint(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
-    """Alpha-blend ``colour`` ((h, w, 3) or (3,)) onto the (h, w, 3) view ``canvas`` in place."""
-    canvas += alpha[..., None] * (colour - canvas)
+def _contrasting(rng: np.random.Generator, reference: float, min_contrast: float) -> np.ndarray:
+    """Random (3, 1, 1) RGB colour whose luminance differs from ``reference`` by >= ``min_contrast`` (<= 0.5).
+
+    A random colour is scaled towards white (lighter side) or black (darker side) just enough.
+    """
+    *rgb, side = rng.random(4).tolist()
+    luma = _luma(rgb)
+    if reference < min_contrast or (reference <= 1 - min_contrast and side < 0.5):
+        target = reference + min_contrast
+        if luma < target:
+            scale = (1 - target) / (1 - luma)
+            rgb = [1 - (1 - c) * scale for c in rgb]
+    else:
+        target = reference - min_contrast
+        if luma > target:
+            rgb = [c * target / luma for c in rgb]
+    return np.array(rgb, dtype=np.float32).reshape(3, 1, 1)
+
+
+def _colour_pair(rng: np.random.Generator, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two random (3, 1, 1) texture colours whose luminances differ by >= ``_MIN_CONTRAST``.
+
+    Both also lie >= ``_MIN_DISTANCE`` (RGB Euclidean) from the (3,) ``background`` colour, except in the
+    rare case (p ~ 1e-5) where none of the candidates qualifies.
+    """
+    pairs = rng.random((64, 2, 3), dtype=np.float32)
+    ok = np.abs((pairs[:, 0] - pairs[:, 1]) @ _LUMA_VECTOR) >= _MIN_CONTRAST
+    ok &= (np.square(pairs - background).sum(axis=-1) >= _MIN_DISTANCE**2).all(axis=-1)
+    i = ok.argmax()
+    if ok[i]:
+        c0, c1 = pairs[i, :, :, None, None]
+        return c0, c1
+    c0 = pairs[0, 0]
+    return c0[:, None, None], _contrasting(rng, _luma(c0.tolist()), _MIN_CONTRAST)
+
+
+def _paint(region: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
+    """Alpha-blend ``colour`` ((3, h, w) or (3, 1, 1)) onto the (3, h, w) view ``region`` in place."""
+    region += alpha * (colour - region)
 
 
 def _draw_textured(
@@ -161,25 +215,33 @@ def _draw_textured(
     texture: str,
     image_size: int,
 ) -> None:
-    """Fill ``sdf <= 0`` (pixel units) of the (h, w, 3) view ``region`` with ``texture`` in two contrasting colours."""
-    angle, period, *phase = rng.random(4)
+    """Fill ``sdf <= 0`` (pixel units) of the (3, h, w) view ``region`` with ``texture``.
+
+    The two texture colours contrast with each other and with the background at the region's centre.
+    """
+    angle, period, phase_u, phase_v = rng.random(4).tolist()
     period = image_size * (0.105 + 0.04 * period)  # 5-7 px at 48 px
-    u, v = _rotate(dy, dx, math.pi * angle)
-    t = _texture(texture, u, v, period, phase)
-    c0 = rng.random(3, dtype=np.float32)
-    c1 = _contrasting(rng, c0, _MIN_CONTRAST)
-    alpha = np.clip(0.5 - sdf, 0.0, 1.0)
-    _paint(region, alpha, c0 + t[..., None] * (c1 - c0))
+    t = _texture(texture, dy, dx, period, math.pi * angle, (phase_u, phase_v))
+    c0, c1 = _colour_pair(rng, region[:, region.shape[1] // 2, region.shape[2] // 2])
+    alpha = (0.5 - sdf).clip(0.0, 1.0)
+    _paint(region, alpha, c0 + t * (c1 - c0))
+
+
+@functools.lru_cache(maxsize=8)
+def _bilinear_weights(size: int) -> np.ndarray:
+    """(size, 2) weights of the two ends of a linear ramp sampled at pixel centres."""
+    ramp = _pixel_centres(size) / size
+    weights = np.stack([1 - ramp, ramp], axis=1)
+    weights.flags.writeable = False
+    return weights
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float32 bilinear gradient between 4 random corner colours, plus uniform noise."""
-    corners = rng.uniform(0.1, 0.9, (2, 2, 3)).astype(np.float32)
-    ramp = (np.arange(size, dtype=np.float32) + 0.5) / size
-    top = corners[0, 0] + ramp[:, None] * (corners[0, 1] - corners[0, 0])
-    bottom = corners[1, 0] + ramp[:, None] * (corners[1, 1] - corners[1, 0])
-    canvas = top + ramp[:, None, None] * (bottom - top)
-    noise = rng.random((size, size, 1), dtype=np.float32)
+    """(3, size, size) float32 bilinear gradient between 4 random corner colours, plus uniform grey noise."""
+    corners = rng.uniform(0.1, 0.9, (3, 2, 2)).astype(np.float32)
+    weights = _bilinear_weights(size)
+    canvas = weights @ corners @ weights.T
+    noise = rng.random((size, size), dtype=np.float32)
     noise -= 0.5
     noise *= _NOISE_AMPLITUDE
     canvas += noise
@@ -187,36 +249,37 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _draw_blob(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float) -> None:
-    """Small textured blob: union of 3 overlapping discs filled with a random texture."""
-    window = _window(cx, cy, radius, canvas.shape[0])
+    """Small textured blob within ``radius`` of (cx, cy): a union of 3 overlapping discs, randomly textured."""
+    window = _window(cx, cy, radius, canvas.shape[-1])
     if window is None:
         return
     ys, xs, dy, dx = window
     params = rng.random((3, 3), dtype=np.float32)
-    offsets = (params[:, :2] - 0.5) * (0.7 * radius)
-    radii = (0.3 + 0.2 * params[:, 2]) * radius  # the union stays within ``radius``
-    sdf = None
-    for (ox, oy), r in zip(offsets, radii):
-        du, dv = dx - ox, dy - oy
-        d = np.sqrt(np.add.outer(dv * dv, du * du)) - r
-        sdf = d if sdf is None else np.minimum(sdf, d)
+    offsets = (params[:, :2, None] - 0.5) * (0.7 * radius)  # (3, 2, 1)
+    radii = (0.25 + 0.25 * params[:, 2, None, None]) * radius  # the union stays within ``radius``
+    du, dv = dx - offsets[:, 0], dy - offsets[:, 1]  # (3, w), (3, h)
+    sdf = (np.sqrt(dv[:, :, None] ** 2 + du[:, None, :] ** 2) - radii).min(axis=0)
     texture = TEXTURES[rng.integers(len(TEXTURES))]
-    _draw_textured(rng, canvas[ys, xs], sdf, dy, dx, texture, canvas.shape[0])
+    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, canvas.shape[-1])
 
 
 def _draw_outline(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float) -> None:
-    """Thin untextured outline of a random shape."""
-    window = _window(cx, cy, radius, canvas.shape[0])
+    """Thin untextured outline of a random shape of circumradius ``radius``, contrasting with the background."""
+    size = canvas.shape[-1]
+    half_width = max(0.5, size / 80)
+    window = _window(cx, cy, radius + half_width + 1, size)
     if window is None:
         return
     ys, xs, dy, dx = window
     shape = SHAPES[rng.integers(len(SHAPES))]
     u, v = _rotate(dy, dx, 2 * math.pi * rng.random(), radius)
-    half_width = max(0.5, canvas.shape[0] / 80)
-    alpha = np.clip(half_width + 0.5 - np.abs(_shape_sdf(shape, u, v) * radius), 0.0, 1.0)
-    region = canvas[ys, xs]
-    colour = _contrasting(rng, region.mean(axis=(0, 1)), 0.3)
-    _paint(region, alpha, colour)
+    alpha = (half_width + 0.5 - np.abs(_shape_sdf(shape, u, v) * radius)).clip(0.0, 1.0)
+    colour = _contrasting(rng, _luma(canvas[:, min(int(cy), size - 1), min(int(cx), size - 1)].tolist()), 0.3)
+    _paint(canvas[:, ys, xs], alpha, colour)
+
+
+# (draw function, min and max radius as fractions of the image side)
+_DISTRACTORS = ((_draw_blob, 0.15, 0.22), (_draw_outline, 0.12, 0.25))
 
 
 def render_sample(seed: int, index: int, image_size: int = 48) -> SynthSample:
@@ -239,35 +302,38 @@ def render_sample(seed: int, index: int, image_size: int = 48) -> SynthSample:
     shape, texture = SHAPES[shape_index], TEXTURES[texture_index]
 
     # Object: circumradius 20-35% of the side, fully inside the image.
-    size_u, x_u, y_u, angle_u = rng.random(4)
+    size_u, x_u, y_u, angle_u = rng.random(4).tolist()
     radius = size * (0.2 + 0.15 * size_u)
     cx = radius + 1 + x_u * (size - 2 * radius - 2)
     cy = radius + 1 + y_u * (size - 2 * radius - 2)
 
-    canvas = _background(rng, size)
+    canvas = _background(rng, size)  # (3, H, W), channels first for fast broadcasting
 
-    # Distractors: a blob, an outline, then 0-2 of either, centred away from the object.
-    kinds = [0, 1] + list(rng.integers(2, size=rng.integers(3)))
+    # Distractors: a blob, an outline, then 0-2 of either; centred away from the object, which is drawn last.
+    extra, *coins = rng.random(3).tolist()
+    kinds = [0, 1] + [int(coin < 0.5) for coin in coins[: int(3 * extra)]]
     for kind in kinds:
-        d_radius = size * (0.11 + 0.05 * rng.random() if kind == 0 else 0.12 + 0.13 * rng.random())
+        draw, min_radius, max_radius = _DISTRACTORS[kind]
+        d_radius = size * (min_radius + (max_radius - min_radius) * rng.random())
         centres = rng.random((16, 2)) * size
         far = np.hypot(centres[:, 0] - cx, centres[:, 1] - cy) >= radius + 0.8 * d_radius
         if far.any():
-            x, y = centres[far.argmax()]
-            (_draw_blob if kind == 0 else _draw_outline)(rng, canvas, x, y, d_radius)
+            x, y = centres[far.argmax()].tolist()
+            draw(rng, canvas, x, y, d_radius)
 
     ys, xs, dy, dx = _window(cx, cy, radius, size)
     u, v = _rotate(dy, dx, 2 * math.pi * angle_u, radius)
     sdf = _shape_sdf(shape, u, v)
     sdf *= radius
-    _draw_textured(rng, canvas[ys, xs], sdf, dy, dx, texture, size)
+    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, size)
     mask = np.zeros((size, size), dtype=bool)
     mask[ys, xs] = sdf <= 0
 
-    np.clip(canvas, 0.0, 1.0, out=canvas)
+    canvas.clip(0.0, 1.0, out=canvas)
     canvas *= 255.0
     canvas += 0.5
-    return SynthSample(image=canvas.astype(np.uint8), mask=mask, label=label, shape=shape, texture=texture)
+    image = np.stack(list(canvas.astype(np.uint8)), axis=-1)
+    return SynthSample(image=image, mask=mask, label=label, shape=shape, texture=texture)
 
 
 class SynthShapes(torch.utils.data.Dataset):
@@ -316,11 +382,8 @@ class SynthShapes(torch.utils.data.Dataset):
             image = self.transform(image)
         return image, sample.label
 
-    def extra_repr(self) -> str:
-        return f"image_size={self.image_size}, seed={self.seed}"
-
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_samples={self.num_samples}, {self.extra_repr()})"
+        return f"{type(self).__name__}(num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed})"
 
 
 def export_imagefolder(
@@ -337,8 +400,9 @@ def export_imagefolder(
     Files: ``root/{train,val}/<class name>/<index>.png`` (RGB) and the object masks as
     ``root/{train,val}_masks/<class name>/<index>.png`` (8-bit grey, 0 or 255). The train
     split uses ``seed``, the val split ``(seed + VAL_SEED_OFFSET) % 2**32``. Indices are
-    zero-padded to at least 6 digits so files sort in index order. All 12 class folders are
-    created even when a split has fewer than 12 samples.
+    zero-padded to at least 6 digits so files sort in index order. A split with 0 samples is not
+    written; otherwise all 12 class folders are created (``ImageFolder`` rejects empty class
+    folders unless ``allow_empty=True``, so give each split >= 12 samples).
 
     Returns:
         ``Path(root)``.
@@ -351,6 +415,8 @@ def export_imagefolder(
     splits = [("train", seed, num_train), ("val", (seed + VAL_SEED_OFFSET) % _MAX_SEED, num_val)]
     with tqdm(total=num_train + num_val, disable=not progress, desc="SynthShapes", unit="img") as bar:
         for split, split_seed, count in splits:
+            if count == 0:
+                continue
             width = max(6, len(str(count - 1)))
             for folder in (split, f"{split}_masks"):
                 for name in CLASS_NAMES:
