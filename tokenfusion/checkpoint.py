@@ -29,6 +29,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "CheckpointError", "load_ch
 FORMAT = "tokenfusion-checkpoint"
 FORMAT_VERSION = 1
 _PREFIXES = ("module.", "_orig_mod.")  # DDP, torch.compile
+_CODE_SIGNS = ("Unsupported global", "GLOBAL ", "unrecognized function", "Can only create new object", "Can only build")
 
 
 class CheckpointError(ValueError):
@@ -141,12 +142,14 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e) or "Weights only load failed" in str(e):
+        # torch words every weights_only failure "Weights only load failed", a PNG's bytes included;
+        # only these reasons mean the pickle asked to import or call something
+        if any(sign in str(e) for sign in _CODE_SIGNS):
             raise CheckpointError(
                 f"{path.name} was refused: it is a pickle that carries Python objects or code, which "
                 "is never run here. Save checkpoints with tokenfusion.checkpoint.save_checkpoint."
             ) from None
-        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({e}).") from None
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (unreadable pickle data).") from None
     except Exception as e:  # torch raises many types for files it cannot parse
         if _starts_as_zip(path) and not zipfile.is_zipfile(path):  # no central directory at the end
             raise CheckpointError(

@@ -73,29 +73,6 @@ def module_layout(trace: Trace, name: str) -> TokenLayout:
 
 def stage_names(model: nn.Module) -> list[str]:
     """Module names (``"trunk.stage2"``, ``"trunk.layer3"``) of the trunk stages whose outputs are
-    ``trace.cnn_features``, found by matching the outputs of the trunk's children in one forward."""
+    ``trace.cnn_features``; empty for a model without a trunk."""
     trunk = getattr(model, "trunk", None)
-    if trunk is None:
-        return []
-    cached = getattr(trunk, "_explain_stage_names", None)
-    if cached is not None:
-        return list(cached)
-    outputs: list[tuple[Tensor, str]] = []  # held, so no id is reused while we match
-
-    def remember(name: str):  # a forward hook that returns None, so it leaves the output alone
-        return lambda module, inputs, output: outputs.append((output, name))
-
-    handles = [child.register_forward_hook(remember(f"trunk.{name}")) for name, child in trunk.named_children()]
-    size = model.config.img_size
-    was_training = trunk.training
-    trunk.eval()  # no batch-norm statistics updated by this probe
-    try:
-        with torch.no_grad():
-            features = trunk(torch.zeros(1, 3, size, size, device=device_of(model)))
-    finally:
-        for h in handles:
-            h.remove()
-        trunk.train(was_training)
-    names = [next(n for o, n in outputs if o is f) for f in features if any(o is f for o, _ in outputs)]
-    trunk._explain_stage_names = tuple(names)  # plain attribute: not a parameter, not in state_dict
-    return names
+    return [f"trunk.{name}" for name in trunk.stage_names] if trunk is not None else []

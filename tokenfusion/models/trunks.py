@@ -14,13 +14,15 @@ __all__ = ["Trunk", "TinyTrunk", "ResNet50Trunk", "build_trunk"]
 class Trunk(nn.Module):
     """A CNN that returns one feature map per stage, shallow to deep.
 
-    ``channels[i]`` and ``reductions[i]`` give the channels and stride of stage ``i``. Fusion
+    ``channels[i]`` and ``reductions[i]`` give the channels and stride of stage ``i``, and
+    ``stage_names[i]`` the submodule that outputs it (a target for CAMs). Fusion
     models read CNN tokens from the last stage; ``layerwise`` also feeds earlier stages to
     earlier transformer blocks.
     """
 
     channels: tuple[int, ...]
     reductions: tuple[int, ...]
+    stage_names: tuple[str, ...]
 
     def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> [(B, C_i, H/r_i, W/r_i)]
         raise NotImplementedError
@@ -47,6 +49,7 @@ class TinyTrunk(Trunk):
         self.stage2 = BasicBlock(c1, c2, stride=2, downsample=_downsample(c1, c2))
         self.channels = (c1, c2)
         self.reductions = (4, 8)
+        self.stage_names = ("stage1", "stage2")
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s1 = self.stage1(self.stem(x))
@@ -63,6 +66,7 @@ class ResNet50Trunk(Trunk):
         self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
         self.channels = (512, 1024)
         self.reductions = (8, 16)
+        self.stage_names = ("layer2", "layer3")
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s2 = self.layer2(self.layer1(self.stem(x)))
