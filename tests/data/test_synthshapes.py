@@ -182,10 +182,10 @@ def test_export_imagefolder(tmp_path):
 
 def test_cli(tmp_path):
     preview = tmp_path / "preview.png"
-    synthshapes._main(["--preview", str(preview), "--size", "32"])
+    synthshapes.main(["--preview", str(preview), "--size", "32"])
     width, height = Image.open(preview).size
     assert width == 4 * 192 and height > 3 * 192
-    synthshapes._main(["--out", str(tmp_path / "out"), "--train", "12", "--val", "1", "--no-progress"])
+    synthshapes.main(["--out", str(tmp_path / "out"), "--train", "12", "--val", "1", "--no-progress"])
     assert len(ImageFolder(str(tmp_path / "out" / "train"))) == 12
     with pytest.raises(SystemExit):
-        synthshapes._main(["--out", str(tmp_path / "bad"), "--train", "1", "--size", "16"])
+        synthshapes.main(["--out", str(tmp_path / "bad"), "--train", "1", "--size", "16"])

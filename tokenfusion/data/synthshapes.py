@@ -446,9 +446,10 @@ def _preview(path: str | Path, image_size: int, seed: int) -> Path:
     return path
 
 
-def _main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tokenfusion.data``: export SynthShapes, or save a preview grid."""
     parser = argparse.ArgumentParser(
-        prog="python -m tokenfusion.data.synthshapes",
+        prog="python -m tokenfusion.data",
         description="Export SynthShapes as an ImageFolder tree, or save a preview grid of one sample per class.",
     )
     parser.add_argument("--out", type=Path, help="export root directory")
@@ -477,6 +478,3 @@ def _main(argv: list[str] | None = None) -> None:
     except (TypeError, ValueError) as e:
         parser.error(str(e))
 
-
-if __name__ == "__main__":
-    _main()
