@@ -1,0 +1,1 @@
+"""The Streamlit app of Token Fusion Lab: ``streamlit run app/main.py``."""

@@ -1,0 +1,24 @@
+"""Token Fusion Lab: ``streamlit run app/main.py [-- --checkpoints DIR]``.
+
+Declares the pages and draws the shared sidebar; each page lives in ``app/pages/``.
+"""
+import sys
+from pathlib import Path
+
+# `streamlit run` puts app/ on the import path, not the repository root that holds tokenfusion/ and app/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+from app.sidebar import draw_sidebar  # noqa: E402
+
+st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
+page = st.navigation([
+    st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("pages/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
+    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+])
+draw_sidebar()
+page.run()

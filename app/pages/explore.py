@@ -1,0 +1,184 @@
+"""Explore: one model, one image: prediction, token attention, fusion weights, CAM gallery, ablation."""
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+
+from app.sidebar import require
+from app.sources import ImageChoice
+from app.state import DEVICE, LoadedModel, compute, methods
+from app.ui import DISPLAY_SIZE, explain_line
+from tokenfusion.explain import MethodInfo
+from tokenfusion.viz import (
+    KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure, is_blank, model_view,
+    overlay_figure, topk_figure,
+)
+
+FUSION_ARCHS = ("early", "late", "layerwise")
+HEAD_FUSIONS = ["mean", "max", "min"]
+#: The gallery a page opens with; on a CPU, models above the teaching size open with Grad-CAM only
+#: (each CAM costs about 2 s at 224 px there, Integrated Gradients about 30 s): the rest is one click away.
+GALLERY_DEFAULT = ["gradcam", "layercam", "integrated_gradients"]
+GALLERY_DEFAULT_SLOW = ["gradcam"]
+FAST_ON_CPU_PX = 64
+
+
+def _target_label(target: tuple[str | None, str | None]) -> str:
+    layer, kind = target
+    if layer and layer.startswith("trunk."):
+        return f"{layer} · CNN feature map"
+    return f"{layer} · {KIND_LABELS.get(kind or '', kind)}"
+
+
+def _attention_layers(info: dict[str, MethodInfo]) -> dict[str, list[str]]:
+    """Per token kind, the layers whose attention over that kind can be shown, in forward order."""
+    layers: dict[str, list[str]] = {"cnn": [], "patch": []}
+    for method in ("attention", "cross_attention"):
+        for layer, kind in info[method].targets if method in info else ():
+            layers[kind].append(layer)
+    return layers
+
+
+def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
+    st.subheader("Where the class token looks: CNN tokens vs patch tokens")
+    layers = _attention_layers(info)
+    if not any(layers.values()):
+        st.info("A CNN has no tokens and no attention: see the Grad-CAM gallery below for where it looks.")
+        return
+    key = loaded.name
+    left, middle, right = st.columns([1, 2, 1])
+    mode = left.radio("Show", ["one layer", "rollout"], key=f"att_mode:{key}", horizontal=True,
+                      help="Rollout multiplies the attention of every layer, adding the residual path.")
+    depth = max(len(v) for v in layers.values())
+    options: dict[str, object] = {}
+    if mode == "one layer":
+        step = middle.slider("Layer", 1, depth, depth, key=f"att_layer:{key}") if depth > 1 else 1
+        heads = ["mean", "max", "min", *range(loaded.config.num_heads)]
+        head = right.selectbox("Heads", heads, key=f"att_head:{key}",
+                               format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
+        options["head"] = head
+    else:
+        options["discard_ratio"] = middle.slider("Discard the weakest links (share per row)", 0.0, 0.9, 0.0, 0.1,
+                                                 key=f"att_discard:{key}")
+        options["head_fusion"] = right.selectbox("Heads", HEAD_FUSIONS, key=f"att_fusion:{key}",
+                                                 format_func=lambda h: f"{h} over heads")
+    for column, kind in zip(st.columns(2), ("cnn", "patch")):
+        with column:
+            if mode == "one layer":
+                if not layers[kind]:
+                    st.info(f"This {loaded.config.arch} model has no {KIND_LABELS[kind]}.")
+                    continue
+                layer = layers[kind][min(step, len(layers[kind])) - 1]
+                method = "cross_attention" if layer.startswith("cross_blocks") else "attention"
+                result = compute("explain", loaded, choice, method=method, layer=layer, kind=kind, **options)
+                what = ("Cross-attention of the class token (a patch-stream query) over CNN keys"
+                        if method == "cross_attention" else f"Attention of the class token over {KIND_LABELS[kind]}")
+            else:
+                if "rollout" not in info or (None, kind) not in info["rollout"].targets:
+                    hint = " (they enter by gated cross-attention: see one layer)" if "cross_attention" in info else ""
+                    st.info(f"No rollout over {KIND_LABELS[kind]} in a {loaded.config.arch} model{hint}.")
+                    continue
+                result = compute("explain", loaded, choice, method="rollout", kind=kind, **options)
+                what = f"Attention rollout from the readout class token to the input {KIND_LABELS[kind]}"
+            e = result.value
+            st.plotly_chart(overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
+                                           showscale=True), key=f"att_fig_{kind}", width="content")
+            explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
+
+
+def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
+    st.subheader("Fusion weights: how much of each kind of token the model uses")
+    arch = loaded.config.arch
+    if arch not in FUSION_ARCHS:
+        st.info(f"A {arch} model has one kind of token only; fusion weights apply to early, late and layerwise models.")
+        return
+    result = compute("fusion", loaded, choice)
+    weights = result.value
+    if arch == "layerwise":
+        st.plotly_chart(gates_figure(weights, [f"layer {i}" for i in range(len(weights.gates))]), key="gates_fig")
+        explain_line("Learned gates tanh(g) of the CNN cross-attention before each block (0: no CNN), and for "
+                     "this image the size of the CNN update relative to the patch stream.", result)
+        return
+    query = st.radio("Queries", ["cls", "mean"], key=f"fusion_query:{loaded.name}", horizontal=True,
+                     format_func=lambda q: "the class token" if q == "cls" else "all queries (mean)")
+    left, right = st.columns(2)
+    left.plotly_chart(attention_share_figure(weights, query=query), key="share_fig")
+    right.plotly_chart(head_share_figure(weights, kind="cnn", query=query), key="head_share_fig")
+    explain_line("Share of attention on CNN, patch and class tokens per layer (left, mean over heads) and the "
+                 "CNN share per head (right).", result)
+
+
+def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
+    st.subheader("Grad-CAM and attribution gallery")
+    names = [m.name for m in info.values() if m.family in ("cam", "attribution")]
+    cams = [m for m in info.values() if m.family == "cam"]
+    left, right = st.columns([2, 1])
+    cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
+    default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
+    chosen = left.multiselect("Methods", names, default=default,
+                              key=f"gallery_methods:{loaded.name}",
+                              help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
+    targets = list(cams[0].targets) if cams else []
+    target = right.selectbox("CAM layer", targets, index=targets.index(cams[0].default) if cams else 0,
+                             format_func=_target_label, key=f"gallery_layer:{loaded.name}",
+                             help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
+    columns = st.columns(3)
+    for i, method in enumerate(chosen):
+        layer, kind = target if info[method].family == "cam" else (None, None)
+        with columns[i % 3], st.spinner(f"Computing {method}…"):
+            result = compute("explain", loaded, choice, method=method, layer=layer, kind=kind)
+            e = result.value
+            st.plotly_chart(overlay_figure(view, e.map, title=method, hover="saliency", height=260),
+                            key=f"gallery_fig_{method}", width="content")
+            where = f"at {_target_label((e.layer, e.kind))}" if e.layer else "on the pixels"
+            blank = " The map is blank: this layer does not move the score." if is_blank(e.map) else ""
+            explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
+
+
+def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
+    st.subheader("Branch ablation")
+    if loaded.config.arch not in FUSION_ARCHS:
+        st.info(f"A {loaded.config.arch} model has one branch only: there is nothing to ablate.")
+        return
+    with st.spinner("Replacing each kind of token by its mean…"):
+        result = compute("ablation", loaded, choice)
+    ablation = result.value
+    left, right = st.columns([3, 2])
+    left.plotly_chart(ablation_figure(ablation, predicted), key="ablation_fig")
+    logit = float(ablation.logit[0])
+    right.markdown("\n".join(
+        [f"Logit of **{predicted}**: {logit:.2f}"]
+        + [f"- {KIND_LABELS[kind]} replaced by their mean: {float(value[0]):.2f} ({float(value[0]) - logit:+.2f})"
+           for kind, value in ablation.ablated.items()]
+    ))
+    explain_line(f"Change of the '{predicted}' logit when every CNN token, or every patch token, is replaced by the "
+                 "mean of its kind; a large drop means the model relies on that branch.", result)
+
+
+def explore() -> None:
+    """Draw the Explore page."""
+    selected = require()
+    if selected is None:
+        return
+    loaded, choice = selected
+    st.title(f"Explore · {loaded.name}")
+    view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
+    info = methods(loaded)
+    left, right = st.columns([1, 2])
+    left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
+    with right:
+        with st.spinner("Running the model…"):
+            prediction = compute("predict", loaded, choice, k=5)
+        st.plotly_chart(topk_figure(prediction.value, true_class=choice.true_class), key="topk_fig")
+        truth = " The true class is green." if choice.true_class else ""
+        explain_line(f"The five most probable classes and their softmax probability.{truth}", prediction)
+        if choice.true_class is None and loaded.checkpoint.training.get("dataset") == "synthshapes":
+            st.caption("This model has only ever seen SynthShapes: on this image its prediction is out of "
+                       "distribution, and the maps below show what it latches onto.")
+    _attention(loaded, choice, info, view)
+    _fusion(loaded, choice)
+    _gallery(loaded, choice, info, view)
+    _ablation(loaded, choice, prediction.value.names[0])
+
+
+explore()

@@ -1,0 +1,73 @@
+"""Model card: architecture, size, parameters, FLOPs, dataset, training curves, accuracy, provenance."""
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from app.sidebar import require
+from app.state import compute
+from tokenfusion.viz import STRATEGY_SUMMARIES, training_figure
+
+
+def _percent(value: object) -> str:
+    return f"{value:.1f}%" if isinstance(value, (int, float)) else "—"
+
+
+def model_card() -> None:
+    """Draw the Model card page."""
+    selected = require(image=False)
+    if selected is None:
+        return
+    loaded, _ = selected
+    checkpoint, config = loaded.checkpoint, loaded.config
+    training, provenance = checkpoint.training, checkpoint.provenance
+    st.title(f"Model card · {loaded.name}")
+    st.markdown(f"**{config.arch}** at size **{config.size}**: {STRATEGY_SUMMARIES.get(config.arch, '')}")
+    with st.spinner("Counting parameters and FLOPs…"):
+        size = compute("size", loaded)
+    heldout = training.get("heldout") or {}
+    a, b, c, d = st.columns(4)
+    a.metric("Parameters", f"{size.value['parameters'] / 1e6:.2f} M")
+    b.metric("FLOPs per image", f"{size.value['flops'] / 1e9:.3f} G",
+             help=f"At {config.img_size} px, one forward pass.")
+    c.metric("Held-out top-1", _percent(heldout.get("top1")),
+             help=f"{heldout.get('samples', '?')} images never trained on (seed {heldout.get('seed', '?')})."
+             if heldout else "This checkpoint records no held-out evaluation.")
+    d.metric("Validation top-1 (last / best)",
+             f"{_percent(training.get('top1'))} / {_percent(training.get('best_top1'))}",
+             help="On the validation split during training, last and best epoch.")
+
+    st.subheader("Training")
+    if training:
+        seconds = training.get("train_seconds")
+        facts = {
+            "dataset": training.get("dataset"), "preset": training.get("preset"),
+            "epochs": training.get("epochs_done", training.get("epochs")),
+            "training images": training.get("train_samples"), "validation images": training.get("val_samples"),
+            "global batch": training.get("global_batch"), "peak learning rate": training.get("peak_lr"),
+            "EMA weights": training.get("ema"),
+            "training time": str(dt.timedelta(seconds=round(seconds))) if isinstance(seconds, (int, float)) else None,
+        }
+        st.table({k: str(v) for k, v in facts.items() if v is not None})
+    history = training.get("history") or []
+    if history:
+        st.plotly_chart(training_figure(history), key="card_curves")
+        st.caption("Per-epoch loss, validation accuracy and learning rate, as recorded in the checkpoint.")
+    else:
+        st.info("This checkpoint records no per-epoch history.")
+
+    with st.expander("Configuration: everything needed to rebuild the model"):
+        st.table({k: str(v) for k, v in config.to_dict().items()})
+    with st.expander(f"{config.num_classes} classes"):
+        st.write(", ".join(checkpoint.class_names))
+    st.subheader("Provenance")
+    path = checkpoint.path
+    if path is not None and path.is_file():
+        info = path.stat()
+        st.caption(f"File `{path}` · {info.st_size / 1e6:.2f} MB · modified "
+                   f"{dt.datetime.fromtimestamp(info.st_mtime):%Y-%m-%d %H:%M}")
+    st.json(provenance or {"provenance": "none recorded"}, expanded=True)
+
+
+model_card()

@@ -1,0 +1,164 @@
+"""The shared sidebar (model picker, image source) and what it selected, for every page."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from tokenfusion.checkpoint import CheckpointError
+from tokenfusion.data import CLASS_NAMES
+from tokenfusion.data.images import ImageError
+
+from . import state
+from .sources import (
+    CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, checkpoint_dir, list_checkpoints, photo_image,
+    photo_names, store_upload, synthshapes_image,
+)
+
+__all__ = ["Selection", "draw_sidebar", "require", "selection"]
+
+SOURCES = ("SynthShapes", "Photo", "Upload")
+DEFAULT_MODEL = "early"
+DEFAULT_CLASS = "striped cross"
+_SELECTION = "_selection"
+_UPLOADED_MODELS = "_uploaded_models"
+_SEEN_UPLOADS = "_seen_checkpoint_uploads"
+
+
+@dataclass
+class Selection:
+    """What the sidebar selected: the checkpoint folder and every model in it (plus uploads),
+    the chosen model (or why it failed to load) and the chosen image (or why it is unusable)."""
+
+    folder: Path
+    models: dict[str, Path]
+    model: state.LoadedModel | None = None
+    model_error: str | None = None
+    image: ImageChoice | None = None
+    image_error: str | None = None
+    image_hint: str | None = None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _synthshapes(index: int, size: int) -> ImageChoice:
+    return synthshapes_image(index, size)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _photo(name: str) -> ImageChoice:
+    return photo_image(name)
+
+
+def _checkpoint_upload(models: dict[str, Path]) -> None:
+    """The checkpoint uploader: a usable upload joins ``models`` (and is selected the first time
+    it is seen); an unusable one shows why, under the uploader."""
+    upload = st.file_uploader("Upload a checkpoint", type=CHECKPOINT_TYPES, key="checkpoint_file",
+                              help="A .pt file written by tokenfusion.checkpoint.save_checkpoint.")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    label = f"{Path(upload.name).stem} (uploaded)"
+    path = store_upload(upload.name, data)
+    try:
+        with st.spinner("Loading the checkpoint…"):
+            state.load_model(path, label)
+    except CheckpointError as e:
+        st.error(str(e))
+        return
+    models[label] = path
+    st.session_state.setdefault(_UPLOADED_MODELS, {})[label] = path
+    seen = st.session_state.setdefault(_SEEN_UPLOADS, set())
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in seen:
+        seen.add(digest)
+        st.session_state["model_name"] = label
+
+
+def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
+    names = list(selection.models)
+    if not names:
+        selection.model_error = (
+            f"No checkpoints in {selection.folder}. Train them with `python -m train.teach`, start the app "
+            "with `-- --checkpoints DIR`, or upload one below."
+        )
+        return
+    if st.session_state.get("model_name") not in names:
+        st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+    name = slot.selectbox("Model", names, key="model_name", help=f"Checkpoints in {selection.folder}")
+    try:
+        with st.spinner(f"Loading {name}…"):
+            selection.model = state.load_model(selection.models[name], name)
+    except CheckpointError as e:
+        selection.model_error = str(e)
+        return
+    config = selection.model.config
+    slot.caption(f"`{config.arch}` · `{config.size}` · {config.img_size} px · {config.num_classes} classes · "
+                 f"on {state.DEVICE.type.upper()}")
+
+
+def _pick_image(selection: Selection) -> None:
+    source = st.radio("Image", SOURCES, key="image_source", horizontal=True)
+    size = selection.model.config.img_size if selection.model else 48
+    if source == "SynthShapes":
+        name = st.selectbox("Class", CLASS_NAMES, index=CLASS_NAMES.index(DEFAULT_CLASS), key="synth_class")
+        example = st.number_input("Example", min_value=0, max_value=9999, value=0, key="synth_example",
+                                  help=f"Images of the held-out SynthShapes seed {SYNTH_SEED}, never trained on.")
+        selection.image = _synthshapes(int(example) * len(CLASS_NAMES) + CLASS_NAMES.index(name), size)
+    elif source == "Photo":
+        selection.image = _photo(st.selectbox("Photo", photo_names(), key="photo_name",
+                                              help="Public-domain / CC0 photos, see assets/photos/LICENSE.md"))
+    else:
+        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, key="image_file")
+        if upload is None:
+            selection.image_hint = "Upload an image in the sidebar (JPEG, PNG, WebP, BMP, GIF or TIFF)."
+            return
+        try:
+            selection.image = state.uploaded(upload.name, upload.getvalue())
+        except ImageError as e:
+            selection.image_error = f"{upload.name}: {e}"
+            return
+    image = selection.image
+    pictures = [image.image] + ([np.asarray(image.mask, dtype=np.uint8) * 255] if image.mask is not None else [])
+    st.image(pictures, caption=["image", "object mask"][: len(pictures)], width=110)
+    st.caption(image.label + "".join(f" · {note}" for note in image.notes))
+
+
+def draw_sidebar() -> None:
+    """Draw the sidebar and remember its :class:`Selection` for the page of this run."""
+    folder = checkpoint_dir(sys.argv[1:], os.environ)
+    selection = Selection(folder, {**list_checkpoints(folder), **st.session_state.get(_UPLOADED_MODELS, {})})
+    with st.sidebar:
+        model_slot = st.container()
+        with st.expander("Another checkpoint"):
+            _checkpoint_upload(selection.models)
+        _pick_model(selection, model_slot)
+        st.divider()
+        _pick_image(selection)
+    st.session_state[_SELECTION] = selection
+
+
+def selection() -> Selection:
+    """The sidebar's selection of this run."""
+    return st.session_state[_SELECTION]
+
+
+def require(image: bool = True) -> tuple[state.LoadedModel, ImageChoice | None] | None:
+    """The selected model (and image, when ``image``), or None after telling the user, in the
+    page, what is missing or what is wrong with the input."""
+    chosen = selection()
+    if chosen.model is None:
+        st.error(chosen.model_error or "No model is selected.")
+        return None
+    if image and chosen.image is None:
+        if chosen.image_error:
+            st.error(chosen.image_error)
+        else:
+            st.info(chosen.image_hint or "Choose an image in the sidebar.")
+        return None
+    return chosen.model, chosen.image

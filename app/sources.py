@@ -1,0 +1,118 @@
+"""Where the app's inputs come from: checkpoint folders and uploads, the SynthShapes gallery,
+the shipped photos and uploaded images. No Streamlit here, so every path is testable as it is."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tokenfusion.data import CLASS_NAMES, render_sample
+from tokenfusion.data.images import load_image
+from tokenfusion.models import ARCHITECTURES
+
+__all__ = [
+    "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "IMAGE_TYPES", "SYNTH_SEED", "ImageChoice", "checkpoint_dir",
+    "list_checkpoints", "photo_image", "photo_names", "store_upload", "synthshapes_image", "uploaded_image",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS_ENV = "TOKENFUSION_CHECKPOINTS"
+DEFAULT_CHECKPOINTS = REPO / "checkpoints"
+PHOTOS = REPO / "assets" / "photos"
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+#: SynthShapes seed of the gallery: the held-out seed of ``train.teach``, never trained on.
+SYNTH_SEED = 12345
+#: Longest side an image is kept at after decoding (the models see at most a few hundred pixels).
+MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """One image ready for the pages: ``key`` identifies it in caches; ``mask`` ``(H, W)`` bool is the
+    object's ground truth (SynthShapes only); ``notes`` say what decoding changed."""
+
+    key: str
+    label: str
+    image: Image.Image = field(compare=False)
+    mask: np.ndarray | None = field(default=None, compare=False)
+    true_class: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def checkpoint_dir(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
+    """The checkpoint folder: ``--checkpoints DIR`` after ``streamlit run app/main.py --``, else the
+    ``TOKENFUSION_CHECKPOINTS`` environment variable, else the repository's ``checkpoints/``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--checkpoints", type=Path)
+    known, _ = parser.parse_known_args(list(argv))
+    if known.checkpoints is not None:
+        return known.checkpoints.expanduser()
+    if environ.get(CHECKPOINTS_ENV):
+        return Path(environ[CHECKPOINTS_ENV]).expanduser()
+    return DEFAULT_CHECKPOINTS
+
+
+def list_checkpoints(folder: Path) -> dict[str, Path]:
+    """Checkpoint files of ``folder`` by name (file stem): the five strategies first, in the order
+    cnn, vit, late, early, layerwise, then any others alphabetically. Missing folder: empty."""
+    if not folder.is_dir():
+        return {}
+    files = [p for p in folder.iterdir() if p.suffix in {f".{t}" for t in CHECKPOINT_TYPES} and p.is_file()]
+    order = {arch: i for i, arch in enumerate(ARCHITECTURES)}
+    files.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
+    return {p.stem: p for p in files}
+
+
+def store_upload(name: str, data: bytes, folder: Path | None = None) -> Path:
+    """Write uploaded checkpoint bytes to ``folder/<sha256 prefix>/<name>`` (once per content) so the
+    loader reads a file and its messages name the file the user chose."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "upload.pt"
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    root = folder or Path(tempfile.gettempdir()) / f"tokenfusion-uploads-{os.getuid()}"
+    path = root / digest / safe
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def synthshapes_image(index: int, size: int, seed: int = SYNTH_SEED) -> ImageChoice:
+    """Sample ``index`` of the SynthShapes gallery at ``size`` px (the model's input size), with its mask."""
+    sample = render_sample(seed, index, size)
+    name = CLASS_NAMES[sample.label]
+    return ImageChoice(
+        key=f"synthshapes:{seed}:{index}:{size}", label=f"SynthShapes #{index}: {name}",
+        image=Image.fromarray(sample.image), mask=sample.mask, true_class=name,
+    )
+
+
+def photo_names() -> list[str]:
+    """The photos shipped in ``assets/photos`` (see its LICENSE.md)."""
+    return sorted(p.name for p in PHOTOS.glob("*.jpg"))
+
+
+def photo_image(name: str) -> ImageChoice:
+    """A shipped photo by file name."""
+    return _decoded(f"photo {name}", (PHOTOS / Path(name).name).read_bytes())
+
+
+def uploaded_image(name: str, data: bytes) -> ImageChoice:
+    """An uploaded image; raises :class:`tokenfusion.data.images.ImageError` with a plain message."""
+    return _decoded(f"upload {Path(name).name}", data)
+
+
+def _decoded(label: str, data: bytes) -> ImageChoice:
+    image = load_image(data, max_side=MAX_SIDE)
+    return ImageChoice(key=f"sha256:{hashlib.sha256(data).hexdigest()}", label=label, image=image,
+                       notes=tuple(image.info.get("notes", ())))

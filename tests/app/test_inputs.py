@@ -1,0 +1,209 @@
+"""Inputs through the real widgets (AppTest's ``file_uploader.set_value``): good and bad images,
+good and bad checkpoints, missing and broken folders. Every bad input shows a plain ``st.error``,
+no traceback, and the app keeps serving the next request."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.data.test_images import huge_png_header
+from tokenfusion.models import ARCHITECTURES, create
+
+from .helpers import charts, no_exception, png, texts
+
+
+def upload_image(at, name: str, data: bytes):
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.file_uploader(key="image_file").set_value((name, data, "image/png")).run()
+    return at
+
+
+def upload_checkpoint(at, name: str, data: bytes):
+    at.sidebar.file_uploader(key="checkpoint_file").set_value((name, data, "application/octet-stream")).run()
+    return at
+
+
+def gif(frames: int = 3) -> bytes:
+    images = [Image.new("RGB", (40, 40), (60 * i, 100, 200)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+SENTINEL = Path(tempfile.gettempdir()) / f"tokenfusion-test-pwned-{os.getpid()}"
+
+
+class _RunsCode:
+    """An object whose pickle runs a shell command (creating :data:`SENTINEL`) when unpickled
+    without ``weights_only``."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {SENTINEL}",))
+
+
+def _code(protocol: int | None) -> bytes:
+    """A pickle carrying code: as ``torch.save`` writes it (``None``), or a raw pickle."""
+    if protocol is not None:
+        return pickle.dumps(_RunsCode(), protocol=protocol)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": _RunsCode()}, buffer)
+    return buffer.getvalue()
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+def test_upload_hint_before_any_file(app) -> None:
+    at = app()
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    no_exception(at)
+    assert any("Upload an image in the sidebar" in i for i in texts(at.info))
+    assert not charts(at)
+
+
+@pytest.mark.parametrize(("name", "data", "note"), [
+    ("square.png", png(), None),
+    ("wide.png", png((300, 90)), None),
+    ("animated.gif", gif(), "the first of 3 frames is used"),
+], ids=["png", "wide png", "animated gif"])
+def test_good_uploads_are_explored(app, name: str, data: bytes, note: str | None) -> None:
+    at = upload_image(app(), name, data)
+    no_exception(at)
+    assert not at.error
+    assert any(f"upload {name}" in c for c in texts(at.sidebar.caption))
+    if note:
+        assert any(note in c for c in texts(at.sidebar.caption))
+    assert len(charts(at)) == 9
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("empty.png", b"", "The file is empty"),
+    ("notes.png", b"shopping list: eggs, milk\n" * 20, "not an image that can be read"),
+    ("half.png", png((256, 256))[:300], "truncated"),
+    ("bomb.png", None, "too large to open safely"),
+], ids=["empty", "text", "truncated", "bomb"])
+def test_bad_uploads_say_why_and_the_app_keeps_serving(app, name: str, data: bytes | None, message: str) -> None:
+    if data is None:  # a header claiming 100000 x 100000 pixels
+        data = huge_png_header(100_000, 100_000)
+    at = upload_image(app(), name, data)
+    no_exception(at)
+    assert len(at.error) == 1 and message in at.error[0].value and name in at.error[0].value
+    assert not charts(at)
+    at.switch_page("pages/compare.py").run()  # every page that needs the image says the same
+    no_exception(at)
+    assert message in at.error[0].value
+    at.switch_page("pages/explore.py").run()
+    at.sidebar.radio(key="image_source").set_value("SynthShapes").run()  # and the next request works
+    no_exception(at)
+    assert not at.error and len(charts(at)) == 9
+
+
+@pytest.mark.parametrize("photo", ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"])
+def test_shipped_photos(app, photo: str) -> None:
+    at = app()
+    at.sidebar.radio(key="image_source").set_value("Photo").run()
+    at.sidebar.selectbox(key="photo_name").set_value(photo).run()
+    no_exception(at)
+    assert any(f"photo {photo}" in c for c in texts(at.sidebar.caption))
+    assert len(charts(at)) == 9
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+def _checkpoint_bytes(checkpoint_dir: Path, arch: str) -> bytes:
+    return (checkpoint_dir / f"{arch}.pt").read_bytes()
+
+
+def test_a_good_uploaded_checkpoint_is_selected(app, checkpoint_dir: Path) -> None:
+    at = upload_checkpoint(app(), "my_model.pt", _checkpoint_bytes(checkpoint_dir, "late"))
+    no_exception(at)
+    assert not at.error
+    assert at.sidebar.selectbox(key="model_name").value == "my_model (uploaded)"
+    assert texts(at.title) == ["Explore · my_model (uploaded)"]
+    at.switch_page("pages/compare.py").run()
+    assert len(at.dataframe[0].value) == len(ARCHITECTURES) + 1
+
+
+def _state_dict_only() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(create("vit", "tiny").state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _other_architecture(checkpoint_dir: Path) -> bytes:
+    """An ``early`` checkpoint whose weights were replaced by a ``vit``'s."""
+    payload = torch.load(checkpoint_dir / "early.pt", weights_only=True)
+    payload["state_dict"] = create("vit", "tiny").state_dict()
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+BAD_CHECKPOINTS = {
+    "empty": ("empty.pt", lambda d: b"", "is empty (0 bytes)"),
+    "truncated": ("early.pt", lambda d: _checkpoint_bytes(d, "early")[:5000], "truncated or corrupt"),
+    "renamed": ("late.pt", lambda d: _checkpoint_bytes(d, "vit"), "holds a 'vit' model, not 'late'"),
+    "other weights": ("mixed.pt", _other_architecture, "weights do not fit a early/tiny model"),
+    "state_dict": ("weights.pt", lambda d: _state_dict_only(), "not a Token Fusion Lab checkpoint"),
+    "text": ("notes.pt", lambda d: b"these are not weights\n" * 50, "not a PyTorch checkpoint"),
+    "code in torch.save": ("evil.pt", lambda d: _code(None), "carries Python objects or code"),
+    "code in pickle 2": ("evil.pt", lambda d: _code(2), "carries Python objects or code"),
+    # protocol 4 frames stop torch's weights-only reader before it reaches the code: refused all the same
+    "code in pickle 4": ("evil.pt", lambda d: _code(4), "not a PyTorch checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_bad_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, checkpoint_dir: Path, case: str) -> None:
+    name, make, message = BAD_CHECKPOINTS[case]
+    at = upload_checkpoint(app(), name, make(checkpoint_dir))
+    no_exception(at)
+    errors = texts(at.sidebar.error)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
+    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == 9
+    assert not SENTINEL.exists()  # nothing in the file was ever run
+
+
+def test_a_broken_file_in_the_folder_is_reported_where_it_is_used(app, checkpoint_dir: Path, tmp_path: Path) -> None:
+    for arch in ARCHITECTURES:
+        shutil.copy(checkpoint_dir / f"{arch}.pt", tmp_path)
+    (tmp_path / "late.pt").write_bytes((tmp_path / "late.pt").read_bytes()[:4000])
+    at = app(tmp_path)
+    assert not at.error  # early, the default, is fine
+    at.sidebar.selectbox(key="model_name").set_value("late").run()
+    no_exception(at)
+    assert "late.pt is truncated or corrupt" in at.error[0].value and not charts(at)
+    at.sidebar.selectbox(key="model_name").set_value("vit")
+    at.switch_page("pages/compare.py").run()
+    no_exception(at)
+    assert texts(at.error) == [e for e in texts(at.error) if e.startswith("late: late.pt is truncated")]
+    assert len(at.dataframe[0].value) == len(ARCHITECTURES) - 1
+
+
+def test_a_missing_folder_says_what_to_do(app, tmp_path: Path) -> None:
+    at = app(tmp_path / "nowhere")
+    no_exception(at)
+    assert "No checkpoints in" in at.error[0].value and "python -m train.teach" in at.error[0].value
+    at.switch_page("pages/model_card.py").run()
+    no_exception(at)
+    assert "No checkpoints in" in at.error[0].value
+
+
+def test_the_checkpoint_folder_named_on_the_command_line_wins(app, checkpoint_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``streamlit run app/main.py -- --checkpoints DIR`` hands ``--checkpoints DIR`` to the script's argv."""
+    shutil.copy(checkpoint_dir / "vit.pt", tmp_path / "vit.pt")
+    monkeypatch.setattr(sys, "argv", ["app/main.py", "--checkpoints", str(tmp_path)])
+    at = app(checkpoint_dir)  # the environment variable names another folder
+    no_exception(at)
+    assert at.sidebar.selectbox(key="model_name").options == ["vit"]
+    assert texts(at.title) == ["Explore · vit"]

@@ -1,0 +1,107 @@
+"""Compare, Learn, Faithfulness and Model card: what each page shows, and its controls."""
+from __future__ import annotations
+
+import pytest
+
+from tokenfusion.models import ARCHITECTURES
+
+from .helpers import charts, no_exception, texts
+
+
+def test_compare_runs_every_strategy_side_by_side(app) -> None:
+    at = app()
+    at.switch_page("pages/compare.py").run()
+    no_exception(at)
+    assert texts(at.title) == ["Compare strategies"]
+    table = at.dataframe[0].value
+    assert list(table["strategy"]) == list(ARCHITECTURES)
+    assert set(table["correct"]) <= {"yes", "no"}  # a SynthShapes image knows its class
+    assert len(charts(at)) == len(ARCHITECTURES) + 2  # one map per model, two agreement matrices
+    assert any(c.startswith("Spearman rank correlation") for c in texts(at.caption))
+    assert any("All models computed in" in c for c in texts(at.caption))
+
+
+def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
+    at = app()
+    at.sidebar.radio(key="image_source").set_value("Photo")
+    at.switch_page("pages/compare.py").run()
+    no_exception(at)
+    assert "correct" not in at.dataframe[0].value.columns
+    assert len(charts(at)) == len(ARCHITECTURES) + 2
+
+
+def test_compare_rollout_says_which_models_have_none(app) -> None:
+    at = app()
+    at.switch_page("pages/compare.py").run()
+    at.radio(key="compare_method").set_value("rollout").run()
+    no_exception(at)
+    assert texts(at.info) == ["No rollout for a cnn model."]
+    assert len(charts(at)) == len(ARCHITECTURES) - 1 + 2
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_learn_walks_from_pixels_to_fusion(app, arch: str) -> None:
+    at = app()
+    at.sidebar.selectbox(key="model_name").set_value(arch)
+    at.switch_page("pages/learn.py").run()
+    no_exception(at)
+    headers = texts(at.header)
+    assert headers[0] == "1 · Pixels" and headers[-1] == "6 · How attention rollout is computed"
+    assert len(at.get("graphviz_chart")) == len(ARCHITECTURES)  # one diagram per strategy, in tabs
+    assert [t.label for t in at.tabs][0] == f"{arch} (loaded)"
+    markdown = " ".join(texts(at.markdown))
+    assert "parameters" in markdown and "MFLOPs" in markdown
+    infos = " ".join(texts(at.info))
+    if arch == "cnn":
+        assert "no patch tokens" in infos and "no attention to roll out" in infos
+    else:
+        assert "patch tokens" in markdown and "Rollout of the class token" in " ".join(texts(at.caption))
+    if arch == "vit":
+        assert "A ViT has no CNN trunk" in infos
+    else:
+        assert "CNN tokens" in markdown or "makes no tokens" in markdown
+
+
+def test_faithfulness_on_a_synthshapes_image_plays_the_pointing_game(app) -> None:
+    at = app()
+    at.switch_page("pages/faithfulness.py").run()
+    no_exception(at)
+    assert [m.label for m in at.metric] == ["Pointing game", "Energy on the object", "Object area"]
+    assert at.metric[0].value in ("hit", "miss")
+    assert len(charts(at)) == 2  # the map with the mask outline, and the curves
+    assert any("deleted" in c and "Computed in" in c for c in texts(at.caption))
+    at.toggle(key="faith_randomise").set_value(True).run()
+    no_exception(at)
+    assert len(charts(at)) == 3
+    assert any(c.startswith("Rank correlation of the gradcam map") for c in texts(at.caption))
+
+
+def test_faithfulness_other_method_and_baseline(app) -> None:
+    at = app()
+    at.switch_page("pages/faithfulness.py").run()
+    at.selectbox(key="faith_method:early").set_value("rollout")
+    at.radio(key="faith_baseline").set_value("mean").run()
+    no_exception(at)
+    assert len(charts(at)) == 2
+
+
+def test_faithfulness_on_a_photo_explains_why_there_is_no_pointing_game(app) -> None:
+    at = app()
+    at.sidebar.radio(key="image_source").set_value("Photo")
+    at.switch_page("pages/faithfulness.py").run()
+    no_exception(at)
+    assert any("needs the object's ground-truth mask" in i for i in texts(at.info))
+    assert not at.metric
+
+
+def test_model_card_reads_the_checkpoint(app) -> None:
+    at = app()
+    at.switch_page("pages/model_card.py").run()
+    no_exception(at)
+    assert texts(at.title) == ["Model card · early"]
+    labels = [m.label for m in at.metric]
+    assert labels == ["Parameters", "FLOPs per image", "Held-out top-1", "Validation top-1 (last / best)"]
+    assert at.metric[0].value.endswith(" M") and at.metric[2].value.endswith("%")
+    assert len(charts(at)) == 1  # training curves
+    assert "training time" in at.table[0].value.index
+    assert at.json  # provenance

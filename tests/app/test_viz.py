@@ -1,0 +1,85 @@
+"""The figure builders the app draws with (``tokenfusion.viz``): what they show is what was computed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tokenfusion.data.transforms import preprocess
+from tokenfusion.explain import explain
+from tokenfusion.models import ARCHITECTURES, create, make_config
+from tokenfusion.viz import (
+    agreement_matrices, anatomy, model_view, overlay_figure, predict, rollout_steps, strategy_diagram,
+    token_grid_figure, top_fraction_iou, topk_figure,
+)
+
+
+@pytest.mark.parametrize(("size", "crop_pct"), [((300, 200), 0.875), ((90, 160), 1.0), ((48, 48), 1.0)])
+def test_model_view_shows_the_crop_the_model_sees(size: tuple[int, int], crop_pct: float) -> None:
+    """The displayed square, brought to the model's resolution, matches the de-normalised input."""
+    config = make_config("vit", "tiny", img_size=48, crop_pct=crop_pct)
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 255, (6, 9, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    x = preprocess(smooth, config)[0]
+    seen = x * torch.tensor(config.std)[:, None, None] + torch.tensor(config.mean)[:, None, None]
+    shown = torch.from_numpy(np.array(model_view(smooth, config, 240).resize((48, 48), Image.Resampling.BOX)))
+    error = (seen.permute(1, 2, 0) * 255 - shown.float()).abs().mean()
+    assert error < 6  # a few grey levels of resampling difference, not a shifted crop
+
+
+def test_top_fraction_iou() -> None:
+    a = torch.arange(100.0).reshape(10, 10)
+    assert top_fraction_iou(a, a) == 1.0
+    assert top_fraction_iou(a, -a) == 0.0
+    assert top_fraction_iou(a, a.flip(0).flip(1), fraction=1.0) == 1.0
+
+
+def test_agreement_matrices_are_symmetric_and_resize_to_a_common_size() -> None:
+    base = torch.rand(48, 48)
+    maps = {"a": base, "b": base.clone(), "c": torch.rand(96, 96)}
+    m = agreement_matrices(maps)
+    for matrix in m.values():
+        assert matrix.shape == (3, 3) and np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1)
+    assert m["spearman"][0, 1] == pytest.approx(1.0) and m["iou"][0, 1] == pytest.approx(1.0)
+
+
+def test_overlay_stretches_a_token_grid_over_the_image() -> None:
+    fig = overlay_figure(np.zeros((240, 240, 3), dtype=np.uint8), torch.rand(6, 6), title="t")
+    heat = fig.data[1]
+    assert heat.dx == 40 and heat.x0 + 5 * heat.dx + heat.dx / 2 == pytest.approx(239.5)
+    lines = token_grid_figure(np.zeros((240, 240, 3), dtype=np.uint8), (6, 4), colour="red").layout.shapes
+    assert len(lines) == (4 + 1) + (6 + 1)
+
+
+def test_topk_marks_the_true_class() -> None:
+    model = create("cnn", "tiny").eval()
+    names = [f"c{i}" for i in range(12)]
+    prediction = predict(model, torch.randn(1, 3, 48, 48), names, k=5)
+    assert len(prediction.names) == 5 and prediction.probabilities == sorted(prediction.probabilities, reverse=True)
+    colours = topk_figure(prediction, true_class=prediction.names[2]).data[0].marker.color
+    assert colours[2] != colours[0]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_diagrams_carry_the_live_numbers(arch: str) -> None:
+    model = create(arch, "tiny").eval()
+    with torch.no_grad():
+        _, trace = model(torch.randn(1, 3, 48, 48), trace=True)
+    facts = anatomy(model, trace)
+    live, symbolic = strategy_diagram(arch, facts), strategy_diagram(arch)
+    assert live.startswith("digraph {") and live.rstrip().endswith("}")
+    if arch != "cnn":
+        assert "6×6 = 36" in live and "6×6 = 36" not in symbolic
+    if arch == "layerwise":
+        assert "gate tanh(g) = +0.000" in live  # gates start at 0
+
+
+def test_rollout_steps_end_where_the_explained_rollout_does() -> None:
+    model = create("vit", "tiny").eval()
+    x = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        _, trace = model(x, trace=True)
+    steps = rollout_steps(trace, "patch")
+    assert [name for name, _ in steps] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+    torch.testing.assert_close(steps[-1][1], explain(model, x, "rollout", kind="patch").grid)

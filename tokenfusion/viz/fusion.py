@@ -1,0 +1,77 @@
+"""How much a fusion model uses each kind of token: attention shares, gates, branch ablation."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..explain import BranchAblation
+from ..models import FusionWeights
+from .style import KIND_COLOURS, KIND_LABELS, as_array, compact
+
+__all__ = ["attention_share_figure", "head_share_figure", "gates_figure", "ablation_figure"]
+
+
+def _shares(weights: FusionWeights, query: str) -> dict[str, object]:
+    if query not in ("cls", "mean"):
+        raise ValueError(f"Unknown query {query!r}. Expected one of ['cls', 'mean']")
+    return weights.cls_share if query == "cls" else weights.mean_share
+
+
+def attention_share_figure(weights: FusionWeights, *, query: str = "cls", height: int = 260) -> go.Figure:
+    """Stacked bars, one per layer: the share of attention that the class token (``query="cls"``)
+    or the average query (``"mean"``) puts on class, CNN and patch tokens, averaged over heads."""
+    shares = _shares(weights, query)
+    fig = go.Figure()
+    for kind in ("cnn", "patch", "cls"):
+        if kind in shares:
+            values = as_array(shares[kind])[0].mean(-1)  # (L,)
+            fig.add_trace(go.Bar(
+                x=weights.layers, y=values, name=KIND_LABELS[kind], marker_color=KIND_COLOURS[kind],
+                hovertemplate=f"%{{x}}<br>{KIND_LABELS[kind]}: %{{y:.1%}}<extra></extra>",
+            ))
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="share of attention")
+    return compact(fig, height)
+
+
+def head_share_figure(weights: FusionWeights, *, kind: str = "cnn", query: str = "cls", height: int = 260) -> go.Figure:
+    """Heatmap, layers x heads: the share of attention on ``kind`` tokens, per head."""
+    values = as_array(_shares(weights, query)[kind])[0]  # (L, heads)
+    fig = go.Figure(go.Heatmap(
+        z=values, x=[f"head {h}" for h in range(values.shape[1])], y=weights.layers, zmin=0, zmax=1,
+        colorscale=[[0, "#FFFFFF"], [1, KIND_COLOURS[kind]]], text=[[f"{v:.0%}" for v in row] for row in values],
+        texttemplate="%{text}", hovertemplate=f"%{{y}}, %{{x}}<br>on {KIND_LABELS[kind]}: %{{z:.1%}}<extra></extra>",
+        colorbar=dict(thickness=10, tickformat=".0%"),
+    ))
+    fig.update_yaxes(autorange="reversed")
+    return compact(fig, height)
+
+
+def gates_figure(weights: FusionWeights, layers: list[str], *, height: int = 260) -> go.Figure:
+    """``layerwise``: the learned gate ``tanh(g_l)`` of each cross-attention (left) and, for this
+    image, the norm of the CNN update it injects over the norm of the patch stream (right)."""
+    if weights.gates is None or weights.update_ratio is None:
+        raise ValueError("These fusion weights have no gates; only 'layerwise' models do")
+    titles = ["gate tanh(g) per layer", "CNN update / patch stream (this image)"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+    colour = KIND_COLOURS["cnn"]
+    fig.add_trace(go.Bar(x=layers, y=as_array(weights.gates), marker_color=colour, showlegend=False,
+                         hovertemplate="%{x}: gate %{y:.3f}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Bar(x=layers, y=as_array(weights.update_ratio)[0], marker_color=colour, showlegend=False,
+                         hovertemplate="%{x}: %{y:.3f}<extra></extra>"), 1, 2)
+    fig.update_yaxes(range=[-1, 1], row=1, col=1)
+    return compact(fig, height)
+
+
+def ablation_figure(ablation: BranchAblation, class_name: str, *, height: int = 240) -> go.Figure:
+    """Bars: the change of the ``class_name`` logit when every CNN token, or every patch token, is
+    replaced by the mean of its kind (negative: the model relied on that kind)."""
+    delta = {kind: float(as_array(value)[0]) for kind, value in ablation.delta.items()}
+    kinds = list(delta)
+    fig = go.Figure(go.Bar(
+        x=[f"{KIND_LABELS[k]} → mean" for k in kinds], y=[delta[k] for k in kinds],
+        marker_color=[KIND_COLOURS[k] for k in kinds], text=[f"{delta[k]:+.2f}" for k in kinds],
+        textposition="auto", hovertemplate="%{x}<br>logit change %{y:+.3f}<extra></extra>",
+    ))
+    fig.update_yaxes(title=f"Δ logit of '{class_name}'", zeroline=True)
+    return compact(fig, height)
