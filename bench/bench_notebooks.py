@@ -1,0 +1,97 @@
+"""Time every classroom notebook from a clean kernel, the way ``tests/notebooks`` runs them.
+
+Usage: ``nice python bench/bench_notebooks.py [--threads 1] [--checkpoints DIR] [NAME ...]``
+
+Each notebook of ``notebooks/`` runs top to bottom with nbclient in its own folder, in the
+exercises' solution mode (``TOKENFUSION_SOLUTIONS=1``), on the shipped checkpoints (or
+``--checkpoints``), with ``--threads`` intra-op threads (``OMP_NUM_THREADS``). For each the
+script records the wall time, the CPU time of the kernel process (user + system, from
+``getrusage(RUSAGE_CHILDREN)`` once the kernel has exited) and the load average before and
+after. On a machine that other jobs share, wall time grows with the load while CPU time hardly
+does: with one thread, the CPU time is close to the wall time the notebook takes on a quiet
+machine. Results go to ``bench/results/notebooks_cpu.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+RESULTS = ROOT / "bench" / "results" / "notebooks_cpu.json"
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_notebook(path: Path, timeout: int) -> dict[str, float]:
+    """Execute ``path`` in a fresh kernel; wall and kernel CPU seconds, load averages (1 min)."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    load_before, cpu_before = os.getloadavg()[0], _children_cpu_s()
+    start = time.perf_counter()
+    client.execute()  # starts the kernel, runs every cell, shuts the kernel down and waits for it
+    wall = time.perf_counter() - start
+    return {
+        "wall_s": round(wall, 1),
+        "kernel_cpu_s": round(_children_cpu_s() - cpu_before, 1),
+        "load_1min_before": round(load_before, 2),
+        "load_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="notebook names without .ipynb (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for the kernels")
+    parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="TOKENFUSION_CHECKPOINTS")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
+    os.environ.update(TOKENFUSION_SOLUTIONS="1", TOKENFUSION_CHECKPOINTS=str(Path(args.checkpoints).resolve()),
+                      OMP_NUM_THREADS=str(args.threads))
+    results = []
+    for path in paths:
+        row = {"notebook": path.name, **run_notebook(path, args.timeout)}
+        print(f"{row['notebook']:>28}: {row['wall_s']:6.1f} s wall, {row['kernel_cpu_s']:6.1f} s kernel CPU, "
+              f"load {row['load_1min_before']:.1f} -> {row['load_1min_after']:.1f}", flush=True)
+        results.append(row)
+    report = {
+        "benchmark": "classroom notebooks, top to bottom from a clean kernel (nbclient), exercises in solution mode",
+        "command": shlex.join(["python", "bench/bench_notebooks.py", *(argv if argv is not None else sys.argv[1:])]),
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "note": "wall_s depends on the machine's load; kernel_cpu_s (user + system CPU of the kernel) "
+                "approximates the wall time of a 1-thread run on a quiet machine",
+        "results": results,
+        "total_wall_s": round(sum(r["wall_s"] for r in results), 1),
+        "total_kernel_cpu_s": round(sum(r["kernel_cpu_s"] for r in results), 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Reference answers to the notebook exercises: for the teacher, and for the automated tests.
+
+Students: try each exercise before you read this file!
+
+A notebook uses these answers only when the environment variable ``TOKENFUSION_SOLUTIONS=1`` is set,
+and only for answers still left at ``None``; a student's own answer is always the one checked.
+Each answer is computed here in its own way (from configs and the public API), not copied from
+the notebook's check cell, so that the check tests something.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tokenfusion.explain import (
+    Randomisation, explain, fusion_weights, mask_energy, pointing_game, randomisation_check,
+)
+from tokenfusion.models import ModelConfig, TokenFusionModel, create
+
+__all__ = [
+    "nb01_ex1", "nb01_ex2", "nb01_ex3", "nb02_ex1", "nb02_ex2", "nb02_ex3", "nb03_ex1", "nb03_ex2",
+    "nb03_ex3", "nb04_ex1", "nb04_ex2", "nb04_ex3",
+]
+
+
+# 01_tokens ---------------------------------------------------------------------------------------
+
+def nb01_ex1(trunk: nn.Module) -> tuple[int, int]:
+    """Receptive field and jump (px) of a trunk's last stage: the main path's convolutions and
+    pooling layers in forward order (residual shortcuts see less and are left out)."""
+    rf, jump = 1, 1
+    for name, m in trunk.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and "downsample" not in name:
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            rf, jump = rf + (k - 1) * jump, jump * s
+    return rf, jump
+
+
+def nb01_ex2(size: int) -> dict[str, int]:
+    """Token counts of the ``early`` tiny model at ``size`` px: one class token, a CNN token per
+    position of the trunk's last feature map (its stride is the trunk's last reduction), a patch
+    token per ``patch_size`` square."""
+    model = create("early", "tiny")
+    stride, patch = model.trunk.reductions[-1], model.config.patch_size
+    return {"cls": 1, "cnn": (size // stride) ** 2, "patch": (size // patch) ** 2}
+
+
+def nb01_ex3(config: ModelConfig) -> int:
+    """Pixels feeding one patch token before attention: its own ``p x p`` square."""
+    return config.patch_size ** 2
+
+
+# 02_fusion_strategies ----------------------------------------------------------------------------
+
+def nb02_ex1(late: TokenFusionModel) -> dict[str, int]:
+    """The ``late`` fusion sequence: a fresh class token, then each stream's class token and tokens."""
+    size = late.config.img_size
+    cnn_h, cnn_w = late.trunk.grids((size, size))[-1]
+    patch = (size // late.config.patch_size) ** 2
+    return {"tokens": 1 + (1 + cnn_h * cnn_w) + (1 + patch), "cls": 3}
+
+
+def nb02_ex2(layerwise: TokenFusionModel, x: torch.Tensor) -> float:
+    """Largest logit difference between a fresh ``layerwise`` model and a ``vit`` holding its patch stream."""
+    config = layerwise.config
+    vit = create("vit", config.size, num_classes=config.num_classes, img_size=config.img_size,
+                 patch_size=config.patch_size).eval()
+    vit.load_state_dict(layerwise.state_dict(), strict=False)
+    with torch.no_grad():
+        return float((vit(x) - layerwise(x)).abs().max())
+
+
+def nb02_ex3(early: TokenFusionModel, images: torch.Tensor) -> str:
+    """The ``early`` layer whose class token puts the most attention on CNN tokens, over ``images``."""
+    weights = fusion_weights(early, images)
+    per_layer = weights.cls_share["cnn"].mean(dim=(0, 2))  # (L,)
+    return weights.layers[int(per_layer.argmax())]
+
+
+# 03_explanations ---------------------------------------------------------------------------------
+
+def nb03_ex1(mask: torch.Tensor) -> float:
+    """Mask energy of a map that is the same everywhere: the share of the image the mask covers."""
+    return float(mask.float().mean())
+
+
+def nb03_ex2(model: TokenFusionModel, items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, float]:
+    """Mean pointing game and mask energy of Occlusion over ``(x, mask, label)`` items, true class explained."""
+    maps = [(explain(model, x, "occlusion", target=label).map, mask) for x, mask, label in items]
+    return {"pointing game": sum(pointing_game(m, k) for m, k in maps) / len(maps),
+            "mask energy": sum(mask_energy(m, k) for m, k in maps) / len(maps)}
+
+
+def nb03_ex3(model: TokenFusionModel, x: torch.Tensor, target: int) -> Randomisation:
+    """The cascading randomisation check of Integrated Gradients (8 steps to keep it quick)."""
+    fn = lambda m, image: explain(m, image, "integrated_gradients", target=target, n_steps=16)  # noqa: E731
+    return randomisation_check(model, x, fn, steps=8, seed=0)
+
+
+# 04_train_and_compare ----------------------------------------------------------------------------
+
+def nb04_ex1(preset: dict[str, Any], processes: int) -> float:
+    """Peak learning rate: the preset's ``lr`` is for ``lr_batch`` images and scales linearly with
+    the global batch (``batch_size`` per process times the number of processes)."""
+    return preset["lr"] * preset["batch_size"] * processes / preset["lr_batch"]
+
+
+def nb04_ex2(train_samples: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of a run: full batches per epoch (the last partial batch is dropped), times epochs."""
+    return train_samples // batch_size * epochs
+
+
+def nb04_ex3(histories: dict[str, list[dict[str, Any]]]) -> str:
+    """The architecture whose last epoch has the highest validation top-1."""
+    return max(histories, key=lambda arch: histories[arch][-1]["top1"])
