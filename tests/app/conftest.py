@@ -6,7 +6,7 @@ for training.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,15 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "app" / "main.py"
 SHIPPED = REPO / "checkpoints"
 TIMEOUT = 90  # seconds per script run; the first run imports torch, captum and grad-cam
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the CPU is shared, and oversubscribed threads make small ops much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,6 @@
 """Fixtures for the explanation tests: tiny random-weight models, one image each."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -9,15 +8,6 @@ import torch
 from tokenfusion.models import TokenFusionModel, create
 
 ARCHS = ("cnn", "vit", "early", "late", "layerwise")
-
-
-@pytest.fixture(autouse=True, scope="package")
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the CPU is shared, and oversubscribed threads make small ops 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 _MODELS: dict[str, TokenFusionModel] = {}
