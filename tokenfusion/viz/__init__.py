@@ -20,5 +20,5 @@ __all__ = [
     "deletion_insertion_figure", "gates_figure", "grid_figure", "head_share_figure", "is_blank",
     "mask_scores", "mask_view", "model_view", "overlay_figure", "overlays_figure", "pixels_figure", "predict",
     "randomisation_figure", "rollout_steps", "sequence_table", "strategy_diagram", "token_grid_figure",
-    "top_k", "topk_figure", "training_figure",
+    "top_fraction_iou", "top_k", "topk_figure", "training_figure",
 ]
