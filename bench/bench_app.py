@@ -24,54 +24,33 @@ import json
 import os
 import platform
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from app.harness import CHROMIUM, CHROMIUM_ARGS, apptest_navigation, start_server, wait_until_healthy  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "app_cpu.json"
-CHROMIUM = Path("/usr/bin/chromium")
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, float]:
     """Seconds from ``streamlit run`` to a healthy server, and to the first finished page in Chromium."""
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "TOKENFUSION_CHECKPOINTS": str(checkpoints), "OMP_NUM_THREADS": str(threads)}
-    port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process, url = start_server(checkpoints, threads)
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.05)
-                if time.perf_counter() - start > timeout:
-                    raise TimeoutError("streamlit did not answer")
+            wait_until_healthy(process, url, timeout)
             healthy = time.perf_counter() - start
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(url)
             page.wait_for_function(
                 "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 9"
                 " && !document.querySelector('[data-testid=\"stStatusWidget\"]')",
@@ -83,20 +62,6 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             process.wait(timeout=20)
             browser.close()
     return {"startup_health_s": round(healthy, 2), "startup_first_page_s": round(finished, 2)}
-
-
-def _apptest_without_pages_directory() -> None:
-    """AppTest (streamlit 1.67) re-enables the old ``pages/`` directory mode before every run, so a
-    rerun would skip ``main.py``; keep it off, as the real server does once ``st.navigation`` ran."""
-    from streamlit.runtime import pages_manager
-
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    pages_manager.PagesManager.__init__ = init
 
 
 def _page_times(checkpoints: Path, page: str | None, repeats: int) -> tuple[list[float], float]:
@@ -173,20 +138,20 @@ def main() -> None:
         results.update(startup(checkpoints, args.threads))
         print(f"startup: healthy after {results['startup_health_s']} s, first page finished after "
               f"{results['startup_first_page_s']} s", flush=True)
-    _apptest_without_pages_directory()
     runs = {}
-    for name, folder, page in [
-        ("explore_tiny", checkpoints, None),
-        ("explore_small", _small_checkpoint(Path(tempfile.mkdtemp(prefix="bench-app-small-"))), None),
-        ("compare", checkpoints, "pages/compare.py"),
-    ]:
-        times, cached = _page_times(folder, page, args.repeats)
-        runs[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
-                      "cached_rerun_s": round(cached, 3)}
-        results[f"{name}_s"] = runs[name]["median_s"]
-        target = TARGETS[f"{name}_s"]
-        print(f"{name}: median {runs[name]['median_s']:.2f} s over {args.repeats} new images (target <= {target} s; "
-              f"cached rerun {cached:.2f} s)", flush=True)
+    with apptest_navigation():
+        for name, folder, page in [
+            ("explore_tiny", checkpoints, None),
+            ("explore_small", _small_checkpoint(Path(tempfile.mkdtemp(prefix="bench-app-small-"))), None),
+            ("compare", checkpoints, "pages/compare.py"),
+        ]:
+            times, cached = _page_times(folder, page, args.repeats)
+            runs[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
+                          "cached_rerun_s": round(cached, 3)}
+            results[f"{name}_s"] = runs[name]["median_s"]
+            target = TARGETS[f"{name}_s"]
+            print(f"{name}: median {runs[name]['median_s']:.2f} s over {args.repeats} new images (target <= {target} s; "
+                  f"cached rerun {cached:.2f} s)", flush=True)
     report = {
         "figures": results, "runs": runs, "targets_s": TARGETS,
         "checkpoints": str(checkpoints), "threads": args.threads, "cpus": os.cpu_count(),

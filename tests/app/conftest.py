@@ -6,14 +6,14 @@ for training.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from streamlit.runtime import pages_manager
 from streamlit.testing.v1 import AppTest
 
+from app.harness import apptest_navigation
 from tokenfusion.checkpoint import save_checkpoint
 from tokenfusion.data import CLASS_NAMES
 from tokenfusion.models import ARCHITECTURES, create
@@ -25,18 +25,10 @@ TIMEOUT = 90  # seconds per script run; the first run imports torch, captum and 
 
 
 @pytest.fixture(autouse=True)
-def navigation_without_pages_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Work around an AppTest quirk (streamlit 1.67): before every run AppTest resets
-    ``PagesManager.uses_pages_directory``, which is then switched on because ``app/pages/`` exists,
-    so a rerun executes the page script alone, without ``main.py`` and its sidebar. The real server
-    switches it off for good the first time ``st.navigation`` runs; this does the same."""
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(pages_manager.PagesManager, "__init__", init)
+def navigation_without_pages_directory() -> Iterator[None]:
+    """AppTest runs ``main.py`` on every rerun, as the real server does (see ``apptest_navigation``)."""
+    with apptest_navigation():
+        yield
 
 
 def write_checkpoints(folder: Path) -> Path:

@@ -8,20 +8,18 @@ Runs whenever ``CI`` is set (and fails there if Chromium is missing); elsewhere 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.harness import CHROMIUM, CHROMIUM_ARGS, ServerError, start_server, wait_until_healthy
+
 from .helpers import png
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "docs" / "screenshots"
 PAGES = {"explore": "Explore", "compare": "Compare", "learn": "Learn", "faithfulness": "Faithfulness",
          "model_card": "Model card"}
@@ -36,12 +34,6 @@ if not os.environ.get("CI"):
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("streamlit") / "server.log"
@@ -50,26 +42,13 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(checkpoint_dir: Path, server_log: Path) -> Iterator[str]:
     """``streamlit run app/main.py`` on a free port; yields its URL once its health check answers."""
-    port = _free_port()
-    log = server_log
-    env = {**os.environ, "TOKENFUSION_CHECKPOINTS": str(checkpoint_dir), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    with server_log.open("w") as out:
+        process, url = start_server(checkpoint_dir, output=out)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(process, url, START_TIMEOUT, poll=0.5)
+        except ServerError as e:
+            pytest.fail(f"{e}:\n{server_log.read_text()[-3000:]}")
         yield url
     finally:
         process.terminate()
@@ -83,7 +62,7 @@ def server(checkpoint_dir: Path, server_log: Path) -> Iterator[str]:
 def page(server: str) -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
         )
         tab = browser.new_page(viewport={"width": 1400, "height": 1000})
         tab.goto(server)

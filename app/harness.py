@@ -1,0 +1,83 @@
+"""Running the app outside a user's browser: a ``streamlit run`` server for Chromium, and AppTest.
+
+Shared by the browser test (``tests/app/``) and the app benchmark (``bench/bench_app.py``).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ServerError", "apptest_navigation", "start_server", "wait_until_healthy"]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium, driven by Playwright
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+class ServerError(RuntimeError):
+    """The server exited or did not answer its health check in time."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoints: Path, threads: int = 1, output: IO | int = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app/main.py`` on a free local port over ``checkpoints``: the process and its URL."""
+    port = _free_port()
+    env = {**os.environ, "TOKENFUSION_CHECKPOINTS": str(checkpoints), "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, poll: float = 0.05) -> None:
+    """Return once ``url``'s health check answers; raise :class:`ServerError` if the process exits
+    or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise ServerError(f"streamlit exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise ServerError(f"streamlit did not answer within {timeout:.0f} s")
+        time.sleep(poll)
+
+
+@contextmanager
+def apptest_navigation() -> Iterator[None]:
+    """Make AppTest run ``main.py`` (and its sidebar) on every rerun, as the real server does.
+
+    AppTest (streamlit 1.67) resets ``PagesManager.uses_pages_directory`` before every run, and it
+    is switched on again because ``app/pages/`` exists, so a rerun would execute the page script
+    alone. The real server switches it off for good the first time ``st.navigation`` runs.
+    """
+    from streamlit.runtime import pages_manager
+
+    original = pages_manager.PagesManager.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        pages_manager.PagesManager.uses_pages_directory = False
+
+    pages_manager.PagesManager.__init__ = init
+    try:
+        yield
+    finally:
+        pages_manager.PagesManager.__init__ = original
