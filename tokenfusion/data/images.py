@@ -13,7 +13,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "load_image", "to_rgb"]
 
 #: Largest image accepted, in pixels (width x height): 40 megapixels, about 120 MB decoded as RGB.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -59,7 +59,7 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: i
             raise ImageError("The image file is truncated: it ends before the picture does. Upload it again.") from None
         raise ImageError(f"The image file is damaged and cannot be decoded ({_reason(e)}).") from None
     notes = [f"animated image: the first of {frames} frames is used"] if frames > 1 else []
-    return _to_rgb(image, notes, max_side)
+    return to_rgb(image, max_side=max_side, notes=notes)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
@@ -73,7 +73,11 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
         )
 
 
-def _to_rgb(image: Image.Image, notes: list[str], max_side: int | None) -> Image.Image:
+def to_rgb(image: Image.Image, *, max_side: int | None = None, notes: list[str] | None = None) -> Image.Image:
+    """``image`` of any mode as 8-bit RGB, the way a viewer shows it (EXIF rotation, 16-bit and
+    floating-point scaled, CMYK converted, transparency on white, greyscale repeated), shrunk to
+    fit ``max_side`` when given; what changed is appended to ``notes`` and kept in ``info["notes"]``."""
+    notes = [] if notes is None else notes
     if image.getexif().get(_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)
         notes.append("rotated as its EXIF orientation says")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 from torchvision.transforms import InterpolationMode, v2
 
 from ..models import ModelConfig
+from .images import to_rgb
 
 __all__ = ["batch_mixing", "eval_transform", "preprocess", "train_transform"]
 
@@ -48,16 +49,9 @@ def eval_transform(config: ModelConfig) -> v2.Compose:
 
 
 def preprocess(image: Image.Image, config: ModelConfig) -> Tensor:
-    """One image of any mode (EXIF-rotated, greyscale, RGBA, CMYK, palette, 16-bit) to the
+    """One image of any mode (converted by :func:`~tokenfusion.data.images.to_rgb`) to the
     ``(1, 3, img_size, img_size)`` input the model expects."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = image.point(lambda v: v / 256).convert("L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return eval_transform(config)(image.convert("RGB")).unsqueeze(0)
+    return eval_transform(config)(to_rgb(image)).unsqueeze(0)
 
 
 def batch_mixing(num_classes: int, mixup_alpha: float, cutmix_alpha: float) -> v2.Transform | None:
