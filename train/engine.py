@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tokenfusion.data.transforms import batch_mixing
-from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
+from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create, make_config
 
 from .data import build_datasets, build_loaders, sample_seed
 from .distributed import DistributedContext, all_reduce_sum, init_distributed
@@ -253,8 +253,8 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     overrides: dict[str, Any] = {"drop_path_rate": args.drop_path}
     if args.img_size:
         overrides["img_size"] = args.img_size
-    probe = create(args.arch, args.size, **overrides)  # config only: class count comes from the data
-    train_set, val_set, class_names = build_datasets(args, probe.config)
+    # The data gives the class count, so the datasets are built from the config before the model.
+    train_set, val_set, class_names = build_datasets(args, make_config(args.arch, args.size, **overrides))
     torch.manual_seed(args.seed)
     model = create(args.arch, args.size, num_classes=len(class_names), trunk_weights=args.trunk_weights, **overrides)
     config = model.config
