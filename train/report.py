@@ -1,20 +1,22 @@
-"""``python -m train.report``: the results table of the shipped teaching models, from their checkpoints.
+"""``python -m train.report``: the tables of the shipped teaching models, from their files.
 
-Prints a Markdown table (held-out top-1, parameters, FLOPs, epochs, training time) and, with
-``--readme``, writes it into README.md between the ``results`` markers.
+Prints two Markdown tables and, with ``--readme``, writes them into README.md between their
+markers: ``results`` (held-out top-1, parameters, FLOPs, epochs, training time, from the
+checkpoints) and ``explain-scores`` (a selection of the explanation scores and the issue's
+targets checked on every row, from the JSON files of ``python -m tokenfusion.explain.score``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
 from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.explain.score import summary_table, target_checks
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
-__all__ = ["results_table", "main"]
-
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+__all__ = ["results_table", "scores_table", "fill_block", "main"]
 
 
 def results_table(folder: str | Path) -> str:
@@ -42,19 +44,45 @@ def results_table(folder: str | Path) -> str:
     return "\n".join(rows) + f"\n\nHeld-out: {note}, never seen in training (seed 0) or validation (seed 1).\n"
 
 
+def scores_table(paths: list[Path]) -> str:
+    """The summary of the score files ``paths``: the selected rows, then every target checked."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    rows = [row for report in reports for row in report["results"]]
+    images = sorted({row["images"] for row in rows})
+    commands = "\n".join(f"    {report['command']}" for report in reports)
+    return (f"{summary_table(rows)}\n\nTargets, checked on every scored method and layer ({', '.join(map(str, images))} "
+            f"held-out images per model):\n\n" + "\n".join(target_checks(rows)) +
+            f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{commands}\n")
+
+
+def fill_block(text: str, name: str, content: str) -> str:
+    """``text`` with everything between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced by ``content``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no {start} ... {end} block to fill")
+    return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{content}{end}", text, flags=re.S)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", default="checkpoints")
-    parser.add_argument("--readme", default=None, help="README.md to update between the results markers")
+    parser.add_argument("--scores", type=Path, nargs="*", help="score files (default: bench/results/explain_scores_*.json)")
+    parser.add_argument("--readme", default=None, help="README.md to update between the results/explain-scores markers")
     args = parser.parse_args(argv)
-    table = results_table(args.checkpoints)
-    print(table)
+    blocks = {"results": results_table(args.checkpoints)}
+    scores = args.scores if args.scores is not None else sorted(Path("bench/results").glob("explain_scores_*.json"))
+    if scores:
+        blocks["explain-scores"] = scores_table(scores)
+    print("\n".join(blocks.values()))
     if args.readme:
         readme = Path(args.readme)
         text = readme.read_text()
-        if START not in text or END not in text:
-            raise SystemExit(f"{readme} has no {START} ... {END} block to fill")
-        readme.write_text(re.sub(f"{re.escape(START)}.*?{re.escape(END)}", f"{START}\n{table}{END}", text, flags=re.S))
+        try:
+            for name, content in blocks.items():
+                text = fill_block(text, name, content)
+        except ValueError as error:
+            raise SystemExit(f"{readme}: {error}") from None
+        readme.write_text(text)
         print(f"updated {readme}")
 
 

@@ -28,13 +28,19 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..data import SynthShapes
-from ..models import TokenFusionModel
+from ..models import ARCHITECTURES, TokenFusionModel
 from .metrics import deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check
 from .registry import MethodInfo, available_methods, explain
 
-__all__ = ["variants", "score_checkpoint", "markdown_table", "main"]
+__all__ = ["variants", "score_checkpoint", "markdown_table", "summary_table", "target_checks", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
+#: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
+GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
+                              "gradcam-elementwise", "integrated_gradients", "smoothgrad"})
+#: The rows of :func:`summary_table`: (method, which target) per model.
+SUMMARY = (("rollout", "kind"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
+           ("integrated_gradients", "default"), ("occlusion", "default"))
 
 
 def variants(
@@ -105,6 +111,68 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         cells += ["" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS[:-1]] + [f"{r['ms_per_image']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _target_name(row: dict[str, Any]) -> str:
+    if row["layer"] is None:
+        return f"{row['kind']} tokens" if row["kind"] else "pixels"
+    if row["layer"].startswith("trunk."):
+        return "CNN feature map"
+    return f"{row['kind']} tokens, `{row['layer']}`"
+
+
+def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    chosen = []
+    rows = sorted(rows, key=lambda r: ARCHITECTURES.index(r["arch"]))
+    for checkpoint in dict.fromkeys(r["checkpoint"] for r in rows):
+        mine = [r for r in rows if r["checkpoint"] == checkpoint]
+        for method, which in SUMMARY:
+            candidates = [r for r in mine if r["method"] == method]
+            if which == "default":
+                candidates = candidates[:1]  # score_checkpoint writes each method's default target first
+            elif which == "patch":
+                candidates = [r for r in candidates[1:] if r["kind"] == "patch"]
+            chosen += [r for r in candidates if r not in chosen]
+    return chosen
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """A selection of ``rows`` (from one or several score files) for the README: per model,
+    rollout per token kind, Grad-CAM at its default layer and on the last patch tokens, LayerCAM,
+    Integrated Gradients and Occlusion."""
+    head = "| model (top-1 here) | method | target | pointing ↑ | energy ↑ | deletion ↓ | insertion ↑ | rand. ρ ↓ | ms |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in _summary_rows(rows):
+        cells = [f"`{r['arch']}` ({100 * r['accuracy']:.0f}%)", r["method"], _target_name(r)]
+        cells += ["" if r[c] is None else f"{r[c]:.2f}" for c in COLUMNS[:-1]] + [f"{r['ms_per_image']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def target_checks(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, checked on every row: Grad-CAM pointing game >= 0.90 (default layer),
+    insertion AUC > deletion AUC, randomisation correlation < 0.3 for gradient methods. One
+    Markdown bullet per target, naming every miss."""
+    def where(r: dict[str, Any]) -> str:
+        return f"`{r['arch']}` {r['method']} on {_target_name(r)}"
+
+    gradcam = [r for r in rows if r["method"] == "gradcam"]
+    gradcam = [r for r in gradcam if r is next(g for g in gradcam if g["checkpoint"] == r["checkpoint"])]
+    checks = [
+        ("Grad-CAM pointing game >= 0.90 (default layer)", gradcam, lambda r: r["pointing_game"] >= 0.9,
+         lambda r: f"{r['pointing_game']:.2f}"),
+        ("insertion AUC > deletion AUC", rows, lambda r: r["insertion_auc"] > r["deletion_auc"],
+         lambda r: f"{r['insertion_auc']:.2f} vs {r['deletion_auc']:.2f}"),
+        ("randomisation ρ < 0.3 for gradient-based methods",
+         [r for r in rows if r["method"] in GRADIENT_METHODS and r["randomisation_spearman"] is not None],
+         lambda r: r["randomisation_spearman"] < 0.3, lambda r: f"{r['randomisation_spearman']:.2f}"),
+    ]
+    lines = []
+    for name, subset, passes, value in checks:
+        misses = [r for r in subset if not passes(r)]
+        line = f"- {name}: met by {len(subset) - len(misses)} of {len(subset)}"
+        lines.append(line + (". Missed by " + "; ".join(f"{where(r)} ({value(r)})" for r in misses) if misses else "") + ".")
+    return lines
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,61 @@
+"""The scoring command: it scores a shipped model against SynthShapes masks, and its summary
+checks the issue's targets on every row, naming each miss."""
+import json
+from pathlib import Path
+
+from tokenfusion.explain.score import main, summary_table, target_checks
+
+CNN = Path(__file__).resolve().parents[2] / "checkpoints" / "cnn.pt"
+
+
+def test_score_command_writes_scores_in_range(tmp_path):
+    out = tmp_path / "scores.json"
+    argv = ["--checkpoints", str(CNN), "--images", "3", "--methods", "gradcam", "occlusion", "--steps", "5",
+            "--random-images", "1", "--random-steps", "2", "--out", str(out), "--markdown"]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    rows = {r["method"]: r for r in report["results"]}
+    assert set(rows) == {"gradcam", "occlusion"} and rows["gradcam"]["layer"] == "trunk.stage2"
+    for row in rows.values():
+        assert row["images"] == 3 and row["accuracy"] == 1.0  # the shipped cnn gets these right
+        for key in ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc"):
+            assert 0.0 <= row[key] <= 1.0
+        assert -1.0 <= row["randomisation_spearman"] <= 1.0
+    assert "--images 3" in report["command"]
+    assert "| cnn.pt | gradcam | trunk.stage2 |" in out.with_suffix(".md").read_text()
+
+
+def test_score_command_refuses_missing_checkpoints(tmp_path, capsys):
+    assert main(["--checkpoints", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "s.json")]) == 2
+    assert "no checkpoints to score" in capsys.readouterr().err
+
+
+def _row(arch, method, layer, kind, **scores):
+    base = dict(checkpoint=f"{arch}.pt", arch=arch, method=method, layer=layer, kind=kind, accuracy=1.0,
+                pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
+                randomisation_spearman=0.1, ms_per_image=5.0)
+    return {**base, **scores}
+
+
+def test_target_checks_name_every_miss():
+    rows = [
+        _row("vit", "gradcam", "blocks.3.norm1", "patch", pointing_game=0.5),
+        _row("cnn", "gradcam", "trunk.stage2", "cnn"),
+        _row("cnn", "gradcam", "trunk.stage1", "cnn", pointing_game=0.1),  # not the default layer: not checked
+        _row("cnn", "occlusion", None, None, insertion_auc=0.2, deletion_auc=0.3, randomisation_spearman=0.9),
+        _row("cnn", "integrated_gradients", None, None, randomisation_spearman=0.45),
+    ]
+    pointing, insertion, randomisation = target_checks(rows)
+    assert pointing.startswith("- Grad-CAM pointing game >= 0.90 (default layer): met by 1 of 2")
+    assert "`vit` gradcam on patch tokens, `blocks.3.norm1` (0.50)" in pointing and "trunk.stage1" not in pointing
+    assert "met by 4 of 5" in insertion and "`cnn` occlusion on pixels (0.20 vs 0.30)" in insertion
+    assert "met by 3 of 4" in randomisation and "integrated_gradients on pixels (0.45)" in randomisation
+    assert "occlusion" not in randomisation  # perturbation, not gradients
+
+
+def test_summary_table_orders_models_and_picks_rows():
+    rows = [_row("vit", "gradcam", "blocks.3.norm1", "patch"), _row("cnn", "gradcam", "trunk.stage2", "cnn"),
+            _row("cnn", "eigencam", "trunk.stage2", "cnn")]
+    lines = summary_table(rows).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == ["| `cnn` (100%)", "| `vit` (100%)"]
+    assert "CNN feature map" in lines[0] and "eigencam" not in "".join(lines)
