@@ -39,7 +39,7 @@ __all__ = ["TrainState", "evaluate", "get_args_parser", "main", "train_one_epoch
 RECIPE_KEYS = (
     "data", "size", "epochs", "batch_size", "lr", "lr_batch", "min_lr", "warmup_epochs", "weight_decay",
     "label_smoothing", "mixup", "cutmix", "randaugment", "random_erasing", "random_resized_crop",
-    "ema_decay", "clip_grad", "drop_path", "workers", "train_samples", "val_samples",
+    "ema_decay", "clip_grad", "drop_path", "workers", "train_samples", "val_samples", "img_size", "patch_size",
 )
 
 
@@ -71,7 +71,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=None, help="data-loading processes per training process")
     g.add_argument("--train-samples", type=int, default=None, help="SynthShapes images per epoch")
     g.add_argument("--val-samples", type=int, default=None)
-    g.add_argument("--img-size", type=int, default=None)
+    g.add_argument("--img-size", type=int, default=None, help="default: the model size's")
+    g.add_argument("--patch-size", type=int, default=None, help="default: the model size's")
     p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--trunk-weights", default=None, help="torchvision ResNet-50 state dict on disk for the trunk")
     p.add_argument("--seed", type=int, default=0)
@@ -253,6 +254,8 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     overrides: dict[str, Any] = {"drop_path_rate": args.drop_path}
     if args.img_size:
         overrides["img_size"] = args.img_size
+    if args.patch_size:
+        overrides["patch_size"] = args.patch_size
     # The data gives the class count, so the datasets are built from the config before the model.
     train_set, val_set, class_names = build_datasets(args, make_config(args.arch, args.size, **overrides))
     torch.manual_seed(args.seed)
