@@ -14,7 +14,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint
-from tokenfusion.data import SynthShapes
+from tokenfusion.data import SynthShapes, cue_accuracy
 from tokenfusion.data.imagefolder import DatasetError, open_split
 from tokenfusion.data.transforms import eval_transform
 from tokenfusion.models import TokenFusionModel
@@ -34,9 +34,11 @@ def _evaluate_on(model: TokenFusionModel, data: Dataset, batch_size: int = 256, 
 
 
 def heldout_accuracy(model: TokenFusionModel, samples: int, seed: int = HELDOUT_SEED) -> dict[str, Any]:
-    """Top-1/top-5 (%) of a SynthShapes model on ``samples`` images generated afresh from ``seed``."""
+    """Top-1/top-5 (%) of a SynthShapes model on ``samples`` images generated afresh from ``seed``,
+    and its accuracy on each cue alone (``shape``, ``texture``)."""
     metrics = _evaluate_on(model, SynthShapes(samples, image_size=model.config.img_size, seed=seed))
-    return {"seed": seed, "samples": samples, "top1": metrics["top1"], "top5": metrics["top5"]}
+    return {"seed": seed, "samples": samples, "top1": metrics["top1"], "top5": metrics["top5"],
+            **cue_accuracy(metrics["confusion"])}
 
 
 def evaluate_checkpoint(
@@ -55,6 +57,8 @@ def evaluate_checkpoint(
         data = SynthShapes(samples, image_size=config.img_size, seed=seed)
         source = {"dataset": "synthshapes", "seed": seed, "samples": samples}
     metrics = _evaluate_on(model, data, batch_size, workers)
+    if not data_path:
+        metrics["cue_top1"] = cue_accuracy(metrics["confusion"])
     return {**source, **metrics, "class_names": checkpoint.class_names}
 
 
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {e}") from None
     print(f"{Path(args.checkpoint).name}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
           f"loss {result['val_loss']:.4f}")
+    if "cue_top1" in result:
+        cues = result["cue_top1"]
+        print(f"  on one cue alone: shape {cues['shape']:.2f}%  texture {cues['texture']:.2f}%")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -189,3 +189,17 @@ def test_cli(tmp_path):
     assert len(ImageFolder(str(tmp_path / "out" / "train"))) == 12
     with pytest.raises(SystemExit):
         synthshapes.main(["--out", str(tmp_path / "bad"), "--train", "1", "--size", "16"])
+
+
+def test_cue_accuracy_separates_shape_from_texture():
+    from tokenfusion.data import SHAPES, cue_accuracy
+
+    confusion = np.zeros((12, 12), dtype=int)
+    for label in range(12):  # right texture, wrong shape (the next one along), ten images each
+        texture, shape = divmod(label, len(SHAPES))
+        confusion[label, texture * len(SHAPES) + (shape + 1) % len(SHAPES)] = 10
+    assert cue_accuracy(confusion) == {"shape": 0.0, "texture": 100.0}
+    confusion[0, 0] = 30  # add 30 right answers to 120 wrong-shape ones
+    assert cue_accuracy(confusion) == {"shape": 20.0, "texture": 100.0}
+    with pytest.raises(ValueError, match="12x12"):
+        cue_accuracy(np.ones((3, 3)))

@@ -23,7 +23,7 @@ import argparse
 import functools
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ __all__ = [
     "SynthSample",
     "render_sample",
     "SynthShapes",
+    "cue_accuracy",
     "export_imagefolder",
 ]
 
@@ -384,6 +385,22 @@ class SynthShapes(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed})"
+
+
+def cue_accuracy(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Accuracy (%) on each cue alone from a 12 x 12 confusion matrix (rows: true class, columns:
+    predicted): ``shape`` counts a prediction right when its shape is (whatever its texture), and
+    ``texture`` likewise. A model that reads only the local cue scores high on texture alone."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    if counts.shape != (len(CLASS_NAMES),) * 2:
+        raise ValueError(f"Expected a {len(CLASS_NAMES)}x{len(CLASS_NAMES)} confusion matrix, got {counts.shape}")
+    labels = np.arange(len(CLASS_NAMES))
+    shape, texture = labels % len(SHAPES), labels // len(SHAPES)
+    total = counts.sum()
+    return {
+        "shape": float(100 * counts[shape[:, None] == shape[None, :]].sum() / total),
+        "texture": float(100 * counts[texture[:, None] == texture[None, :]].sum() / total),
+    }
 
 
 def export_imagefolder(
