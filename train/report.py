@@ -22,8 +22,9 @@ __all__ = ["results_table", "scores_table", "fill_block", "main"]
 def results_table(folder: str | Path) -> str:
     """One Markdown row per ``ARCH.pt`` in ``folder``, in the order of ``ARCHITECTURES``."""
     rows = [
-        "| model | held-out top-1 | held-out top-5 | params | MFLOPs | epochs | images seen | train time | train img/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | held-out top-1 | top-5 | shape alone | texture alone | params | MFLOPs | epochs | images seen "
+        "| train time | train img/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     seeds = set()
     for arch in ARCHITECTURES:
@@ -36,12 +37,14 @@ def results_table(folder: str | Path) -> str:
         history = t["history"]
         speed = sum(h["images_per_s"] for h in history) / len(history)
         rows.append(
-            f"| `{arch}` | {held['top1']:.1f}% | {held['top5']:.1f}% | {count_parameters(ckpt.model) / 1e3:.0f} k "
+            f"| `{arch}` | {held['top1']:.1f}% | {held['top5']:.1f}% | {held['shape']:.1f}% | {held['texture']:.1f}% "
+            f"| {count_parameters(ckpt.model) / 1e3:.0f} k "
             f"| {count_flops(ckpt.model) / 1e6:.0f} | {t['epochs_done']} | {t['epochs_done'] * t['train_samples'] / 1e3:.0f} k "
             f"| {t['train_seconds'] / 60:.1f} min | {speed:.0f} |"
         )
     note = ", ".join(f"{n} SynthShapes images of seed {s}" for s, n in sorted(seeds))
-    return "\n".join(rows) + f"\n\nHeld-out: {note}, never seen in training (seed 0) or validation (seed 1).\n"
+    return "\n".join(rows) + (f"\n\nHeld-out: {note}, never seen in training (seed 0) or validation (seed 1). "
+                               "Shape (texture) alone: predictions whose shape (texture) is right, whatever the other cue.\n")
 
 
 def scores_table(paths: list[Path]) -> str:

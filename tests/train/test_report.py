@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_results_table_reports_each_checkpoint_heldout_top1():
     table = results_table(ROOT / "checkpoints")
     for arch in ARCHITECTURES:
-        top1 = load_checkpoint(ROOT / "checkpoints" / f"{arch}.pt").training["heldout"]["top1"]
-        assert f"| `{arch}` | {top1:.1f}% |" in table
+        held = load_checkpoint(ROOT / "checkpoints" / f"{arch}.pt").training["heldout"]
+        cells = [f"{held[k]:.1f}%" for k in ("top1", "top5", "shape", "texture")]
+        assert f"| `{arch}` | {' | '.join(cells)} |" in table
 
 
 def test_fill_block_replaces_only_between_markers():
