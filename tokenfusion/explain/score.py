@@ -40,7 +40,7 @@ GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "l
                               "gradcam-elementwise", "integrated_gradients", "smoothgrad"})
 #: The rows of :func:`summary_table`: (method, which target) per model.
 SUMMARY = (("rollout", "kind"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
-           ("integrated_gradients", "default"), ("occlusion", "default"))
+           ("scorecam", "default"), ("integrated_gradients", "default"), ("occlusion", "default"))
 
 
 def variants(
@@ -139,7 +139,7 @@ def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """A selection of ``rows`` (from one or several score files) for the README: per model,
     rollout per token kind, Grad-CAM at its default layer and on the last patch tokens, LayerCAM,
-    Integrated Gradients and Occlusion."""
+    ScoreCAM, Integrated Gradients and Occlusion."""
     head = "| model (top-1 here) | method | target | pointing ↑ | energy ↑ | deletion ↓ | insertion ↑ | rand. ρ ↓ | ms |"
     lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in _summary_rows(rows):
