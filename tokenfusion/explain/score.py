@@ -121,17 +121,26 @@ def _target_name(row: dict[str, Any]) -> str:
     return f"{row['kind']} tokens, `{row['layer']}`"
 
 
+def _default_rows(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """The row of ``method`` at its default target, per checkpoint (:func:`score_checkpoint`
+    writes each method's default target first)."""
+    first: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["method"] == method:
+            first.setdefault(r["checkpoint"], r)
+    return list(first.values())
+
+
 def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chosen = []
     rows = sorted(rows, key=lambda r: ARCHITECTURES.index(r["arch"]))
     for checkpoint in dict.fromkeys(r["checkpoint"] for r in rows):
         mine = [r for r in rows if r["checkpoint"] == checkpoint]
         for method, which in SUMMARY:
-            candidates = [r for r in mine if r["method"] == method]
             if which == "default":
-                candidates = candidates[:1]  # score_checkpoint writes each method's default target first
-            elif which == "patch":
-                candidates = [r for r in candidates[1:] if r["kind"] == "patch"]
+                candidates = _default_rows(mine, method)
+            else:  # every target of that kind ("kind": all of them)
+                candidates = [r for r in mine if r["method"] == method and which in ("kind", r["kind"])]
             chosen += [r for r in candidates if r not in chosen]
     return chosen
 
@@ -156,10 +165,8 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
     def where(r: dict[str, Any]) -> str:
         return f"`{r['arch']}` {r['method']} on {_target_name(r)}"
 
-    gradcam = [r for r in rows if r["method"] == "gradcam"]
-    gradcam = [r for r in gradcam if r is next(g for g in gradcam if g["checkpoint"] == r["checkpoint"])]
     checks = [
-        ("Grad-CAM pointing game >= 0.90 (default layer)", gradcam, lambda r: r["pointing_game"] >= 0.9,
+        ("Grad-CAM pointing game >= 0.90 (default layer)", _default_rows(rows, "gradcam"), lambda r: r["pointing_game"] >= 0.9,
          lambda r: f"{r['pointing_game']:.2f}"),
         ("insertion AUC > deletion AUC", rows, lambda r: r["insertion_auc"] > r["deletion_auc"],
          lambda r: f"{r['insertion_auc']:.2f} vs {r['deletion_auc']:.2f}"),
