@@ -38,8 +38,9 @@ COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "ran
 #: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
 GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
                               "gradcam-elementwise", "integrated_gradients", "smoothgrad"})
-#: The rows of :func:`summary_table`: (method, which target) per model.
-SUMMARY = (("rollout", "kind"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
+#: The rows of :func:`summary_table` per model: (method, target), the target ``"default"``, ``"all"``
+#: or a token kind (every target of that kind).
+SUMMARY = (("rollout", "all"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
            ("scorecam", "default"), ("integrated_gradients", "default"), ("occlusion", "default"))
 
 
@@ -139,8 +140,8 @@ def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for method, which in SUMMARY:
             if which == "default":
                 candidates = _default_rows(mine, method)
-            else:  # every target of that kind ("kind": all of them)
-                candidates = [r for r in mine if r["method"] == method and which in ("kind", r["kind"])]
+            else:
+                candidates = [r for r in mine if r["method"] == method and which in ("all", r["kind"])]
             chosen += [r for r in candidates if r not in chosen]
     return chosen
 
