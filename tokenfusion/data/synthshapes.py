@@ -1,11 +1,13 @@
 """SynthShapes: a procedurally generated shape x texture teaching dataset.
 
 Every image holds one object whose class is the pair (global cue = shape,
-local cue = texture): 4 shapes x 3 textures = 12 classes. The object sits on a
-cluttered background (smooth colour gradient, low-amplitude noise) together
-with 2-4 distractor fragments: small textured blobs (texture without shape) and
-thin shape outlines (shape without texture), so that neither a texture-only nor
-a shape-only reader is ideal.
+local cue = texture): 4 shapes x 3 textures = 12 classes. The object is large
+(circumradius 33-47% of the side, so that 8-px patches at 48 px resolve its
+outline) and sits on a cluttered background (smooth colour gradient,
+low-amplitude noise) together with up to 4 distractor fragments, 2.5 on average,
+placed where the object leaves room: small textured blobs (texture without
+shape) and thin shape outlines (shape without texture), so that neither a
+texture-only nor a shape-only reader is ideal.
 
 Class order: ``label = texture_index * len(SHAPES) + shape_index``. With
 ``SHAPES`` and ``TEXTURES`` in alphabetical order this makes ``CLASS_NAMES``
@@ -62,6 +64,7 @@ _NOISE_AMPLITUDE = 0.06  # peak-to-peak, on a [0, 1] intensity scale
 _MIN_CONTRAST = 0.35  # luminance difference between the two texture colours
 _MIN_DISTANCE = 0.3  # RGB distance of texture colours from the background
 _SQRT3_2 = math.sqrt(3) / 2
+_OBJECT_RADIUS = (0.33, 0.47)  # circumradius range of the object, as fractions of the side
 
 
 @dataclass(frozen=True)
@@ -302,15 +305,17 @@ def render_sample(seed: int, index: int, image_size: int = 48) -> SynthSample:
     texture_index, shape_index = divmod(label, len(SHAPES))
     shape, texture = SHAPES[shape_index], TEXTURES[texture_index]
 
-    # Object: circumradius 20-35% of the side, fully inside the image.
+    # Object: fully inside the image.
     size_u, x_u, y_u, angle_u = rng.random(4).tolist()
-    radius = size * (0.2 + 0.15 * size_u)
+    low, high = _OBJECT_RADIUS
+    radius = size * (low + (high - low) * size_u)
     cx = radius + 1 + x_u * (size - 2 * radius - 2)
     cy = radius + 1 + y_u * (size - 2 * radius - 2)
 
     canvas = _background(rng, size)  # (3, H, W), channels first for fast broadcasting
 
-    # Distractors: a blob, an outline, then 0-2 of either; centred away from the object, which is drawn last.
+    # Distractors: a blob, an outline, then 0-2 of either; centred away from the object, which is drawn
+    # last (a distractor is left out when none of 16 random centres is far enough).
     extra, *coins = rng.random(3).tolist()
     kinds = [0, 1] + [int(coin < 0.5) for coin in coins[: int(3 * extra)]]
     for kind in kinds:
