@@ -1,7 +1,9 @@
 """``python -m train.evaluate``: top-1/top-5 of a checkpoint and its confusion matrix.
 
 On SynthShapes images generated afresh (``--seed``, ``--samples``) for SynthShapes models, or on
-``--data-path ROOT/val`` (ImageNet layout) for anything else.
+``--data-path ROOT/val`` (ImageNet layout) for anything else. For a fusion model it also gives the
+top-1 with every CNN token, and then every patch token, replaced by their mean (branch ablation):
+how much the model relies on each kind.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tokenfusion.checkpoint import CheckpointError, load_checkpoint
 from tokenfusion.data import SynthShapes, cue_accuracy
 from tokenfusion.data.imagefolder import DatasetError, open_split
 from tokenfusion.data.transforms import eval_transform
+from tokenfusion.explain import mean_tokens, token_kinds
 from tokenfusion.models import TokenFusionModel
 
 from .data import Transformed
@@ -45,8 +48,10 @@ def evaluate_checkpoint(
     path: str | Path, *, data_path: str | None = None, samples: int = 2000, seed: int = HELDOUT_SEED,
     batch_size: int = 256, workers: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion, the data used and, on
-    SynthShapes, the accuracy on each cue alone (``shape``, ``texture``)."""
+    """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion, the data used, on
+    SynthShapes the accuracy on each cue alone (``shape``, ``texture``) and, for a fusion model, the
+    top-1 with each kind of token replaced by its mean (``top1_without_cnn_tokens``,
+    ``top1_without_patch_tokens``)."""
     checkpoint = load_checkpoint(path)
     model, config = checkpoint.model, checkpoint.config
     if data_path:
@@ -60,6 +65,11 @@ def evaluate_checkpoint(
     metrics = _evaluate_on(model, data, batch_size, workers)
     if not data_path:
         metrics.update(cue_accuracy(metrics["confusion"]))
+    kinds = token_kinds(model)
+    if len(kinds) == 2:
+        for kind in kinds:
+            with mean_tokens(model, kind):
+                metrics[f"top1_without_{kind}_tokens"] = _evaluate_on(model, data, batch_size, workers)["top1"]
     return {**source, **metrics, "class_names": checkpoint.class_names}
 
 
@@ -82,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
           f"loss {result['val_loss']:.4f}")
     if "shape" in result:
         print(f"  on one cue alone: shape {result['shape']:.2f}%  texture {result['texture']:.2f}%")
+    if "top1_without_cnn_tokens" in result:
+        print(f"  top-1 with every CNN token replaced by their mean {result['top1_without_cnn_tokens']:.2f}%, "
+              f"every patch token {result['top1_without_patch_tokens']:.2f}%")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

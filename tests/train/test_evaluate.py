@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from train.evaluate import main
+from train.evaluate import evaluate_checkpoint, main
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -20,6 +20,19 @@ def test_evaluate_prints_cues_and_writes_confusion(tmp_path, capsys):
     rows = list(csv.reader((tmp_path / "confusion.csv").open()))
     assert len(rows) == 13 and rows[0][1] == "checkered circle"
     assert sum(int(v) for row in rows[1:] for v in row[1:]) == 60
+
+
+def test_evaluate_fusion_model_reports_branch_ablation(tmp_path, capsys):
+    main(["--checkpoint", str(CHECKPOINTS / "late.pt"), "--samples", "48", "--out", str(tmp_path)])
+    assert "every CNN token replaced by their mean" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # The shipped late model reads SynthShapes through its CNN tokens: without them it falls far.
+    assert metrics["top1_without_cnn_tokens"] < metrics["top1"] - 30
+    assert 0 <= metrics["top1_without_patch_tokens"] <= 100
+
+
+def test_evaluate_baseline_has_no_branch_ablation():
+    assert "top1_without_cnn_tokens" not in evaluate_checkpoint(CHECKPOINTS / "cnn.pt", samples=12)
 
 
 def test_evaluate_missing_checkpoint_is_a_plain_error(tmp_path):

@@ -8,7 +8,7 @@ from ._utils import ExplainError
 from .attention import attention_map, attention_rollout, cross_attention_map, fuse_heads, rollout_matrix
 from .attribution import integrated_gradients, occlusion, smoothgrad
 from .cam import CAM_METHODS, TokenReshape, cam
-from .fusion import BranchAblation, branch_ablation, fusion_weights, gates, mean_tokens
+from .fusion import BranchAblation, branch_ablation, fusion_weights, gates, mean_tokens, token_kinds
 from .metrics import (
     Curve, Randomisation, auc, deletion_curve, insertion_curve, mask_energy, pearson, pointing_game,
     randomisation_check, spearman,
@@ -21,5 +21,5 @@ __all__ = [
     "TokenReshape", "attention_map", "attention_rollout", "auc", "available_methods", "branch_ablation", "cam",
     "cross_attention_map", "deletion_curve", "explain", "fuse_heads", "fusion_weights", "gates",
     "insertion_curve", "integrated_gradients", "mask_energy", "mean_tokens", "occlusion", "pearson",
-    "pointing_game", "randomisation_check", "rollout_matrix", "smoothgrad", "spearman", "to_map",
+    "pointing_game", "randomisation_check", "rollout_matrix", "smoothgrad", "spearman", "to_map", "token_kinds",
 ]

@@ -13,10 +13,15 @@ from ..models.cnn_tokens import CNNTokens
 from ..models.patch_tokens import PatchTokens
 from ._utils import ExplainError, device_of, traced
 
-__all__ = ["BranchAblation", "TOKEN_MODULES", "fusion_weights", "gates", "mean_tokens", "branch_ablation"]
+__all__ = ["BranchAblation", "TOKEN_MODULES", "token_kinds", "fusion_weights", "gates", "mean_tokens", "branch_ablation"]
 
 #: The modules that produce each kind of token; their forward returns ``(tokens (B, N, D), grid)``.
 TOKEN_MODULES: dict[str, type[nn.Module]] = {"cnn": CNNTokens, "patch": PatchTokens}
+
+
+def token_kinds(model: nn.Module) -> list[str]:
+    """The kinds of token (``"cnn"``, ``"patch"``) that ``model`` makes, in the order of ``TOKEN_MODULES``."""
+    return [kind for kind, cls in TOKEN_MODULES.items() if any(isinstance(m, cls) for m in model.modules())]
 
 
 def fusion_weights(model: TokenFusionModel, x: Tensor) -> FusionWeights:
@@ -84,7 +89,7 @@ class BranchAblation:
 def branch_ablation(model: TokenFusionModel, x: Tensor, target: int | Tensor | None = None) -> BranchAblation:
     """Change of the target logit (default: the predicted class) when all CNN tokens, or all
     patch tokens, are replaced by their mean over tokens. ``x``: ``(B, 3, H, W)`` or ``(3, H, W)``."""
-    present = [k for k, cls in TOKEN_MODULES.items() if any(isinstance(m, cls) for m in model.modules())]
+    present = token_kinds(model)
     if len(present) < 2:
         raise ExplainError(f"Branch ablation needs both CNN and patch tokens; {model.config.arch!r} has {present}")
     model.eval()
