@@ -1,9 +1,9 @@
 """``python -m train.evaluate``: top-1/top-5 of a checkpoint and its confusion matrix.
 
 On SynthShapes images generated afresh (``--seed``, ``--samples``) for SynthShapes models, or on
-``--data-path ROOT/val`` (ImageNet layout) for anything else. For a fusion model it also gives the
-top-1 with every CNN token, and then every patch token, replaced by their mean (branch ablation):
-how much the model relies on each kind.
+``--data-path ROOT/val`` (ImageNet layout) for anything else. With ``--ablate-tokens``, for a fusion
+model, also the top-1 with every CNN token, and then every patch token, replaced by their mean
+(branch ablation): how much the model relies on each kind (two more passes over the data).
 """
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ def heldout_accuracy(model: TokenFusionModel, samples: int, seed: int = HELDOUT_
 
 def evaluate_checkpoint(
     path: str | Path, *, data_path: str | None = None, samples: int = 2000, seed: int = HELDOUT_SEED,
-    batch_size: int = 256, workers: int = 0,
+    batch_size: int = 256, workers: int = 0, ablate_tokens: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion, the data used, on
-    SynthShapes the accuracy on each cue alone (``shape``, ``texture``) and, for a fusion model, the
-    top-1 with each kind of token replaced by its mean (``top1_without_cnn_tokens``,
+    SynthShapes the accuracy on each cue alone (``shape``, ``texture``) and, with ``ablate_tokens`` on a
+    fusion model, the top-1 with each kind of token replaced by its mean (``top1_without_cnn_tokens``,
     ``top1_without_patch_tokens``)."""
     checkpoint = load_checkpoint(path)
     model, config = checkpoint.model, checkpoint.config
@@ -66,7 +66,7 @@ def evaluate_checkpoint(
     if not data_path:
         metrics.update(cue_accuracy(metrics["confusion"]))
     kinds = token_kinds(model)
-    if len(kinds) == 2:
+    if ablate_tokens and len(kinds) == 2:
         for kind in kinds:
             with mean_tokens(model, kind):
                 metrics[f"top1_without_{kind}_tokens"] = _evaluate_on(model, data, batch_size, workers)["top1"]
@@ -82,16 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for metrics.json and confusion.csv")
+    parser.add_argument("--ablate-tokens", action="store_true",
+                        help="fusion models: also the top-1 without CNN tokens and without patch tokens")
     args = parser.parse_args(argv)
     try:
         result = evaluate_checkpoint(args.checkpoint, data_path=args.data_path, samples=args.samples, seed=args.seed,
-                                     batch_size=args.batch_size, workers=args.workers)
+                                     batch_size=args.batch_size, workers=args.workers,
+                                     ablate_tokens=args.ablate_tokens)
     except (CheckpointError, DatasetError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{Path(args.checkpoint).name}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
           f"loss {result['val_loss']:.4f}")
     if "shape" in result:
         print(f"  on one cue alone: shape {result['shape']:.2f}%  texture {result['texture']:.2f}%")
+    if args.ablate_tokens and "top1_without_cnn_tokens" not in result:
+        print("  no branch ablation: this model has one kind of token")
     if "top1_without_cnn_tokens" in result:
         print(f"  top-1 with every CNN token replaced by their mean {result['top1_without_cnn_tokens']:.2f}%, "
               f"every patch token {result['top1_without_patch_tokens']:.2f}%")

@@ -23,7 +23,7 @@ def test_evaluate_prints_cues_and_writes_confusion(tmp_path, capsys):
 
 
 def test_evaluate_fusion_model_reports_branch_ablation(tmp_path, capsys):
-    main(["--checkpoint", str(CHECKPOINTS / "late.pt"), "--samples", "48", "--out", str(tmp_path)])
+    main(["--checkpoint", str(CHECKPOINTS / "late.pt"), "--samples", "48", "--out", str(tmp_path), "--ablate-tokens"])
     assert "every CNN token replaced by their mean" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # The shipped late model reads SynthShapes through its CNN tokens: without them it falls far.
@@ -31,8 +31,10 @@ def test_evaluate_fusion_model_reports_branch_ablation(tmp_path, capsys):
     assert 0 <= metrics["top1_without_patch_tokens"] <= 100
 
 
-def test_evaluate_baseline_has_no_branch_ablation():
-    assert "top1_without_cnn_tokens" not in evaluate_checkpoint(CHECKPOINTS / "cnn.pt", samples=12)
+def test_evaluate_baseline_has_no_branch_ablation(capsys):
+    main(["--checkpoint", str(CHECKPOINTS / "cnn.pt"), "--samples", "12", "--ablate-tokens"])
+    assert "no branch ablation: this model has one kind of token" in capsys.readouterr().out
+    assert "top1_without_cnn_tokens" not in evaluate_checkpoint(CHECKPOINTS / "late.pt", samples=12)  # off by default
 
 
 def test_evaluate_missing_checkpoint_is_a_plain_error(tmp_path):
