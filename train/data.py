@@ -75,9 +75,13 @@ class InMemory(Dataset):
     [0, 1] from memory (SynthShapes renders ~2,000 images/s; training reads each one many times)."""
 
     def __init__(self, base: Dataset, progress: bool = True) -> None:
-        items = [base[i] for i in tqdm(range(len(base)), desc="rendering", disable=not progress, leave=False)]  # type: ignore[arg-type]
-        self.images = torch.stack([(image * 255).round().to(torch.uint8) for image, _ in items])
-        self.labels = [label for _, label in items]
+        size = len(base)  # type: ignore[arg-type]
+        self.images = torch.empty((size, *base[0][0].shape), dtype=torch.uint8)  # filled in place: no float copy
+        self.labels: list[int] = []
+        for i in tqdm(range(size), desc="rendering", disable=not progress, leave=False):
+            image, label = base[i]
+            self.images[i] = (image * 255).round()
+            self.labels.append(label)
         self.classes = list(getattr(base, "classes"))
 
     def __len__(self) -> int:
