@@ -65,8 +65,7 @@ def evaluate_checkpoint(
     metrics = _evaluate_on(model, data, batch_size, workers)
     if not data_path:
         metrics.update(cue_accuracy(metrics["confusion"]))
-    kinds = token_kinds(model)
-    if ablate_tokens and len(kinds) == 2:
+    if ablate_tokens and len(kinds := token_kinds(model)) == 2:
         for kind in kinds:
             with mean_tokens(model, kind):
                 metrics[f"top1_without_{kind}_tokens"] = _evaluate_on(model, data, batch_size, workers)["top1"]
@@ -95,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
           f"loss {result['val_loss']:.4f}")
     if "shape" in result:
         print(f"  on one cue alone: shape {result['shape']:.2f}%  texture {result['texture']:.2f}%")
-    if args.ablate_tokens and "top1_without_cnn_tokens" not in result:
-        print("  no branch ablation: this model has one kind of token")
     if "top1_without_cnn_tokens" in result:
         print(f"  top-1 with every CNN token replaced by their mean {result['top1_without_cnn_tokens']:.2f}%, "
               f"every patch token {result['top1_without_patch_tokens']:.2f}%")
+    elif args.ablate_tokens:
+        print("  no branch ablation: this model has one kind of token")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

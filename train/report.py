@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from tokenfusion.checkpoint import load_checkpoint
-from tokenfusion.explain.score import summary_table, target_checks
+from tokenfusion.explain.score import chance_level, summary_table, target_checks
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
 __all__ = ["results_table", "scores_table", "fill_block", "main"]
@@ -52,8 +52,13 @@ def scores_table(paths: list[Path]) -> str:
     reports = [json.loads(Path(p).read_text()) for p in paths]
     rows = [row for report in reports for row in report["results"]]
     images = sorted({row["images"] for row in rows})
+    scored = {(r["settings"]["images"], r["settings"]["seed"], load_checkpoint(path).config.img_size)
+              for r in reports for path in r["settings"]["checkpoints"]}
+    chance = ", ".join(f"{100 * chance_level(*key):.0f}%" for key in sorted(scored))
     commands = "\n".join(f"    {report['command']}" for report in reports)
-    return (f"{summary_table(rows)}\n\nTargets, checked on every scored method and layer ({', '.join(map(str, images))} "
+    return (f"{summary_table(rows)}\n\nChance: the objects cover {chance} of these images on average, so a map that "
+            f"ignores the image scores about that on the pointing game and the energy.\n\n"
+            f"Targets, checked on every scored method and layer ({', '.join(map(str, images))} "
             f"held-out images per model):\n\n" + "\n".join(target_checks(rows)) +
             f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{commands}\n")
 

@@ -3,7 +3,11 @@ checks the issue's targets on every row, naming each miss."""
 import json
 from pathlib import Path
 
-from tokenfusion.explain.score import main, summary_table, target_checks
+import torch
+
+from tokenfusion.data import SynthShapes
+from tokenfusion.explain import pointing_game
+from tokenfusion.explain.score import chance_level, main, summary_table, target_checks
 
 CNN = Path(__file__).resolve().parents[2] / "checkpoints" / "cnn.pt"
 
@@ -35,6 +39,15 @@ def _row(arch, method, layer, kind, **scores):
                 pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
                 randomisation_spearman=0.1, ms_per_image=5.0)
     return {**base, **scores}
+
+
+def test_chance_level_is_what_random_maps_score():
+    # A map that ignores the image points into the object as often as the objects cover the image.
+    data = SynthShapes(200, seed=12345)
+    generator = torch.Generator().manual_seed(0)
+    hits = [pointing_game(torch.rand(48, 48, generator=generator), torch.from_numpy(data.sample(i).mask))
+            for i in range(200)]
+    assert abs(sum(hits) / 200 - chance_level(200, 12345, 48)) < 0.08
 
 
 def test_target_checks_name_every_miss():

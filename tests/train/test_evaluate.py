@@ -28,7 +28,8 @@ def test_evaluate_fusion_model_reports_branch_ablation(tmp_path, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # The shipped late model reads SynthShapes through its CNN tokens: without them it falls far.
     assert metrics["top1_without_cnn_tokens"] < metrics["top1"] - 30
-    assert 0 <= metrics["top1_without_patch_tokens"] <= 100
+    # ...and without its patch tokens it hardly moves (the README's reading of branch ablation).
+    assert metrics["top1_without_patch_tokens"] >= metrics["top1"] - 5
 
 
 def test_evaluate_baseline_has_no_branch_ablation(capsys):

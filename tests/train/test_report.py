@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.explain.score import chance_level
 from tokenfusion.models import ARCHITECTURES
 from train.report import fill_block, main, results_table
 
@@ -35,9 +36,12 @@ def test_readme_gets_both_tables(tmp_path):
                images=7, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1, insertion_auc=0.7,
                randomisation_spearman=0.2, ms_per_image=4.0)
     scores = tmp_path / "explain_scores_cnn.json"
-    scores.write_text(json.dumps({"command": "python -m tokenfusion.explain.score --images 7", "results": [row]}))
+    settings = dict(checkpoints=[str(ROOT / "checkpoints" / "cnn.pt")], images=7, seed=12345)
+    scores.write_text(json.dumps({"command": "python -m tokenfusion.explain.score --images 7", "settings": settings,
+                                  "results": [row]}))
     main(["--checkpoints", str(ROOT / "checkpoints"), "--scores", str(scores), "--readme", str(readme)])
     text = readme.read_text()
     assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 |" in text
     assert "met by 1 of 1." in text and "python -m tokenfusion.explain.score --images 7" in text
+    assert f"Chance: the objects cover {100 * chance_level(7, 12345, 48):.0f}% of these images" in text
     assert text.startswith("# R\n") and text.endswith("end\n")

@@ -32,7 +32,7 @@ from ..models import ARCHITECTURES, TokenFusionModel
 from .metrics import deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check
 from .registry import MethodInfo, available_methods, explain
 
-__all__ = ["variants", "score_checkpoint", "markdown_table", "summary_table", "target_checks", "main"]
+__all__ = ["variants", "chance_level", "score_checkpoint", "markdown_table", "summary_table", "target_checks", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
 #: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
@@ -56,6 +56,14 @@ def variants(
         pairs = [info.default] + [[t for t in info.targets if t[1] == kind][-1] for kind in info.kinds]
         chosen += [(info, layer, kind) for layer, kind in dict.fromkeys(pairs)]
     return chosen
+
+
+def chance_level(images: int, seed: int, image_size: int) -> float:
+    """What a map that ignores the image scores on average, in pointing game (no tolerance) and
+    mask energy alike, over the first ``images`` SynthShapes images of ``seed``: the mean share of
+    the image their objects cover."""
+    data = SynthShapes(images, image_size=image_size, seed=seed)
+    return sum(float(data.sample(i).mask.mean()) for i in range(images)) / images
 
 
 def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
