@@ -348,10 +348,9 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
         if ctx.is_main:
             # Rewritten whole each epoch, so a resumed run never repeats or loses a line.
             (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in state.history))
-            if not args.no_progress:
-                h = state.history[-1]
-                print(f"epoch {state.epoch}/{args.epochs}: loss {h['train_loss']:.3f} top1 {h['top1']:.1f}% "
-                      f"top5 {h['top5']:.1f}% {h['images_per_s']:.0f} img/s", flush=True)
+            h = state.history[-1]
+            print(f"{args.arch} epoch {state.epoch}/{args.epochs}: loss {h['train_loss']:.3f} top1 {h['top1']:.1f}% "
+                  f"top5 {h['top5']:.1f}% {h['images_per_s']:.0f} img/s", flush=True)
             save(out / "checkpoint.pt", with_resume=True)
     if ctx.is_main:
         if args.max_steps and state.step_in_epoch:

@@ -3,21 +3,58 @@ to ``checkpoints/`` (fp16 weights, a few MB in all), each with its held-out top-
 
 Each model trains with ``python -m train --arch ARCH --preset synthshapes-tiny`` into
 ``runs/teach/ARCH`` and resumes there if the command is run again after an interruption.
+``--jobs N`` trains N models at a time, each in its own process with its share of the CPU
+threads, the costliest first (images stepped through x FLOPs per image), so that the slowest
+model starts at once and the others fill the remaining workers.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shlex
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import torch
+
 from tokenfusion.checkpoint import load_checkpoint, save_checkpoint
-from tokenfusion.models import ARCHITECTURES
+from tokenfusion.models import ARCHITECTURES, count_flops, create
 
 from .engine import get_args_parser, main as train_main
 from .evaluate import heldout_accuracy
+from .presets import resolve_preset
 
-__all__ = ["main"]
+__all__ = ["PRESET", "main", "teaching_cost"]
+
+PRESET = "synthshapes-tiny"
+
+
+def teaching_cost(arch: str) -> int:
+    """FLOPs of ``arch``'s forward passes over its teaching run: the order in which ``--jobs`` starts them."""
+    recipe = resolve_preset(PRESET, arch)
+    return recipe["epochs"] * recipe["train_samples"] * count_flops(create(arch, recipe["size"]))
+
+
+def teach(arch: str, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str) -> str:
+    """Train (or resume) ``arch``, evaluate its fp16 weights on held-out images and write ``out/ARCH.pt``."""
+    run = runs / arch
+    argv = ["--arch", arch, "--preset", PRESET, "--output-dir", str(run), "--resume", "auto", *train_args]
+    args = get_args_parser().parse_args(argv)
+    args.argv = argv
+    print(f"== {arch}: python -m train {shlex.join(argv)}", flush=True)
+    train_main(args)
+    trained = load_checkpoint(run / "model.pt")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()}
+    trained.model.load_state_dict(half)  # evaluate exactly the weights that ship
+    heldout = heldout_accuracy(trained.model, heldout_samples)
+    save_checkpoint(out / f"{arch}.pt", trained.model, class_names=trained.class_names,
+                    training={**trained.training, "heldout": heldout},
+                    provenance={**trained.provenance, "teach_command": command}, state_dict=half)
+    minutes = trained.training["train_seconds"] / 60
+    return (f"   {arch}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images "
+            f"(seed {heldout['seed']}), {minutes:.1f} min of training")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,25 +62,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="checkpoints", help="where the shipped checkpoints go")
     parser.add_argument("--runs", default="runs/teach", help="where each training run keeps its files")
     parser.add_argument("--heldout-samples", type=int, default=2000)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once, each in its own process (default: one after the other)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --, options passed to python -m train")
     args = parser.parse_args(argv)
-    extra = [a for a in args.train_args if a != "--"]
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     command = shlex.join(["python", "-m", "train.teach", *(argv if argv is not None else sys.argv[1:])])
-    for arch in args.archs:
-        run = Path(args.runs) / arch
-        argv = ["--arch", arch, "--preset", "synthshapes-tiny", "--output-dir", str(run), "--resume", "auto", *extra]
-        train_args = get_args_parser().parse_args(argv)
-        train_args.argv = argv
-        print(f"== {arch}: python -m train {shlex.join(argv)}", flush=True)
-        train_main(train_args)
-        trained = load_checkpoint(run / "model.pt")
-        half = {k: v.half() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()}
-        trained.model.load_state_dict(half)  # evaluate exactly the weights that ship
-        heldout = heldout_accuracy(trained.model, args.heldout_samples)
-        print(f"   {arch}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images (seed {heldout['seed']})")
-        save_checkpoint(Path(args.out) / f"{arch}.pt", trained.model, class_names=trained.class_names,
-                        training={**trained.training, "heldout": heldout},
-                        provenance={**trained.provenance, "teach_command": command}, state_dict=half)
+    train_args = [a for a in args.train_args if a != "--"]
+    archs = sorted(args.archs, key=teaching_cost, reverse=True)
+    common = (Path(args.runs), Path(args.out), args.heldout_samples)
+    if args.jobs == 1:
+        for arch in archs:
+            print(teach(arch, *common, train_args, command), flush=True)
+        return
+    # One progress bar per process would garble the terminal: each job prints its epochs instead.
+    # Options given after -- come later, so they win over these.
+    threads = max(1, torch.get_num_threads() // args.jobs)
+    job_args = ["--threads", str(threads), "--no-progress", *train_args]
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = [pool.submit(teach, arch, *common, job_args, command) for arch in archs]
+        for job in as_completed(jobs):
+            print(job.result(), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""``python -m train.teach``: the command that retrains the shipped teaching models."""
+import pytest
+import torch
+
+from tokenfusion.checkpoint import load_checkpoint
+from train import teach
+
+from .conftest import run_train
+
+SHORT = ["--img-size", "32", "--epochs", "1", "--train-samples", "64", "--val-samples", "16", "--batch-size", "16"]
+
+
+def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
+    argv = ["--archs", "cnn", "vit", "--jobs", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--heldout-samples", "16", "--", *SHORT]
+    result = run_train(*argv, module="train.teach")
+    for arch in ("cnn", "vit"):
+        assert f"{arch} epoch 1/1:" in result.stdout  # each job reports its epochs, named
+        assert f"   {arch}: held-out top-1" in result.stdout
+        shipped = load_checkpoint(tmp_path / "out" / f"{arch}.pt")
+        assert shipped.training["heldout"]["samples"] == 16
+        assert "--jobs 2" in shipped.provenance["teach_command"]
+    first = load_checkpoint(tmp_path / "out" / "vit.pt").model.state_dict()
+
+    rerun = run_train(*argv, module="train.teach")
+    assert rerun.stdout.count("Resumed from") == 2 and "epoch 1/1:" not in rerun.stdout  # nothing retrained
+    again = load_checkpoint(tmp_path / "out" / "vit.pt").model.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_the_costliest_teaching_run_starts_first():
+    order = sorted(["cnn", "early", "late", "layerwise", "vit"], key=teach.teaching_cost, reverse=True)
+    assert order[0] == "vit" and order[-1] == "cnn"  # the ViT steps through ten times the images
+
+
+def test_jobs_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        teach.main(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
