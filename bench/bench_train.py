@@ -1,6 +1,8 @@
 """Training throughput: images/s of a full optimiser step for every ``tiny`` model on this CPU
 and, when a GPU is present, images/s and model FLOP utilisation (MFU) of the ``small`` models in
-bf16 with channels-last (optionally compiled).
+bf16 with channels-last (optionally compiled). On the CPU it also measures the teaching runs' data
+pipeline (seeded per-image augmentation and batching of in-memory SynthShapes, no model), which
+every step pays on top of the model.
 
     python bench/bench_train.py --threads 2                 # CPU, tiny models
     python bench/bench_train.py --gpu --batch-size 128      # GPU, small models, bf16
@@ -25,6 +27,8 @@ import torch
 from tokenfusion.models import ARCHITECTURES, count_flops, create
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train.data import build_datasets, build_loaders  # noqa: E402
+from train.engine import apply_preset, get_args_parser  # noqa: E402
 from train.presets import resolve_preset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,6 +69,18 @@ def images_per_second(arch: str, size: str, batch: int, steps: int, device: torc
     return batch / sorted(times)[len(times) // 2]
 
 
+def loader_images_per_second(images: int = 6400) -> float:
+    """Images/s of one pass of the ``synthshapes-tiny`` training loader over ``images`` in-memory images."""
+    args = apply_preset(get_args_parser().parse_args(
+        ["--arch", "vit", "--preset", "synthshapes-tiny", "--train-samples", str(images), "--val-samples", "64", "--no-progress"]))
+    config = create("vit", "tiny").config
+    train, val, _ = build_datasets(args, config)
+    loader, _, _ = build_loaders(args, config, train, val, rank=0, world_size=1, pin=False)
+    start = time.perf_counter()
+    seen = sum(len(targets) for _, targets in loader)
+    return seen / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpu", action="store_true", help="small models on cuda in bf16")
@@ -93,12 +109,17 @@ def main() -> None:
             note = f"   teaching run: {row['teaching_images'] / 1e3:.0f} k images, {row['teaching_minutes']:.1f} min"
         rows.append(row)
         print(f"{arch:<10}{size:<7}{ips:>9.0f} img/s{note}", flush=True)
+    loader = None
+    if not args.gpu:
+        loader = loader_images_per_second()
+        print(f"data pipeline (synthshapes-tiny loader, no model): {loader:.0f} img/s", flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("train_gpu.json" if args.gpu else "train_cpu.json")
     out.write_text(json.dumps({
         "command": " ".join(["python", *sys.argv]), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": str(torch.__version__), "device": torch.cuda.get_device_name() if args.gpu else f"cpu x{os.cpu_count()}",
         "threads": torch.get_num_threads(), "batch_size": args.batch_size, "load_average": os.getloadavg(), "rows": rows,
+        "loader_images_per_s": loader,
     }, indent=2))
     print(f"wrote {out}")
 
