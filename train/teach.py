@@ -13,6 +13,7 @@ import argparse
 import multiprocessing
 import shlex
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -72,18 +73,20 @@ def main(argv: list[str] | None = None) -> None:
     train_args = [a for a in args.train_args if a != "--"]
     archs = sorted(args.archs, key=teaching_cost, reverse=True)
     common = (Path(args.runs), Path(args.out), args.heldout_samples)
+    start = time.perf_counter()
     if args.jobs == 1:
         for arch in archs:
             print(teach(arch, *common, train_args, command), flush=True)
-        return
-    # One progress bar per process would garble the terminal: each job prints its epochs instead.
-    # Options given after -- come later, so they win over these.
-    threads = max(1, torch.get_num_threads() // args.jobs)
-    job_args = ["--threads", str(threads), "--no-progress", *train_args]
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = [pool.submit(teach, arch, *common, job_args, command) for arch in archs]
-        for job in as_completed(jobs):
-            print(job.result(), flush=True)
+    else:
+        # One progress bar per process would garble the terminal: each job prints its epochs instead.
+        # Options given after -- come later, so they win over these.
+        threads = max(1, torch.get_num_threads() // args.jobs)
+        job_args = ["--threads", str(threads), "--no-progress", *train_args]
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(teach, arch, *common, job_args, command) for arch in archs]
+            for job in as_completed(jobs):
+                print(job.result(), flush=True)
+    print(f"{len(archs)} models in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
         shipped = load_checkpoint(tmp_path / "out" / f"{arch}.pt")
         assert shipped.training["heldout"]["samples"] == 16
         assert "--jobs 2" in shipped.provenance["teach_command"]
+    assert "2 models in" in result.stdout  # the wall time of the whole set
     first = load_checkpoint(tmp_path / "out" / "vit.pt").model.state_dict()
 
     rerun = run_train(*argv, module="train.teach")
