@@ -3,7 +3,7 @@
 Prints two Markdown tables and, with ``--readme``, writes them into README.md between their
 markers: ``results`` (held-out top-1, parameters, FLOPs, epochs, training time, from the
 checkpoints) and ``explain-scores`` (a selection of the explanation scores and the issue's
-targets checked on every row, from the JSON files of ``python -m tokenfusion.explain.score``).
+targets checked on every row, from the JSON files of ``python bench/score_explanations.py``).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import json
 import re
 from pathlib import Path
 
+from bench.score_explanations import chance_level, summary_table, target_checks
 from tokenfusion.checkpoint import load_checkpoint
-from tokenfusion.explain.score import chance_level, summary_table, target_checks
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
 __all__ = ["results_table", "scores_table", "fill_block", "main"]
@@ -54,10 +54,16 @@ def scores_table(paths: list[Path]) -> str:
     images = sorted({row["images"] for row in rows})
     scored = {(r["settings"]["images"], r["settings"]["seed"], load_checkpoint(path).config.img_size)
               for r in reports for path in r["settings"]["checkpoints"]}
-    chance = ", ".join(f"{100 * chance_level(*key):.0f}%" for key in sorted(scored))
+    levels = [chance_level(*key) for key in sorted(scored)]
+    chance = ", ".join(f"{100 * level['random']:.0f}%" for level in levels)
+    blank = ", ".join(f"{level['blank_pointing']:.2f} on the pointing game and {level['blank_energy']:.2f} energy"
+                      for level in levels)
     commands = "\n".join(f"    {report['command']}" for report in reports)
     return (f"{summary_table(rows)}\n\nChance: the objects cover {chance} of these images on average, so a map that "
-            f"ignores the image scores about that on the pointing game and the energy.\n\n"
+            f"ignores the image scores about that on the pointing game and the energy. A blank map (constant, "
+            f"such as Grad-CAM's when no weighted channel is positive) points nowhere: it scores {blank}. The "
+            f"`blank` column counts the images whose map is blank; a row with b blank maps of n points into the "
+            f"object at most 1 - b/n of the time.\n\n"
             f"Targets, checked on every scored method and layer ({', '.join(map(str, images))} "
             f"held-out images per model):\n\n" + "\n".join(target_checks(rows)) +
             f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{commands}\n")

@@ -4,7 +4,7 @@ import torch
 from tokenfusion.explain import (
     auc, cam, deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check, spearman,
 )
-from tokenfusion.explain.metrics import cascade_units
+from tokenfusion.explain.metrics import cascade_units, is_blank
 from tokenfusion.explain.result import Explanation
 
 
@@ -27,6 +27,17 @@ def test_map_outside_scores_zero_and_tolerance_helps(mask):
     assert pointing_game(outside, mask) == 0.0 and mask_energy(outside, mask) == 0.0
     assert pointing_game(outside, mask, tolerance=3) == 1.0
     assert pointing_game(outside, mask, tolerance=2) == 0.0
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_blank_map_is_a_miss(mask, value):
+    # A constant map has its maximum everywhere, inside the mask too: it must not count as a hit.
+    blank = torch.full((48, 48), value)
+    assert is_blank(blank) and pointing_game(blank, mask) == 0.0
+    assert pointing_game(blank, mask, tolerance=5) == 0.0
+    almost = blank.clone()
+    almost[15, 35] += 1e-3  # one pixel above the rest, inside the object: a hit
+    assert not is_blank(almost) and pointing_game(almost, mask) == 1.0
 
 
 def test_uniform_map_energy_is_mask_area(mask):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.score_explanations import chance_level
 from tokenfusion.checkpoint import load_checkpoint
-from tokenfusion.explain.score import chance_level
 from tokenfusion.models import ARCHITECTURES
 from train.report import fill_block, main, results_table
 
@@ -33,15 +33,16 @@ def test_readme_gets_both_tables(tmp_path):
     readme.write_text("# R\n<!-- results:start -->\n<!-- results:end -->\n"
                       "<!-- explain-scores:start -->\n<!-- explain-scores:end -->\nend\n")
     row = dict(checkpoint="cnn.pt", arch="cnn", size="tiny", method="gradcam", layer="trunk.stage2", kind="cnn",
-               images=7, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1, insertion_auc=0.7,
+               images=7, blank_maps=1, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1, insertion_auc=0.7,
                randomisation_spearman=0.2, ms_per_image=4.0)
     scores = tmp_path / "explain_scores_cnn.json"
     settings = dict(checkpoints=[str(ROOT / "checkpoints" / "cnn.pt")], images=7, seed=12345)
-    scores.write_text(json.dumps({"command": "python -m tokenfusion.explain.score --images 7", "settings": settings,
+    scores.write_text(json.dumps({"command": "python bench/score_explanations.py --images 7", "settings": settings,
                                   "results": [row]}))
     main(["--checkpoints", str(ROOT / "checkpoints"), "--scores", str(scores), "--readme", str(readme)])
     text = readme.read_text()
-    assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 |" in text
-    assert "met by 1 of 1." in text and "python -m tokenfusion.explain.score --images 7" in text
-    assert f"Chance: the objects cover {100 * chance_level(7, 12345, 48):.0f}% of these images" in text
+    assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 | 1/7 |" in text
+    assert "met by 1 of 1." in text and "python bench/score_explanations.py --images 7" in text
+    assert f"Chance: the objects cover {100 * chance_level(7, 12345, 48)['random']:.0f}% of these images" in text
+    assert "A blank map (constant" in text and "scores 0.00 on the pointing game and 0.00 energy" in text
     assert text.startswith("# R\n") and text.endswith("end\n")

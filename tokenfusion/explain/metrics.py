@@ -1,6 +1,7 @@
 """Scores of an explanation: against a ground-truth mask, against the model, against randomness.
 
-- :func:`pointing_game`, :func:`mask_energy`: does the map fall on the object's mask?
+- :func:`pointing_game`, :func:`mask_energy`: does the map fall on the object's mask? A blank
+  (constant) map (:func:`is_blank`) points nowhere: the pointing game counts it as a miss.
 - :func:`deletion_curve`, :func:`insertion_curve` (Petsiuk et al. 2018, RISE): the target's
   probability as the most salient pixels are removed (replaced by a baseline) or inserted (into
   the baseline), with the area under the curve. Lower deletion AUC and higher insertion AUC mean
@@ -28,7 +29,7 @@ from ._utils import ExplainError, as_batch, device_of
 from .result import Explanation
 
 __all__ = [
-    "Curve", "Randomisation", "pointing_game", "mask_energy", "auc", "deletion_curve", "insertion_curve",
+    "Curve", "Randomisation", "is_blank", "pointing_game", "mask_energy", "auc", "deletion_curve", "insertion_curve",
     "spearman", "pearson", "cascade_units", "randomise_", "randomisation_check",
 ]
 
@@ -39,10 +40,19 @@ def _check_pair(saliency: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return saliency.float(), mask.bool()
 
 
+def is_blank(saliency: Tensor) -> bool:
+    """True when the map ``(H, W)`` is constant, e.g. the all-zero map of a Grad-CAM whose weighted
+    channels sum to a negative value everywhere: its maximum is everywhere, so it points nowhere."""
+    return bool(saliency.max() == saliency.min())
+
+
 def pointing_game(saliency: Tensor, mask: Tensor, tolerance: int = 0) -> float:
     """1.0 when the map's maximum ``(H, W)`` lies inside ``mask`` ``(H, W)`` grown by ``tolerance``
-    pixels (Zhang et al. 2016 use 15 px at 224), else 0.0. Ties: any maximal pixel inside counts."""
+    pixels (Zhang et al. 2016 use 15 px at 224), else 0.0. Ties: any maximal pixel inside counts,
+    but a blank map (:func:`is_blank`) is a miss."""
     saliency, mask = _check_pair(saliency, mask)
+    if is_blank(saliency):
+        return 0.0
     if tolerance > 0:
         mask = F.max_pool2d(mask.float()[None, None], 2 * tolerance + 1, stride=1, padding=tolerance)[0, 0] > 0
     return float(mask[saliency == saliency.max()].any())

@@ -1,24 +1,30 @@
 """Score every explanation method on every checkpoint against SynthShapes masks.
 
-    python -m tokenfusion.explain.score --checkpoints checkpoints/ --images 500 --seed 12345 \\
+    python bench/score_explanations.py --checkpoints checkpoints/ --images 500 --seed 12345 \\
         --out bench/results/explain_scores.json --markdown
 
 For every checkpoint, every method that applies (:func:`available_methods`) at its default
 layer, plus the last layer of each other token kind, explains the ``--target`` class (default:
 the true label) of ``--images`` held-out SynthShapes images (``--seed``; training uses other
-seeds) and records: pointing game and energy inside the object mask, deletion and insertion AUC
+seeds) and records: pointing game (a blank map is a miss) and energy inside the object mask, the
+number of blank maps, deletion and insertion AUC
 (target probability, ``--steps`` steps, ``--baseline``), the mean Spearman correlation of the
 cascading randomisation check on the first ``--random-images`` images (lower is better), and
-milliseconds per explanation.
+milliseconds per explanation. The JSON file also holds the command, date, commit, threads and
+load average; ``python -m train.report`` puts :func:`summary_table` and :func:`target_checks` of
+the files into the README.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +32,13 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint
-from ..data import SynthShapes
-from ..models import ARCHITECTURES, TokenFusionModel
-from .metrics import deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check
-from .registry import MethodInfo, available_methods, explain
+from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.data import SynthShapes
+from tokenfusion.explain import MethodInfo, available_methods, explain
+from tokenfusion.explain.metrics import (
+    deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game, randomisation_check,
+)
+from tokenfusion.models import ARCHITECTURES, TokenFusionModel
 
 __all__ = ["variants", "chance_level", "score_checkpoint", "markdown_table", "summary_table", "target_checks", "main"]
 
@@ -58,12 +66,18 @@ def variants(
     return chosen
 
 
-def chance_level(images: int, seed: int, image_size: int) -> float:
-    """What a map that ignores the image scores on average, in pointing game (no tolerance) and
-    mask energy alike, over the first ``images`` SynthShapes images of ``seed``: the mean share of
-    the image their objects cover."""
+def chance_level(images: int, seed: int, image_size: int) -> dict[str, float]:
+    """What maps that ignore the image score on average over the first ``images`` SynthShapes
+    images of ``seed``. ``random``: a map of random values scores the mean share of the image the
+    objects cover, in pointing game (no tolerance) and mask energy alike. ``blank_pointing``,
+    ``blank_energy``: the scores of a blank (all-zero) map, :func:`pointing_game` and
+    :func:`mask_energy` applied to it."""
     data = SynthShapes(images, image_size=image_size, seed=seed)
-    return sum(float(data.sample(i).mask.mean()) for i in range(images)) / images
+    masks = [torch.from_numpy(data.sample(i).mask) for i in range(images)]
+    blank = torch.zeros(image_size, image_size)
+    return {"random": sum(float(m.float().mean()) for m in masks) / images,
+            "blank_pointing": sum(pointing_game(blank, m) for m in masks) / images,
+            "blank_energy": sum(mask_energy(blank, m) for m in masks) / images}
 
 
 def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -86,6 +100,7 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
             e = explain(model, x, info.name, layer, target, **options)
             row = sums[(info.name, e.layer if info.name != "rollout" else None, kind)]
             row["pointing_game"].append(pointing_game(e.map, mask, args.tolerance))
+            row["blank_maps"].append(float(is_blank(e.map)))
             row["mask_energy"].append(mask_energy(e.map, mask))
             curve = dict(steps=args.steps, baseline=args.baseline)
             row["deletion_auc"].append(deletion_curve(model, x, e.map, target, **curve).auc)
@@ -99,7 +114,8 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
     rows = []
     for (method, layer, kind), values in sums.items():
         row = dict(checkpoint=path.name, arch=config.arch, size=config.size, method=method, layer=layer, kind=kind,
-                   images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]))
+                   images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]),
+                   blank_maps=int(sum(values["blank_maps"])))
         row.update({c: _mean(values[c]) for c in COLUMNS})
         rows.append(row)
     return rows
@@ -111,15 +127,23 @@ def _mean(values: list[float]) -> float | None:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (pointing game and energy: higher is better; deletion AUC and
-    randomisation Spearman: lower is better; insertion AUC: higher is better)."""
-    head = ["checkpoint", "method", "layer", "kind", "pointing ↑", "energy ↑", "deletion ↓", "insertion ↑",
-            "rand. ρ ↓", "ms/img"]
+    randomisation Spearman: lower is better; insertion AUC: higher is better; blank: images whose
+    map is blank, each a miss in the pointing game)."""
+    head = ["checkpoint", "method", "layer", "kind", "pointing ↑", "blank", "energy ↑", "deletion ↓",
+            "insertion ↑", "rand. ρ ↓", "ms/img"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["checkpoint"], r["method"], r["layer"] or "", r["kind"] or ""]
-        cells += ["" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS[:-1]] + [f"{r['ms_per_image']:.1f}"]
+        cells += _score_cells(r, ".3f") + [f"{r['ms_per_image']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _score_cells(row: dict[str, Any], spec: str) -> list[str]:
+    """Pointing game, blank maps (of the row's images), then the other scores but time, formatted by ``spec``."""
+    cells = ["" if row[c] is None else format(row[c], spec) for c in COLUMNS[:-1]]
+    blank = "" if row.get("blank_maps") is None else f"{row['blank_maps']}/{row['images']}"  # absent in old files
+    return cells[:1] + [blank] + cells[1:]
 
 
 def _target_name(row: dict[str, Any]) -> str:
@@ -157,12 +181,13 @@ def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """A selection of ``rows`` (from one or several score files) for the README: per model,
     rollout per token kind, Grad-CAM at its default layer and on the last patch tokens, LayerCAM,
-    ScoreCAM, Integrated Gradients and Occlusion."""
-    head = "| model (top-1 here) | method | target | pointing ↑ | energy ↑ | deletion ↓ | insertion ↑ | rand. ρ ↓ | ms |"
-    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    ScoreCAM, Integrated Gradients and Occlusion, with the count of blank maps."""
+    head = ("| model (top-1 here) | method | target | pointing ↑ | blank | energy ↑ | deletion ↓ | insertion ↑ "
+            "| rand. ρ ↓ | ms |")
+    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in _summary_rows(rows):
         cells = [f"`{r['arch']}` ({100 * r['accuracy']:.0f}%)", r["method"], _target_name(r)]
-        cells += ["" if r[c] is None else f"{r[c]:.2f}" for c in COLUMNS[:-1]] + [f"{r['ms_per_image']:.0f}"]
+        cells += _score_cells(r, ".2f") + [f"{r['ms_per_image']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -191,8 +216,17 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _commit() -> str | None:
+    """The repository's HEAD commit, None outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tokenfusion.explain.score", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python bench/score_explanations.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="checkpoint files or folders of *.pt")
     p.add_argument("--images", type=int, default=500, help="held-out SynthShapes images per checkpoint")
     p.add_argument("--seed", type=int, default=12345, help="SynthShapes seed of the held-out images")
@@ -223,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows = [row for path in paths for row in score_checkpoint(path, args)]
     report = {
-        "command": "python -m tokenfusion.explain.score " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/score_explanations.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
         "settings": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
                      for k, v in vars(args).items()},
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+                    "threads": torch.get_num_threads(), "load_average": os.getloadavg()},
         "seconds": time.perf_counter() - start,
         "results": rows,
     }

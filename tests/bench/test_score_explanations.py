@@ -1,5 +1,5 @@
-"""The scoring command: it scores a shipped model against SynthShapes masks, and its summary
-checks the issue's targets on every row, naming each miss."""
+"""``bench/score_explanations.py``: it scores a shipped model against SynthShapes masks, counts
+blank maps, and its summary checks the issue's targets on every row, naming each miss."""
 import json
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import torch
 
 from tokenfusion.data import SynthShapes
 from tokenfusion.explain import pointing_game
-from tokenfusion.explain.score import chance_level, main, summary_table, target_checks
+from bench.score_explanations import chance_level, main, markdown_table, summary_table, target_checks
 
 CNN = Path(__file__).resolve().parents[2] / "checkpoints" / "cnn.pt"
 
@@ -25,7 +25,9 @@ def test_score_command_writes_scores_in_range(tmp_path):
         for key in ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc"):
             assert 0.0 <= row[key] <= 1.0
         assert -1.0 <= row["randomisation_spearman"] <= 1.0
-    assert "--images 3" in report["command"]
+        assert 0 <= row["blank_maps"] <= 3 and row["pointing_game"] <= 1 - row["blank_maps"] / 3
+    assert report["command"].startswith("python bench/score_explanations.py ") and "--images 3" in report["command"]
+    assert report["commit"] and report["date"] and len(report["machine"]["load_average"]) == 3
     assert "| cnn.pt | gradcam | trunk.stage2 |" in out.with_suffix(".md").read_text()
 
 
@@ -36,7 +38,7 @@ def test_score_command_refuses_missing_checkpoints(tmp_path, capsys):
 
 def _row(arch, method, layer, kind, **scores):
     base = dict(checkpoint=f"{arch}.pt", arch=arch, method=method, layer=layer, kind=kind, accuracy=1.0,
-                pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
+                images=10, blank_maps=0, pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
                 randomisation_spearman=0.1, ms_per_image=5.0)
     return {**base, **scores}
 
@@ -47,7 +49,16 @@ def test_chance_level_is_what_random_maps_score():
     generator = torch.Generator().manual_seed(0)
     hits = [pointing_game(torch.rand(48, 48, generator=generator), torch.from_numpy(data.sample(i).mask))
             for i in range(200)]
-    assert abs(sum(hits) / 200 - chance_level(200, 12345, 48)) < 0.08
+    level = chance_level(200, 12345, 48)
+    assert abs(sum(hits) / 200 - level["random"]) < 0.08
+    # A blank map points nowhere and has no mass, however much of the image the objects cover.
+    assert level["blank_pointing"] == 0.0 and level["blank_energy"] == 0.0
+
+
+def test_tables_show_blank_maps_per_row():
+    rows = [_row("late", "gradcam", "fusion_blocks.0.norm1", "patch", blank_maps=6, pointing_game=0.1)]
+    assert "| late.pt | gradcam | fusion_blocks.0.norm1 | patch | 0.100 | 6/10 | 0.500 |" in markdown_table(rows)
+    assert "| gradcam | patch tokens, `fusion_blocks.0.norm1` | 0.10 | 6/10 | 0.50 |" in summary_table(rows)
 
 
 def test_target_checks_name_every_miss():
