@@ -7,10 +7,10 @@ For every checkpoint, every method that applies (:func:`available_methods`) at i
 layer, plus the last layer of each other token kind, explains the ``--target`` class (default:
 the true label) of ``--images`` held-out SynthShapes images (``--seed``; training uses other
 seeds) and records: pointing game (a blank map is a miss) and energy inside the object mask, the
-number of blank maps, deletion and insertion AUC
-(target probability, ``--steps`` steps, ``--baseline``), the mean Spearman correlation of the
-cascading randomisation check on the first ``--random-images`` images (lower is better), and
-milliseconds per explanation. The JSON file also holds the command, date, commit, threads and
+number of blank maps, deletion and insertion AUC (target probability, ``--steps`` steps,
+``--baseline``), the mean Spearman correlation of the cascading randomisation check (lower is
+better) over those of the first ``--random-images`` images whose trained map is not blank (a
+constant map has no ranks to correlate), and milliseconds per explanation. The JSON file also holds the command, date, commit, threads and
 load average; ``python -m train.report`` puts :func:`summary_table` and :func:`target_checks` of
 the files into the README.
 """
@@ -99,15 +99,16 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
             options = {"kind": kind} if kind is not None else {}
             e = explain(model, x, info.name, layer, target, **options)
             row = sums[(info.name, e.layer if info.name != "rollout" else None, kind)]
+            blank = is_blank(e.map)
             row["pointing_game"].append(pointing_game(e.map, mask, args.tolerance))
-            row["blank_maps"].append(float(is_blank(e.map)))
+            row["blank_maps"].append(float(blank))
             row["mask_energy"].append(mask_energy(e.map, mask))
             curve = dict(steps=args.steps, baseline=args.baseline)
             row["deletion_auc"].append(deletion_curve(model, x, e.map, target, **curve).auc)
             row["insertion_auc"].append(insertion_curve(model, x, e.map, target, **curve).auc)
             row["ms_per_image"].append(1000 * e.seconds)
             row["correct"].append(float(predicted == label))
-            if i < args.random_images:
+            if i < args.random_images and not blank:  # a blank map has no ranks to correlate
                 fn = lambda m, x, n=info.name, l=layer, o=options: explain(m, x, n, l, target, **o)  # noqa: E731
                 check = randomisation_check(model, x, fn, steps=args.random_steps, seed=args.seed, reference=e)
                 row["randomisation_spearman"].append(check.mean)
@@ -115,7 +116,8 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
     for (method, layer, kind), values in sums.items():
         row = dict(checkpoint=path.name, arch=config.arch, size=config.size, method=method, layer=layer, kind=kind,
                    images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]),
-                   blank_maps=int(sum(values["blank_maps"])))
+                   blank_maps=int(sum(values["blank_maps"])),
+                   randomisation_images=len(values["randomisation_spearman"]))
         row.update({c: _mean(values[c]) for c in COLUMNS})
         rows.append(row)
     return rows
@@ -237,7 +239,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
     p.add_argument("--baseline", choices=["blur", "mean"], default="blur", help="deletion/insertion baseline")
     p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
-    p.add_argument("--random-images", type=int, default=20, help="images that get the randomisation check")
+    p.add_argument("--random-images", type=int, default=20, help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p

@@ -26,6 +26,7 @@ def test_score_command_writes_scores_in_range(tmp_path):
             assert 0.0 <= row[key] <= 1.0
         assert -1.0 <= row["randomisation_spearman"] <= 1.0
         assert 0 <= row["blank_maps"] <= 3 and row["pointing_game"] <= 1 - row["blank_maps"] / 3
+        assert row["randomisation_images"] == 1  # the first image's map is not blank
     assert report["command"].startswith("python bench/score_explanations.py ") and "--images 3" in report["command"]
     assert report["commit"] and report["date"] and len(report["machine"]["load_average"]) == 3
     assert "| cnn.pt | gradcam | trunk.stage2 |" in out.with_suffix(".md").read_text()
