@@ -38,6 +38,7 @@ class ModelConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.875  # evaluation: resize the short side to img_size / crop_pct, centre-crop
+    norm_eps: float = 1e-5  # every LayerNorm's epsilon; 1e-6 when the patch stream comes from timm/torchvision
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of builtins (tuples become lists), safe for ``torch.load(weights_only=True)``."""

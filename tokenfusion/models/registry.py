@@ -4,12 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from .base import TokenFusionModel
 from .cnn import CNN
 from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
 from .early import EarlyFusion
 from .late import LateFusion
 from .layerwise import LayerwiseFusion
+from .pretrained import file_record, load_patch_stream, read_vit_weights
 from .trunks import ResNet50Trunk
 from .vit import ViT
 
@@ -21,23 +24,55 @@ _CLASSES: dict[str, type[TokenFusionModel]] = {
 
 
 def build(config: ModelConfig) -> TokenFusionModel:
-    """The model that ``config`` describes, freshly initialised."""
-    return _CLASSES[config.arch](config)
+    """The model that ``config`` describes, freshly initialised.
+
+    Every LayerNorm gets ``config.norm_eps``; ``model.weight_sources`` (which file each part
+    started from, filled by :func:`create`) starts empty.
+    """
+    model = _CLASSES[config.arch](config)
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = config.norm_eps
+    model.weight_sources = {}
+    return model
 
 
-def create(arch: str, size: str = "tiny", *, trunk_weights: str | Path | None = None, **overrides: Any) -> TokenFusionModel:
+def create(
+    arch: str,
+    size: str = "tiny",
+    *,
+    trunk_weights: str | Path | None = None,
+    vit_weights: str | Path | None = None,
+    **overrides: Any,
+) -> TokenFusionModel:
     """Build ``arch`` (one of ``cnn, vit, late, early, layerwise``) at ``size`` (``tiny, small, base``).
 
     ``overrides`` replace fields of :class:`ModelConfig` (``num_classes=1000``, ``img_size=256``...).
-    ``trunk_weights`` is the path of a torchvision ResNet-50 state dict on disk to initialise the
-    trunk of ``small``/``base`` models; nothing is ever downloaded.
+    Parts can start from state dicts on disk (nothing is ever downloaded):
+
+    - ``trunk_weights``: a torchvision ResNet-50 state dict, for the trunk of ``small``/``base``;
+    - ``vit_weights``: a torchvision ``VisionTransformer`` or timm ViT/DeiT state dict, for the
+      patch stream of ``vit``, ``early``, ``late``, ``layerwise`` (see :mod:`.pretrained`). The
+      model's LayerNorm epsilon becomes the source's (1e-6).
+
+    ``model.weight_sources`` records the file, format and modules of each part so started.
     """
+    source = None
+    if vit_weights is not None:
+        source = read_vit_weights(vit_weights)
+        eps = overrides.setdefault("norm_eps", source.norm_eps)
+        if eps != source.norm_eps:
+            raise ValueError(f"norm_eps={eps} conflicts with the ViT weights, whose LayerNorm epsilon is {source.norm_eps}")
     model = build(make_config(arch, size, **overrides))
     if trunk_weights is not None:
         trunk = getattr(model, "trunk", None)
         if not isinstance(trunk, ResNet50Trunk):
             raise ValueError(f"trunk_weights needs a ResNet-50 trunk; {arch}/{size} has {model.config.trunk!r}")
         trunk.load_torchvision_weights(trunk_weights)
+        model.weight_sources["trunk"] = file_record(
+            trunk_weights, "torchvision ResNet-50 state dict", ["trunk"], ["stem and layer1-3; layer4 and fc unused"])
+    if source is not None:
+        model.weight_sources["patch stream"] = load_patch_stream(model, source)
     return model
 
 
