@@ -102,6 +102,24 @@ def test_16_bit_greyscale_is_scaled_not_clipped() -> None:
     assert any("16-bit" in n for n in image.info["notes"])
 
 
+@pytest.mark.parametrize("values", [[0.0, 0.25, 0.5, 1.0], [-3.0, -1.5, 0.0, 3.0], [1e4, 2e4, 3e4, 4e4]])
+def test_float_tiff_is_scaled_by_its_range(values: list[float]) -> None:
+    """A floating-point TIFF (a depth map, a [0, 1] render) shows its range, not a black square."""
+    levels = np.array([values], dtype=np.float32).repeat(4, 0)
+    image = load_image(encode(Image.fromarray(levels, "F"), "TIFF"))
+    low, high = min(values), max(values)
+    expected = [round((v - low) / (high - low) * 255) for v in values]
+    assert np.asarray(image)[0, :, 0].tolist() == expected
+    assert f"range {low:.4g} to {high:.4g} scaled to 0-255" in " ".join(image.info["notes"])
+
+
+def test_float_tiff_with_nan_and_constant_values() -> None:
+    nan = load_image(encode(Image.fromarray(np.array([[np.nan, 0.0, 2.0]], np.float32), "F"), "TIFF"))
+    assert np.asarray(nan)[0, :, 0].tolist() == [0, 0, 255]
+    flat = load_image(encode(Image.fromarray(np.full((3, 3), 7.0, np.float32), "F"), "TIFF"))
+    assert not np.asarray(flat).any() and "range 7 to 7" in " ".join(flat.info["notes"])
+
+
 def test_palette_with_transparency() -> None:
     palette = Image.new("P", (6, 6), 1)
     palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)

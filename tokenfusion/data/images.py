@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageError", "load_image", "to_rgb"]
@@ -85,8 +86,8 @@ def to_rgb(image: Image.Image, *, max_side: int | None = None, notes: list[str] 
         image = image.point(lambda v: v / 256).convert("L")
         notes.append("16-bit image scaled to 8 bits")
     elif image.mode == "F":
-        image = ImageOps.autocontrast(image.convert("I").point(lambda v: v / 256).convert("L"))
-        notes.append("floating-point image scaled to 8 bits")
+        image, low, high = _float_to_8_bits(image)
+        notes.append(f"floating-point image: its range {low:.4g} to {high:.4g} scaled to 0-255")
     if image.mode == "CMYK":
         notes.append("CMYK colours converted to RGB")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
@@ -100,6 +101,18 @@ def to_rgb(image: Image.Image, *, max_side: int | None = None, notes: list[str] 
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     image.info = {"notes": notes}
     return image
+
+
+def _float_to_8_bits(image: Image.Image) -> tuple[Image.Image, float, float]:
+    """A floating-point (mode ``F``) image as 8-bit greyscale, its finite values mapped linearly from
+    their own range to 0-255 (NaN and infinities shown black; a constant image black), and that range."""
+    values = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return Image.new("L", image.size), 0.0, 0.0
+    low, high = float(values[finite].min()), float(values[finite].max())
+    scaled = np.where(finite, (values - low) / ((high - low) or 1.0) * 255.0, 0.0)
+    return Image.fromarray(np.round(scaled).astype(np.uint8), "L"), low, high
 
 
 def _reason(error: BaseException) -> str:
