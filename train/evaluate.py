@@ -19,7 +19,7 @@ from tokenfusion.checkpoint import CheckpointError, load_checkpoint
 from tokenfusion.data import SynthShapes, cue_accuracy
 from tokenfusion.data.imagefolder import DatasetError, open_split
 from tokenfusion.data.transforms import eval_transform
-from tokenfusion.explain import mean_tokens, token_kinds
+from tokenfusion.explain import mean_tokens
 from tokenfusion.models import TokenFusionModel
 
 from .data import Transformed
@@ -65,7 +65,7 @@ def evaluate_checkpoint(
     metrics = _evaluate_on(model, data, batch_size, workers)
     if not data_path:
         metrics.update(cue_accuracy(metrics["confusion"]))
-    if ablate_tokens and len(kinds := token_kinds(model)) == 2:
+    if ablate_tokens and len(kinds := model.structure.token_kinds) == 2:
         for kind in kinds:
             with mean_tokens(model, kind):
                 metrics[f"top1_without_{kind}_tokens"] = _evaluate_on(model, data, batch_size, workers)["top1"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 import streamlit as st
 
 from app.sidebar import require, selection
-from app.state import LoadedModel, compute, load_model, methods
+from app.state import LoadedModel, ask, load_model
 from app.ui import DISPLAY_SIZE, duration
 from tokenfusion.checkpoint import CheckpointError
-from tokenfusion.viz import agreement_figure, agreement_matrices, is_blank, model_view, overlay_figure
+from tokenfusion.data.transforms import model_view
+from tokenfusion.explain import Explainer, agreement_matrices, available_methods
+from tokenfusion.viz import agreement_figure, overlay_figure
 
 METHODS = {
     "gradcam": "Grad-CAM at each model's default layer (the last trunk stage, or the last patch-token block)",
@@ -43,26 +45,26 @@ def compare() -> None:
     columns = st.columns(max(len(models), 1))
     with st.spinner(f"Running {len(models)} models…"):
         for column, loaded in zip(columns, models):
-            prediction = compute("predict", loaded, choice, k=3)
+            prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=3)
             name, probability = prediction.value.top
             seconds += prediction.seconds
             rows.append({"model": loaded.name, "strategy": loaded.config.arch, "prediction": name,
                          "probability": f"{probability:.1%}"}
                         | ({"correct": "yes" if name == choice.true_class else "no"} if choice.true_class else {}))
             column.markdown(f"**{loaded.name}**")
-            info = methods(loaded)
+            info = {m.name: m for m in available_methods(loaded.model)}
             if method not in info or (method == "rollout" and (None, "patch") not in info[method].targets):
                 column.info(f"No {method} for a {loaded.config.arch} model.")
                 continue
             kind = "patch" if method == "rollout" else None
-            result = compute("explain", loaded, choice, method=method, kind=kind)
+            result = ask(loaded, choice, Explainer.explain, method, kind=kind)
             seconds += result.seconds
             e = result.value
             maps[loaded.name] = e.map
             view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
             column.plotly_chart(overlay_figure(view, e.map, hover="saliency", height=200),
                                 key=f"compare_fig_{loaded.name}", width="content")
-            blank = " · blank map" if is_blank(e.map) else ""
+            blank = " · blank map" if e.blank else ""
             column.caption(f"{name} ({probability:.0%}) · {e.layer or 'pixels'}{blank}")
     st.caption(f"{METHODS[method]}, for each model's own prediction (under each map: prediction, probability, "
                f"layer; a blank map means that layer does not move the score). All models computed in "

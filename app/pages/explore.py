@@ -6,15 +6,15 @@ from PIL import Image
 
 from app.sidebar import require
 from app.sources import ImageChoice
-from app.state import DEVICE, LoadedModel, compute, methods
+from app.state import DEVICE, LoadedModel, ask
 from app.ui import DISPLAY_SIZE, explain_line
-from tokenfusion.explain import MethodInfo
+from tokenfusion.data.transforms import model_view
+from tokenfusion.explain import Explainer, MethodInfo, available_methods
 from tokenfusion.viz import (
-    KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure, is_blank, model_view,
-    overlay_figure, topk_figure,
+    KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure, overlay_figure,
+    topk_figure,
 )
 
-FUSION_ARCHS = ("early", "late", "layerwise")
 HEAD_FUSIONS = ["mean", "max", "min"]
 #: The gallery a page opens with; on a CPU, models above the teaching size open with Grad-CAM only
 #: (each CAM costs about 2 s at 224 px there, Integrated Gradients about 30 s): the rest is one click away.
@@ -23,19 +23,19 @@ GALLERY_DEFAULT_SLOW = ["gradcam"]
 FAST_ON_CPU_PX = 64
 
 
-def _target_label(target: tuple[str | None, str | None]) -> str:
+def _target_label(loaded: LoadedModel, target: tuple[str | None, str | None]) -> str:
     layer, kind = target
-    if layer and layer.startswith("trunk."):
+    if layer in loaded.model.structure.trunk_stages:
         return f"{layer} · CNN feature map"
     return f"{layer} · {KIND_LABELS.get(kind or '', kind)}"
 
 
-def _attention_layers(info: dict[str, MethodInfo]) -> dict[str, list[str]]:
-    """Per token kind, the layers whose attention over that kind can be shown, in forward order."""
-    layers: dict[str, list[str]] = {"cnn": [], "patch": []}
+def _attention_layers(info: dict[str, MethodInfo]) -> dict[str, list[tuple[str, str]]]:
+    """Per token kind, the ``(method, layer)`` pairs whose attention over that kind can be shown."""
+    layers: dict[str, list[tuple[str, str]]] = {"cnn": [], "patch": []}
     for method in ("attention", "cross_attention"):
         for layer, kind in info[method].targets if method in info else ():
-            layers[kind].append(layer)
+            layers[kind].append((method, layer))
     return layers
 
 
@@ -68,9 +68,8 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                 if not layers[kind]:
                     st.info(f"This {loaded.config.arch} model has no {KIND_LABELS[kind]}.")
                     continue
-                layer = layers[kind][min(step, len(layers[kind])) - 1]
-                method = "cross_attention" if layer.startswith("cross_blocks") else "attention"
-                result = compute("explain", loaded, choice, method=method, layer=layer, kind=kind, **options)
+                method, layer = layers[kind][min(step, len(layers[kind])) - 1]
+                result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind, **options)
                 what = ("Cross-attention of the class token (a patch-stream query) over CNN keys"
                         if method == "cross_attention" else f"Attention of the class token over {KIND_LABELS[kind]}")
             else:
@@ -78,7 +77,7 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                     hint = " (they enter by gated cross-attention: see one layer)" if "cross_attention" in info else ""
                     st.info(f"No rollout over {KIND_LABELS[kind]} in a {loaded.config.arch} model{hint}.")
                     continue
-                result = compute("explain", loaded, choice, method="rollout", kind=kind, **options)
+                result = ask(loaded, choice, Explainer.explain, "rollout", kind=kind, **options)
                 what = f"Attention rollout from the readout class token to the input {KIND_LABELS[kind]}"
             e = result.value
             st.plotly_chart(overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
@@ -88,13 +87,13 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
 
 def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
     st.subheader("Fusion weights: how much of each kind of token the model uses")
-    arch = loaded.config.arch
-    if arch not in FUSION_ARCHS:
-        st.info(f"A {arch} model has one kind of token only; fusion weights apply to early, late and layerwise models.")
+    if not loaded.model.structure.is_fusion:
+        st.info(f"A {loaded.config.arch} model has one kind of token only; fusion weights apply to early, late and "
+                "layerwise models.")
         return
-    result = compute("fusion", loaded, choice)
+    result = ask(loaded, choice, Explainer.fusion)
     weights = result.value
-    if arch == "layerwise":
+    if weights.gates is not None:
         st.plotly_chart(gates_figure(weights, [f"layer {i}" for i in range(len(weights.gates))]), key="gates_fig")
         explain_line("Learned gates tanh(g) of the CNN cross-attention before each block (0: no CNN), and for "
                      "this image the size of the CNN update relative to the patch stream.", result)
@@ -120,28 +119,28 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
                               help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
     targets = list(cams[0].targets) if cams else []
     target = right.selectbox("CAM layer", targets, index=targets.index(cams[0].default) if cams else 0,
-                             format_func=_target_label, key=f"gallery_layer:{loaded.name}",
+                             format_func=lambda t: _target_label(loaded, t), key=f"gallery_layer:{loaded.name}",
                              help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
     columns = st.columns(3)
     for i, method in enumerate(chosen):
         layer, kind = target if info[method].family == "cam" else (None, None)
         with columns[i % 3], st.spinner(f"Computing {method}…"):
-            result = compute("explain", loaded, choice, method=method, layer=layer, kind=kind)
+            result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind)
             e = result.value
             st.plotly_chart(overlay_figure(view, e.map, title=method, hover="saliency", height=260),
                             key=f"gallery_fig_{method}", width="content")
-            where = f"at {_target_label((e.layer, e.kind))}" if e.layer else "on the pixels"
-            blank = " The map is blank: this layer does not move the score." if is_blank(e.map) else ""
+            where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"
+            blank = " The map is blank: this layer does not move the score." if e.blank else ""
             explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
 
 
 def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
     st.subheader("Branch ablation")
-    if loaded.config.arch not in FUSION_ARCHS:
+    if not loaded.model.structure.is_fusion:
         st.info(f"A {loaded.config.arch} model has one branch only: there is nothing to ablate.")
         return
     with st.spinner("Replacing each kind of token by its mean…"):
-        result = compute("ablation", loaded, choice)
+        result = ask(loaded, choice, Explainer.ablation)
     ablation = result.value
     left, right = st.columns([3, 2])
     left.plotly_chart(ablation_figure(ablation, predicted), key="ablation_fig")
@@ -163,12 +162,12 @@ def explore() -> None:
     loaded, choice = selected
     st.title(f"Explore · {loaded.name}")
     view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-    info = methods(loaded)
+    info = {m.name: m for m in available_methods(loaded.model)}
     left, right = st.columns([1, 2])
     left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
     with right:
         with st.spinner("Running the model…"):
-            prediction = compute("predict", loaded, choice, k=5)
+            prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=5)
         st.plotly_chart(topk_figure(prediction.value, true_class=choice.true_class), key="topk_fig")
         truth = " The true class is green." if choice.true_class else ""
         explain_line(f"The five most probable classes and their softmax probability.{truth}", prediction)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app.sidebar import require
-from app.state import compute, methods
+from app.state import ask
 from app.ui import DISPLAY_SIZE, explain_line
-from tokenfusion.viz import (
-    deletion_insertion_figure, mask_scores, mask_view, model_view, overlay_figure, randomisation_figure,
-)
+from tokenfusion.data.transforms import mask_view, model_view
+from tokenfusion.explain import Explainer, available_methods, mask_scores
+from tokenfusion.viz import deletion_insertion_figure, overlay_figure, randomisation_figure
 
 STEPS = 20
 RANDOMISATION_STEPS = 6
@@ -23,7 +23,7 @@ def faithfulness() -> None:
         return
     loaded, choice = selected
     st.title(f"Faithfulness · {loaded.name}")
-    info = methods(loaded)
+    info = {m.name: m for m in available_methods(loaded.model)}
     names = list(info)
     left, right = st.columns(2)
     method = left.selectbox("Map to test", names, index=names.index("gradcam"), key=f"faith_method:{loaded.name}",
@@ -32,9 +32,8 @@ def faithfulness() -> None:
                            format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
     layer, kind = info[method].default
     with st.spinner(f"Deleting and inserting pixels in {STEPS} steps…"):
-        result = compute("curves", loaded, choice, method=method, layer=layer, kind=kind, baseline=baseline,
-                         steps=STEPS)
-    saliency, deletion, insertion = result.value
+        result = ask(loaded, choice, Explainer.faithfulness, method, layer, kind, baseline=baseline, steps=STEPS)
+    saliency, deletion, insertion = result.value.saliency, result.value.deletion, result.value.insertion
     predicted = loaded.class_names[saliency.target]
     view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
     mask = mask_view(choice.mask, loaded.config) if choice.mask is not None else None
@@ -69,8 +68,7 @@ def faithfulness() -> None:
                    "(Adebayo et al. 2018).")
         return
     with st.spinner("Randomising the model layer by layer…"):
-        check = compute("randomisation", loaded, choice, method=method, layer=layer, kind=kind,
-                        steps=RANDOMISATION_STEPS)
+        check = ask(loaded, choice, Explainer.randomisation, method, layer, kind, steps=RANDOMISATION_STEPS)
     st.plotly_chart(randomisation_figure(check.value), key="faith_random")
     explain_line(f"Rank correlation of the {method} map of the trained model with the map after re-initialising more "
                  "and more of it; a map that depends on the learned weights falls towards 0 (mean "

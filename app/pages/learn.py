@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app.sidebar import require
-from app.state import compute
+from app.state import ask, size
 from app.ui import DISPLAY_SIZE, explain_line
+from tokenfusion.data.transforms import model_view
+from tokenfusion.explain import Explainer
 from tokenfusion.models import ARCHITECTURES
 from tokenfusion.viz import (
-    KIND_COLOURS, KIND_LABELS, STRATEGY_SUMMARIES, grid_figure, model_view, overlay_figure, overlays_figure,
-    pixels_figure, strategy_diagram, token_grid_figure,
+    KIND_COLOURS, KIND_LABELS, STRATEGY_SUMMARIES, grid_figure, overlay_figure, overlays_figure, pixels_figure,
+    strategy_diagram, token_grid_figure,
 )
 
 
@@ -23,9 +25,9 @@ def learn() -> None:
     config = loaded.config
     st.title("Learn: from pixels to fused tokens")
     with st.spinner("Tracing the model…"):
-        traced = compute("anatomy", loaded, choice, channels=6)
-        size = compute("size", loaded)
-    facts, view = traced.value["anatomy"], model_view(choice.image, config, DISPLAY_SIZE)
+        traced = ask(loaded, choice, Explainer.inside, channels=6)
+        parameters, flops = size(loaded)
+    facts, view = traced.value.anatomy, model_view(choice.image, config, DISPLAY_SIZE)
     pixels = config.img_size * config.img_size * 3
 
     st.header("1 · Pixels")
@@ -34,8 +36,8 @@ def learn() -> None:
     right.markdown(
         f"The model sees a {config.img_size}×{config.img_size} crop of the image: {pixels:,} numbers (three colours "
         f"per pixel), normalised with mean {list(config.mean)} and std {list(config.std)}. This "
-        f"`{config.arch}`/`{config.size}` model has **{size.value['parameters']:,} parameters** and spends "
-        f"**{size.value['flops'] / 1e6:,.1f} MFLOPs** on one image."
+        f"`{config.arch}`/`{config.size}` model has **{parameters:,} parameters** and spends "
+        f"**{flops / 1e6:,.1f} MFLOPs** on one image."
     )
 
     st.header("2 · CNN tokens: local features")
@@ -55,9 +57,10 @@ def learn() -> None:
             "*local* texture and edges. " + (
                 f"A 1×1 projection turns each position into a {facts.embed_dim}-d vector, one **CNN token**, "
                 f"with a learned position embedding: **{h}×{w} = {h * w} CNN tokens** (orange grid)."
-                if config.arch != "cnn" else "The `cnn` baseline averages them and classifies; it makes no tokens.")
+                if loaded.model.structure.token_kinds else
+                "The `cnn` baseline averages them and classifies; it makes no tokens.")
         )
-        right.plotly_chart(overlays_figure(view, [(f"channel {c}", grid) for c, grid in traced.value["channels"]],
+        right.plotly_chart(overlays_figure(view, [(f"channel {c}", grid) for c, grid in traced.value.channels],
                                            columns=3, hover="activation", panel_height=150), key="learn_channels",
                            width="content")
         right.caption("The six channels of the last trunk stage that respond most to this image, over the image.")
@@ -77,7 +80,7 @@ def learn() -> None:
             "every token read every other one from the first layer on, which is why patch tokens carry *global* "
             "information. A learned token-type embedding tells patch tokens from CNN tokens."
         )
-    rows = traced.value["sequences"]
+    rows = traced.value.sequences
     if rows:
         st.markdown("**The token sequences this model runs** (counts and grids read from its layout):")
         st.dataframe(rows, hide_index=True)
@@ -96,10 +99,10 @@ def learn() -> None:
 
     st.header("5 · How Grad-CAM is computed")
     with st.spinner("Computing Grad-CAM…"):
-        cam = compute("explain", loaded, choice, method="gradcam")
+        cam = ask(loaded, choice, Explainer.explain, "gradcam")
     e = cam.value
     grid = f"{e.grid.shape[0]}×{e.grid.shape[1]}"
-    where = (f"the {grid} CNN feature map" if e.layer.startswith("trunk.")
+    where = (f"the {grid} CNN feature map" if e.layer in loaded.model.structure.trunk_stages
              else f"its {grid} grid of {KIND_LABELS[e.kind]}")
     st.markdown(
         f"1. Run the image forward and keep the activations $A^k$ of one layer (here `{e.layer}`: {where}).\n"
@@ -115,7 +118,7 @@ def learn() -> None:
     explain_line(f"Grad-CAM of '{loaded.class_names[e.target]}' at {e.layer}, before and after step 5.", cam)
 
     st.header("6 · How attention rollout is computed")
-    steps = {kind: s for kind, s in traced.value["rollout"].items() if s}
+    steps = {kind: s for kind, s in traced.value.rollout.items() if s}
     if not steps:
         st.info("A CNN has no attention to roll out.")
         return

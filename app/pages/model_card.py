@@ -6,12 +6,25 @@ import datetime as dt
 import streamlit as st
 
 from app.sidebar import require
-from app.state import compute
+from app.state import size
 from tokenfusion.viz import STRATEGY_SUMMARIES, training_figure
 
 
 def _percent(value: object) -> str:
     return f"{value:.1f}%" if isinstance(value, (int, float)) else "—"
+
+
+def _starting_weights(sources: object) -> None:
+    """Which file each part started from (``provenance["weights"]``, written by training since it was recorded)."""
+    if not isinstance(sources, dict):
+        return
+    rows = [{"part": part, "modules": ", ".join(map(str, r.get("modules", []))), "file": r.get("path"),
+             "format": r.get("format"), "sha256": str(r.get("sha256", ""))[:12], "notes": "; ".join(map(str, r.get("notes", [])))}
+            for part, r in sources.items() if isinstance(r, dict)]
+    st.markdown("**Starting weights**: " + ("every other part started from random initialisation." if rows
+                                           else "every part started from random initialisation."))
+    if rows:
+        st.table(rows)
 
 
 def model_card() -> None:
@@ -25,11 +38,11 @@ def model_card() -> None:
     st.title(f"Model card · {loaded.name}")
     st.markdown(f"**{config.arch}** at size **{config.size}**: {STRATEGY_SUMMARIES.get(config.arch, '')}")
     with st.spinner("Counting parameters and FLOPs…"):
-        size = compute("size", loaded)
+        parameters, flops = size(loaded)
     heldout = training.get("heldout") or {}
     a, b, c, d = st.columns(4)
-    a.metric("Parameters", f"{size.value['parameters'] / 1e6:.2f} M")
-    b.metric("FLOPs per image", f"{size.value['flops'] / 1e9:.3f} G",
+    a.metric("Parameters", f"{parameters / 1e6:.2f} M")
+    b.metric("FLOPs per image", f"{flops / 1e9:.3f} G",
              help=f"At {config.img_size} px, one forward pass.")
     c.metric("Held-out top-1", _percent(heldout.get("top1")),
              help=f"{heldout.get('samples', '?')} images never trained on (seed {heldout.get('seed', '?')})."
@@ -67,6 +80,7 @@ def model_card() -> None:
         info = path.stat()
         st.caption(f"File `{path}` · {info.st_size / 1e6:.2f} MB · modified "
                    f"{dt.datetime.fromtimestamp(info.st_mtime):%Y-%m-%d %H:%M}")
+    _starting_weights(provenance.get("weights"))
     st.json(provenance or {"provenance": "none recorded"}, expanded=True)
 
 

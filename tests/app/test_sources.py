@@ -1,6 +1,7 @@
 """The app's inputs and shared state without a browser: checkpoint folders, uploads, images, the model lock."""
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from app import sources, state
 from tokenfusion.data import CLASS_NAMES
 from tokenfusion.explain import explain
 from tokenfusion.models import ARCHITECTURES
-from tokenfusion.viz import mask_view
+from tokenfusion.data.transforms import mask_view
 
 
 def test_checkpoint_folder_comes_from_the_command_line_then_the_environment(tmp_path: Path) -> None:
@@ -31,11 +32,25 @@ def test_checkpoints_are_listed_in_strategy_order(tmp_path: Path) -> None:
 
 
 def test_uploads_are_stored_once_under_a_safe_name(tmp_path: Path) -> None:
-    first = sources.store_upload("../../etc/my model?.pt", b"abc", tmp_path)
-    again = sources.store_upload("../../etc/my model?.pt", b"abc", tmp_path)
-    other = sources.store_upload("my model?.pt", b"abcd", tmp_path)
+    uploads = sources.UploadFolder(root=tmp_path)
+    first, _ = uploads.store("../../etc/my model?.pt", b"abc")
+    again, _ = uploads.store("../../etc/my model?.pt", b"abc")
+    other, _ = uploads.store("my model?.pt", b"abcd")
     assert first == again and first.name == "my_model_.pt" and first.read_bytes() == b"abc"
-    assert tmp_path in first.parents and other.parent != first.parent
+    assert uploads.folder in first.parents and tmp_path in uploads.folder.parents and other.parent != first.parent
+
+
+def test_uploads_are_bounded_and_deleted_with_their_session(tmp_path: Path) -> None:
+    uploads = sources.UploadFolder(keep=2, root=tmp_path)
+    a, _ = uploads.store("a.pt", b"a")
+    b, _ = uploads.store("b.pt", b"b")
+    assert uploads.store("a.pt", b"a") == (a, [])  # stored again: the most recent now
+    c, evicted = uploads.store("c.pt", b"c")
+    assert evicted == [b] and not b.exists() and a.is_file() and c.is_file()
+    folder = uploads.folder
+    del uploads  # what happens to a session's state when the session ends
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_synthshapes_gallery_images_come_with_their_mask_and_class() -> None:

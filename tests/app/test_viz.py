@@ -6,13 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tokenfusion.data.transforms import preprocess
-from tokenfusion.explain import explain
+from tokenfusion.data.transforms import model_view, preprocess
+from tokenfusion.explain import agreement_matrices, anatomy, explain, predict, rollout_steps, top_fraction_iou
 from tokenfusion.models import ARCHITECTURES, create, make_config
-from tokenfusion.viz import (
-    agreement_matrices, anatomy, model_view, overlay_figure, predict, rollout_steps, strategy_diagram,
-    token_grid_figure, top_fraction_iou, topk_figure,
-)
+from tokenfusion.viz import overlay_figure, strategy_diagram, token_grid_figure, topk_figure
 
 
 @pytest.mark.parametrize(("size", "crop_pct"), [((300, 200), 0.875), ((90, 160), 1.0), ((48, 48), 1.0)])

@@ -92,7 +92,7 @@ def test_cam_errors(tiny, x):
         cam(tiny("early"), x, "gradcam", "blocks.3.norm1")
     with pytest.raises(ExplainError, match="Unknown CAM method"):
         cam(tiny("vit"), x, "gradcam+++")
-    with pytest.raises(ExplainError, match="has no module"):
+    with pytest.raises(ExplainError, match="has no token or feature-map module 'blocks.9'"):
         cam(tiny("vit"), x, "gradcam", "blocks.9")
 
 

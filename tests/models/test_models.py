@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tokenfusion.explain import fusion_weights_of
 from tokenfusion.models import (
     ARCHITECTURES,
     TokenFusionModel,
@@ -252,7 +253,7 @@ def test_attention_shares_over_token_kinds_sum_to_one(arch: str, size: str) -> N
     model = shared(arch, size)
     x = images(size, OTHER_INPUT[size])
     _, trace = traced(model, x)
-    fusion = trace.fusion
+    fusion = fusion_weights_of(trace)
     mixed = "blocks." if arch == "early" else "fusion_blocks."
     assert fusion.layers == [n for n in trace.layouts if n.startswith(mixed)]
     shape = (len(x), len(fusion.layers), model.config.num_heads)
@@ -274,7 +275,7 @@ def test_layerwise_fusion_reports_closed_gates_at_init(size: str) -> None:
     model = shared("layerwise", size)
     x = images(size, OTHER_INPUT[size])
     _, trace = traced(model, x)
-    fusion = trace.fusion
+    fusion = fusion_weights_of(trace)
     depth = model.config.depth
     assert fusion.layers == [] and fusion.cls_share == {}
     assert torch.equal(fusion.gates, torch.zeros(depth))
@@ -288,7 +289,7 @@ def test_layerwise_fusion_reports_open_gates() -> None:
         for block, g in zip(model.cross_blocks, raw):
             block.gate.fill_(g)
     _, trace = traced(model, images("tiny"))
-    fusion = trace.fusion
+    fusion = fusion_weights_of(trace)
     torch.testing.assert_close(fusion.gates, torch.tanh(torch.tensor(raw)))
     assert fusion.update_ratio.shape == (2, model.config.depth) and (fusion.update_ratio > 0).all()
 

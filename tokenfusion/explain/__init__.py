@@ -1,25 +1,35 @@
 """Seeing inside token-fusion models: attention, rollout, fusion weights, CAMs, attributions, scores.
 
-``explain(model, x, method, layer=None, target=None, **options)`` runs any method on one
-normalised image and returns an :class:`Explanation`; ``available_methods(model)`` says which
-methods, layers and token kinds apply to a model.
+``Explainer(model, x)`` is one explanation session for one normalised image: it runs the traced
+forward once and serves every method from it (``.explain(method, layer, target, kind=...)``, the
+prediction, fusion weights, ablation, faithfulness curves, the randomisation test).
+``explain(model, x, method, ...)`` is the one-call form; ``available_methods(model)`` says which
+methods, layers and token kinds apply to a model (read from ``model.structure``).
 """
 from ._utils import ExplainError
+from .agreement import agreement_matrices, top_fraction_iou
+from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
 from .attention import attention_map, attention_rollout, cross_attention_map, fuse_heads, rollout_matrix
 from .attribution import integrated_gradients, occlusion, smoothgrad
 from .cam import CAM_METHODS, TokenReshape, cam
-from .fusion import BranchAblation, branch_ablation, fusion_weights, gates, mean_tokens, token_kinds
+from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights, fusion_weights_of, gates, mean_tokens
+from .mask_scores import MaskScores, mask_scores
 from .metrics import (
     Curve, Randomisation, auc, deletion_curve, insertion_curve, mask_energy, pearson, pointing_game,
     randomisation_check, spearman,
 )
-from .registry import MethodInfo, available_methods, explain
-from .result import Explanation, to_map
+from .prediction import Prediction, predict, top_k
+from .registry import MethodInfo, available_methods
+from .result import Explanation, is_blank, to_map
+from .session import Explainer, Faithfulness, Inside, explain
 
 __all__ = [
-    "BranchAblation", "CAM_METHODS", "Curve", "ExplainError", "Explanation", "MethodInfo", "Randomisation",
-    "TokenReshape", "attention_map", "attention_rollout", "auc", "available_methods", "branch_ablation", "cam",
-    "cross_attention_map", "deletion_curve", "explain", "fuse_heads", "fusion_weights", "gates",
-    "insertion_curve", "integrated_gradients", "mask_energy", "mean_tokens", "occlusion", "pearson",
-    "pointing_game", "randomisation_check", "rollout_matrix", "smoothgrad", "spearman", "to_map", "token_kinds",
+    "Anatomy", "BranchAblation", "CAM_METHODS", "Curve", "ExplainError", "Explainer", "Explanation", "Faithfulness",
+    "FusionWeights", "Inside", "MaskScores", "MethodInfo", "Prediction", "Randomisation", "TokenReshape",
+    "agreement_matrices", "anatomy", "attention_map", "attention_rollout", "auc", "available_methods",
+    "branch_ablation", "cam", "cross_attention_map", "deletion_curve", "explain", "fuse_heads", "fusion_weights",
+    "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank", "mask_energy",
+    "mask_scores", "mean_tokens", "occlusion", "pearson", "pointing_game", "predict", "randomisation_check",
+    "rollout_matrix", "rollout_steps", "sequence_table", "smoothgrad", "spearman", "strongest_channels",
+    "to_map", "top_fraction_iou", "top_k",
 ]

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from ..models import TokenFusionModel, TokenLayout, Trace
 
-__all__ = ["as_batch", "traced", "resolve_target", "class_index", "module_layout", "stage_names", "ExplainError"]
+__all__ = ["as_batch", "traced", "resolve_target", "class_index", "ExplainError"]
 
 
 class ExplainError(ValueError):
@@ -51,28 +51,3 @@ def class_index(layout: TokenLayout) -> int:
         if span.kind == "cls":
             return span.start
     raise ExplainError(f"This layout has no class token; it holds {list(layout.kinds)}")
-
-
-def module_layout(trace: Trace, name: str) -> TokenLayout:
-    """The token layout of the output of module ``name`` (a block, or a submodule inside one).
-
-    ``cross_blocks.i.norm_kv`` gives the CNN keys' layout, any other ``cross_blocks.i...`` the
-    queries' layout.
-    """
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:cut])
-        if prefix in trace.layouts:
-            return trace.layouts[prefix]
-        if prefix in trace.cross_attention:
-            cross = trace.cross_attention[prefix]
-            return cross.key_layout if "norm_kv" in parts[cut:] else cross.query_layout
-    known = list(trace.layouts) + list(trace.cross_attention)
-    raise ExplainError(f"Module {name!r} does not output tokens. Token modules: {known}")
-
-
-def stage_names(model: nn.Module) -> list[str]:
-    """Module names (``"trunk.stage2"``, ``"trunk.layer3"``) of the trunk stages whose outputs are
-    ``trace.cnn_features``; empty for a model without a trunk."""
-    trunk = getattr(model, "trunk", None)
-    return [f"trunk.{name}" for name in trunk.stage_names] if trunk is not None else []

@@ -116,14 +116,6 @@ def attention_map(
     )
 
 
-def _groups(trace: Trace) -> dict[str, list[str]]:
-    """Self-attention layers grouped by the sequence they run on (``"blocks"``, ``"cnn_blocks"``...)."""
-    groups: dict[str, list[str]] = {}
-    for name in trace.layouts:
-        groups.setdefault(name.rpartition(".")[0], []).append(name)
-    return groups
-
-
 def _offset(outer: TokenLayout, inner: TokenLayout) -> int | None:
     """Where ``inner``'s spans sit consecutively inside ``outer`` (same kinds, lengths, grids)."""
     shape = [(s.kind, s.length, s.grid) for s in inner.spans]
@@ -153,22 +145,21 @@ def attention_rollout(
     _check_kind(kind)
     if trace is None or logits is None:
         logits, trace = traced(model, as_batch(x))
-    groups = _groups(trace)
-    if not groups:
+    readout = model.structure.readout
+    if readout is None:
         raise ExplainError(f"{model.config.arch!r} has no attention layers to roll out")
-    final = list(groups.values())[-1]
-    layout = trace.layouts[final[0]]
-    keep = layout.mask("cls")
-    rollout = rollout_matrix([trace.attention[n] for n in final], head_fusion, discard_ratio, keep)
+    final = trace.streams[readout.name]
+    layout = final.layout
+    rollout = rollout_matrix(final.attention, head_fusion, discard_ratio, layout.mask("cls"))
     relevance = rollout[0, class_index(layout)]
-    source, layer = layout, final[-1]
-    for names in list(groups.values())[:-1]:  # a stream feeding the final sequence
-        inner = trace.layouts[names[0]]
-        offset = _offset(layout, inner)
-        if kind in inner.kinds and offset is not None:
-            stream = rollout_matrix([trace.attention[n] for n in names], head_fusion, discard_ratio, inner.mask("cls"))
-            relevance = relevance[offset : offset + inner.num_tokens] @ stream[0]
-            source = inner
+    source, layer = layout, final.layers[-1]
+    for feeder in (s for s in model.structure.streams if s.feeds == readout.name):  # late's two streams
+        inner = trace.streams[feeder.name]
+        offset = _offset(layout, inner.layout)
+        if kind in inner.layout.kinds and offset is not None:
+            stream = rollout_matrix(inner.attention, head_fusion, discard_ratio, inner.layout.mask("cls"))
+            relevance = relevance[offset : offset + inner.layout.num_tokens] @ stream[0]
+            source = inner.layout
             break
     if kind not in source.kinds:
         hint = " (use 'cross_attention' for layerwise CNN tokens)" if trace.cross_attention else ""

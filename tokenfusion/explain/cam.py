@@ -1,12 +1,13 @@
 """Grad-CAM and its family through ``pytorch_grad_cam``, on CNN feature maps and on token tensors.
 
-A CAM targets one module. Trunk stages (``"trunk.stage2"``, ``"trunk.layer3"``) output feature
-maps ``(B, C, h, w)`` and are used as they are. Token modules (a block ``"blocks.3"``, or a
-submodule of one such as ``"blocks.3.norm1"``, ``"cross_blocks.1.norm_kv"``) output ``(B, N, D)``;
-:class:`TokenReshape`, built from the layout of that layer (one traced forward on the input),
-takes the tokens of one kind and lays them on their grid, ``(B, D, h, w)``, wherever the class
-tokens sit. Prefer ``norm1`` of the last block to the block's output: the head reads only the
-class token, so the last block's other outputs get no gradient.
+A CAM targets one module. The model declares the modules a CAM can target
+(``model.structure.cam_targets``): trunk stages output feature maps ``(B, C, h, w)`` and are used
+as they are; token modules (``norm1`` of a block, ``norm_kv`` of a ``layerwise`` cross block)
+output ``(B, N, D)``, and :class:`TokenReshape`, built from that layer's layout in one traced
+forward on the input, lays the tokens of one kind on their grid, ``(B, D, h, w)``, wherever the
+class tokens sit. Any other module inside a declared block (the block's own output, ``"blocks.3"``)
+can be targeted too, with that block's layout. Prefer ``norm1`` of the last block to the block's
+output: the head reads only the class token, so the last block's other outputs get no gradient.
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor
 
-from ..models import TokenFusionModel, TokenLayout, Trace
-from ._utils import ExplainError, as_batch, module_layout, resolve_target, stage_names, traced
+from ..models import CamTarget, TokenFusionModel, TokenLayout, Trace
+from ._utils import ExplainError, as_batch, resolve_target, traced
 from .result import Explanation
 
-__all__ = ["CAM_METHODS", "TokenReshape", "ZeroAblationLayerVit", "cam_targets", "default_cam_target", "cam"]
+__all__ = ["CAM_METHODS", "TokenReshape", "ZeroAblationLayerVit", "cam"]
 
 #: Method name -> pytorch-grad-cam class.
 CAM_METHODS: dict[str, type[BaseCAM]] = {
@@ -101,30 +102,34 @@ def _keep_grid(cls: type[BaseCAM]) -> type[BaseCAM]:
     return _KEEP_GRID[cls]
 
 
-def cam_targets(model: TokenFusionModel, trace: Trace) -> list[tuple[str, str]]:
-    """Every ``(layer, kind)`` a CAM can target: trunk stages (kind ``"cnn"``), ``norm1`` of every
-    self-attention block for each image-token kind it holds, and ``norm_kv`` (CNN keys) of every
-    ``layerwise`` cross block."""
-    targets = [(name, "cnn") for name in stage_names(model)]
-    for name, layout in trace.layouts.items():
-        targets += [(f"{name}.norm1", kind) for kind in layout.kinds if kind != "cls"]
-    targets += [(f"{name}.norm_kv", "cnn") for name in trace.cross_attention]
-    return targets
+def _target(model: TokenFusionModel, layer: str | None, kind: str | None) -> CamTarget:
+    """The model's CAM target for ``layer`` and ``kind`` (its default when ``layer`` is None)."""
+    structure = model.structure
+    targets = structure.cam_targets
+    if layer is None:
+        try:
+            return structure.default_cam_target(kind)
+        except KeyError as e:
+            raise ExplainError(f"{model.config.arch!r} has no layer with {kind!r} features. "
+                               f"Expected one of {[(t.layer, t.kind) for t in targets]}") from e
+    matches = structure.cam_targets_at(layer)
+    if not matches:
+        raise ExplainError(f"{type(model).__name__} has no token or feature-map module {layer!r}. "
+                           f"Layers: {[(t.layer, t.kind) for t in targets]}")
+    chosen = [t for t in matches if kind is None or t.kind == kind]
+    if not chosen:
+        raise ExplainError(f"Layer {layer!r} has no {kind!r} tokens; it holds {[t.kind for t in matches]}")
+    if len(chosen) > 1:
+        raise ExplainError(f"Layer {layer!r} holds {[t.kind for t in chosen]} tokens: pass kind= one of them")
+    return chosen[0]
 
 
-def default_cam_target(model: TokenFusionModel, trace: Trace, kind: str | None = None) -> tuple[str, str]:
-    """The last trunk stage for ``kind`` None or ``"cnn"`` (when there is a trunk), else ``norm1`` of
-    the readout's last block for ``kind`` (default ``"patch"``); ``layerwise`` CNN: the last ``norm_kv``."""
-    targets = cam_targets(model, trace)
-    stages = stage_names(model)
-    if kind in (None, "cnn") and stages:
-        return stages[-1], "cnn"
-    kind = kind or "patch"
-    last = list(trace.layouts)[-1] if trace.layouts else None
-    for layer, k in reversed(targets):
-        if k == kind and (layer.startswith(f"{last}.") or layer.endswith("norm_kv")):
-            return layer, k
-    raise ExplainError(f"{model.config.arch!r} has no layer with {kind!r} features. Expected one of {targets}")
+def _reshape(target: CamTarget, trace: Trace) -> TokenReshape | None:
+    if target.source == "feature_map":
+        return None
+    if target.source == "cross_keys":
+        return TokenReshape(trace.cross_attention[target.layout_of].key_layout, target.kind)
+    return TokenReshape(trace.layouts[target.layout_of], target.kind)
 
 
 def cam(
@@ -134,7 +139,7 @@ def cam(
 ) -> Explanation:
     """A CAM of ``method`` (a key of :data:`CAM_METHODS`) for the normalised image ``x`` ``(1, 3, H, W)``.
 
-    ``layer`` is a module name (default: :func:`default_cam_target`); ``kind`` picks the tokens of
+    ``layer`` is a module name (default: ``model.structure.default_cam_target(kind)``); ``kind`` picks the tokens of
     a token layer (needed where a layer holds both kinds). ``target`` defaults to the predicted
     class. ``batch_size`` bounds the forward batches of ScoreCAM and AblationCAM (whose progress
     bars are silenced). ``grid`` is the CAM on the layer's grid before ReLU; ``map`` clips,
@@ -148,26 +153,10 @@ def cam(
     if trace is None or logits is None:
         logits, trace = traced(model, x)
     target = resolve_target(logits, target)
-    if layer is None:
-        layer, kind = default_cam_target(model, trace, kind)
-    try:
-        module = model.get_submodule(layer)
-    except AttributeError:
-        targets = cam_targets(model, trace)
-        raise ExplainError(f"{type(model).__name__} has no module {layer!r}. Layers: {targets}") from None
-    if layer in stage_names(model):
-        reshape, kind = None, "cnn"
-    else:
-        layout = module_layout(trace, layer)
-        if kind is None:
-            kinds = [k for k in layout.kinds if k != "cls"]
-            if len(kinds) != 1:
-                raise ExplainError(f"Layer {layer!r} holds {kinds} tokens: pass kind= one of them")
-            kind = kinds[0]
-        try:
-            reshape = TokenReshape(layout, kind)
-        except KeyError as e:
-            raise ExplainError(f"Layer {layer!r} has no {kind!r} tokens; it holds {list(layout.kinds)}") from e
+    chosen = _target(model, layer, kind)
+    layer, kind = chosen.layer, chosen.kind
+    module = model.get_submodule(layer)
+    reshape = _reshape(chosen, trace)
     options: dict[str, Any] = {}
     if method == "ablationcam":
         ablation = AblationLayer() if reshape is None else ZeroAblationLayerVit()

@@ -8,44 +8,87 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..models import FusionWeights, TokenFusionModel
-from ..models.cnn_tokens import CNNTokens
-from ..models.patch_tokens import PatchTokens
+from ..models import TokenFusionModel, Trace
 from ._utils import ExplainError, device_of, traced
 
-__all__ = ["BranchAblation", "TOKEN_MODULES", "token_kinds", "fusion_weights", "gates", "mean_tokens", "branch_ablation"]
+__all__ = [
+    "BranchAblation", "FusionWeights", "branch_ablation", "fusion_weights", "fusion_weights_of", "gates",
+    "mean_tokens",
+]
 
-#: The modules that produce each kind of token; their forward returns ``(tokens (B, N, D), grid)``.
-TOKEN_MODULES: dict[str, type[nn.Module]] = {"cnn": CNNTokens, "patch": PatchTokens}
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """How much each kind of token a fusion model uses, layer by layer.
+
+    ``cls_share[kind]`` and ``mean_share[kind]`` are ``(B, L, heads)``: the share of attention
+    mass that the class token (position 0), or the mean over all queries, puts on ``kind``
+    tokens, for every layer in ``layers`` whose sequence holds both CNN and patch tokens.
+    ``gates`` ``(L,)`` and ``update_ratio`` ``(B, L)`` are set where CNN tokens enter by gated
+    cross-attention (``layerwise``), with ``cross_layers`` naming those layers.
+    """
+
+    layers: list[str]
+    cls_share: dict[str, Tensor]
+    mean_share: dict[str, Tensor]
+    gates: Tensor | None = None
+    update_ratio: Tensor | None = None
+    cross_layers: list[str] | None = None
 
 
-def token_kinds(model: nn.Module) -> list[str]:
-    """The kinds of token (``"cnn"``, ``"patch"``) that ``model`` makes, in the order of ``TOKEN_MODULES``."""
-    return [kind for kind, cls in TOKEN_MODULES.items() if any(isinstance(m, cls) for m in model.modules())]
+def fusion_weights_of(trace: Trace) -> FusionWeights:
+    """The :class:`FusionWeights` read from one traced forward."""
+    layers: list[str] = []
+    cls_share: dict[str, list[Tensor]] = {}
+    mean_share: dict[str, list[Tensor]] = {}
+    for stream in trace.streams.values():
+        layout = stream.layout
+        if not {"cnn", "patch"} <= set(layout.kinds):
+            continue
+        for layer, weights in zip(stream.layers, stream.attention):
+            layers.append(layer)
+            for kind in layout.kinds:
+                mass = weights[..., layout.mask(kind).to(weights.device)].sum(-1)  # (B, heads, N)
+                cls_share.setdefault(kind, []).append(mass[..., 0])
+                mean_share.setdefault(kind, []).append(mass.mean(-1))
+    gates = ratio = cross = None
+    if trace.cross_attention:
+        cross = list(trace.cross_attention)
+        gates = torch.tensor([c.gate for c in trace.cross_attention.values()])
+        ratio = torch.stack([c.update_ratio for c in trace.cross_attention.values()], dim=1)
+    return FusionWeights(
+        layers=layers,
+        cls_share={k: torch.stack(v, dim=1) for k, v in cls_share.items()},
+        mean_share={k: torch.stack(v, dim=1) for k, v in mean_share.items()},
+        gates=gates,
+        update_ratio=ratio,
+        cross_layers=cross,
+    )
 
 
 def fusion_weights(model: TokenFusionModel, x: Tensor) -> FusionWeights:
-    """The model's :class:`~tokenfusion.models.FusionWeights` for a batch ``x`` ``(B, 3, H, W)``.
+    """The model's :class:`FusionWeights` for a batch ``x`` ``(B, 3, H, W)`` (or one ``(3, H, W)``).
 
     ``early``/``late``: ``cls_share[kind]``, ``mean_share[kind]`` ``(B, L, heads)`` for every layer
     holding both kinds. ``layerwise``: ``gates`` ``(L,)`` = ``tanh(g_l)`` and ``update_ratio``
     ``(B, L)`` = norm of the injected CNN update over the norm of the patch stream.
     """
-    if model.config.arch not in ("early", "late", "layerwise"):
-        raise ExplainError(
-            f"Fusion weights need a fusion model ('early', 'late', 'layerwise'); got {model.config.arch!r}"
-        )
+    if not model.structure.is_fusion:
+        raise ExplainError(f"Fusion weights need a fusion model (both CNN and patch tokens); a {model.config.arch!r} "
+                           f"model has {list(model.structure.token_kinds)}")
     if x.dim() == 3:
         x = x[None]
-    return traced(model, x)[1].fusion
+    return fusion_weights_of(traced(model, x)[1])
 
 
 def gates(model: TokenFusionModel) -> Tensor:
-    """``layerwise`` only: the learned gates ``tanh(g_l)`` ``(L,)``, read from the weights (no input needed)."""
-    blocks = getattr(model, "cross_blocks", None)
-    if blocks is None:
-        raise ExplainError(f"Only 'layerwise' models have gates; got {model.config.arch!r}")
-    return torch.stack([torch.tanh(b.gate.detach()) for b in blocks]).cpu()
+    """The learned gates ``tanh(g_l)`` ``(L,)`` of the model's cross-attention entries, read from the
+    weights (no input needed); the same numbers as :attr:`FusionWeights.gates`."""
+    entries = model.structure.cross_entries
+    if not entries:
+        raise ExplainError(f"Only models whose CNN tokens enter by gated cross-attention ('layerwise') have gates; "
+                           f"got {model.config.arch!r}")
+    return torch.stack([torch.tanh(model.get_submodule(e.layer).gate.detach()) for e in entries]).cpu()
 
 
 def _mean_hook(
@@ -56,13 +99,14 @@ def _mean_hook(
 
 
 @contextmanager
-def mean_tokens(model: nn.Module, kind: str) -> Iterator[int]:
+def mean_tokens(model: TokenFusionModel, kind: str) -> Iterator[int]:
     """Within the block, every ``kind`` token module of ``model`` outputs the mean of its tokens
     at every position (position embeddings included, so position is erased too). Yields the
     number of modules hooked; the hooks are removed on exit, also on error."""
-    if kind not in TOKEN_MODULES:
-        raise ExplainError(f"Unknown token kind {kind!r}. Expected one of {list(TOKEN_MODULES)}")
-    handles = [m.register_forward_hook(_mean_hook) for m in model.modules() if isinstance(m, TOKEN_MODULES[kind])]
+    if kind not in ("cnn", "patch"):
+        raise ExplainError(f"Unknown token kind {kind!r}. Expected one of ['cnn', 'patch']")
+    names = model.structure.token_modules.get(kind, ())
+    handles = [model.get_submodule(name).register_forward_hook(_mean_hook) for name in names]
     try:
         yield len(handles)
     finally:
@@ -89,9 +133,9 @@ class BranchAblation:
 def branch_ablation(model: TokenFusionModel, x: Tensor, target: int | Tensor | None = None) -> BranchAblation:
     """Change of the target logit (default: the predicted class) when all CNN tokens, or all
     patch tokens, are replaced by their mean over tokens. ``x``: ``(B, 3, H, W)`` or ``(3, H, W)``."""
-    present = token_kinds(model)
+    present = model.structure.token_kinds
     if len(present) < 2:
-        raise ExplainError(f"Branch ablation needs both CNN and patch tokens; {model.config.arch!r} has {present}")
+        raise ExplainError(f"Branch ablation needs both CNN and patch tokens; {model.config.arch!r} has {list(present)}")
     model.eval()
     x = (x[None] if x.dim() == 3 else x).to(device_of(model))
     logits = model(x)

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from ..models.trunks import Trunk
+from ..models import TokenFusionModel
 from ._utils import ExplainError, as_batch, device_of
-from .result import Explanation
+from .result import Explanation, is_blank
 
 __all__ = [
     "Curve", "Randomisation", "is_blank", "pointing_game", "mask_energy", "auc", "deletion_curve", "insertion_curve",
@@ -38,12 +38,6 @@ def _check_pair(saliency: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     if saliency.shape != mask.shape:
         raise ExplainError(f"map {tuple(saliency.shape)} and mask {tuple(mask.shape)} must have the same (H, W)")
     return saliency.float(), mask.bool()
-
-
-def is_blank(saliency: Tensor) -> bool:
-    """True when the map ``(H, W)`` is constant, e.g. the all-zero map of a Grad-CAM whose weighted
-    channels sum to a negative value everywhere: its maximum is everywhere, so it points nowhere."""
-    return bool(saliency.max() == saliency.min())
 
 
 def pointing_game(saliency: Tensor, mask: Tensor, tolerance: int = 0) -> float:
@@ -157,35 +151,11 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return pearson(_average_ranks(a.flatten()), _average_ranks(b.flatten()))
 
 
-def cascade_units(model: nn.Module, x: Tensor | None = None) -> list[str]:
+def cascade_units(model: TokenFusionModel) -> list[str]:
     """Module names in the order the cascade randomises them: the reverse of the order the
     forward first calls them (head first, then norm, last blocks, ..., token embeddings, trunk
-    stages, stem). A unit is a top-level module, one element of a ``ModuleList``, or one child
-    of the trunk. Modules without parameters are left out."""
-    units: list[str] = []
-    for name, child in model.named_children():
-        if isinstance(child, (nn.ModuleList, Trunk)):
-            units += [f"{name}.{sub}" for sub, _ in child.named_children()]
-        else:
-            units.append(name)
-    units = [u for u in units if any(True for _ in model.get_submodule(u).parameters())]
-    called: list[str] = []
-    handles = [
-        model.get_submodule(u).register_forward_pre_hook(lambda m, i, u=u: None if u in called else called.append(u))
-        for u in units
-    ]
-    size = model.config.img_size if hasattr(model, "config") else 224
-    probe = x if x is not None else torch.zeros(1, 3, size, size)
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(as_batch(probe).to(device_of(model)))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return list(reversed(called))
+    stages, stem), as ``model.parts_in_forward_order()`` declares them."""
+    return list(reversed(model.parts_in_forward_order()))
 
 
 def randomise_(module: nn.Module) -> None:
@@ -233,7 +203,7 @@ def randomisation_check(
     """
     x = as_batch(x)
     reference = reference or explain_fn(model, x)
-    units = cascade_units(model, x)
+    units = cascade_units(model)
     cuts = list(range(1, len(units) + 1))
     if steps is not None and steps < len(cuts):
         cuts = sorted({round(1 + i * (len(units) - 1) / max(steps - 1, 1)) for i in range(steps)})

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Explanation", "to_map"]
+__all__ = ["Explanation", "is_blank", "to_map"]
+
+
+def is_blank(saliency: Tensor) -> bool:
+    """True when the map ``(H, W)`` is constant, e.g. the all-zero map of a Grad-CAM whose weighted
+    channels sum to a negative value everywhere: its maximum is everywhere, so it points nowhere."""
+    return bool(saliency.numel() == 0 or saliency.max() == saliency.min())
 
 
 def to_map(grid: Tensor, size: tuple[int, int]) -> Tensor:
@@ -48,6 +54,11 @@ class Explanation:
     target: int
     seconds: float
     kind: str | None = None
+
+    @property
+    def blank(self) -> bool:
+        """True when the map shows nothing (:func:`is_blank`): the layer does not move the score."""
+        return is_blank(self.map)
 
     @classmethod
     def from_grid(

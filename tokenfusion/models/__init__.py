@@ -4,10 +4,11 @@ from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
 from .layout import TokenLayout, TokenSpan
 from .registry import build, create, list_models
 from .summary import count_flops, count_parameters
-from .trace import CrossAttentionTrace, FusionWeights, Trace
+from .structure import CamTarget, CrossEntry, ModelStructure, Stream
+from .trace import CrossAttentionTrace, StreamTrace, Trace
 
 __all__ = [
     "ARCHITECTURES", "SIZES", "ModelConfig", "TokenFusionModel", "TokenLayout", "TokenSpan", "Trace",
-    "CrossAttentionTrace", "FusionWeights", "build", "count_flops", "count_parameters", "create",
+    "CamTarget", "CrossAttentionTrace", "CrossEntry", "ModelStructure", "Stream", "StreamTrace", "build", "count_flops", "count_parameters", "create",
     "list_models", "make_config",
 ]

@@ -9,7 +9,9 @@ from torch import Tensor, nn
 from .blocks import Block
 from .config import ModelConfig
 from .layout import TokenLayout
+from .structure import ModelStructure
 from .trace import Trace
+from .trunks import Trunk
 
 __all__ = ["TokenFusionModel"]
 
@@ -29,6 +31,11 @@ class TokenFusionModel(nn.Module):
         self.head_drop = nn.Dropout(config.drop_rate)
         self.head = nn.Linear(num_features, config.num_classes)
 
+    @property
+    def structure(self) -> ModelStructure:
+        """What this model has: its streams, token modules, trunk stages, CAM targets."""
+        raise NotImplementedError
+
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         raise NotImplementedError
 
@@ -44,6 +51,35 @@ class TokenFusionModel(nn.Module):
         record = Trace() if trace else None
         logits = self.forward_head(self.forward_features(x, record))
         return (logits, record) if record is not None else logits
+
+    def parts_in_forward_order(self) -> list[str]:
+        """Names of the model's parts in the order a forward first calls them: top-level modules,
+        each element of a block list and each child of the trunk, those with parameters only.
+
+        Read from one forward of a blank image of ``img_size`` (hooks removed afterwards)."""
+        units: list[str] = []
+        for name, child in self.named_children():
+            if isinstance(child, (nn.ModuleList, Trunk)):
+                units += [f"{name}.{sub}" for sub, _ in child.named_children()]
+            else:
+                units.append(name)
+        units = [u for u in units if any(True for _ in self.get_submodule(u).parameters())]
+        called: list[str] = []
+        handles = [
+            self.get_submodule(u).register_forward_pre_hook(lambda m, i, u=u: None if u in called else called.append(u))
+            for u in units
+        ]
+        size = self.config.img_size
+        was_training = self.training
+        try:
+            self.eval()
+            with torch.no_grad():
+                self(torch.zeros(1, 3, size, size, device=next(self.parameters()).device))
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+        return called
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that the optimiser should not decay (embeddings, class tokens, gates)."""
@@ -73,14 +109,15 @@ def make_blocks(config: ModelConfig, depth: int, first: int = 0, total: int | No
     )
 
 
-def run_blocks(blocks: nn.ModuleList, x: Tensor, name: str, layout: TokenLayout, trace: Trace | None) -> Tensor:
-    """Run ``blocks`` over ``x`` ``(B, N, D)``, recording ``name.i`` into ``trace`` when given."""
+def run_blocks(blocks: nn.ModuleList, x: Tensor, stream: str, layout: TokenLayout, trace: Trace | None) -> Tensor:
+    """Run ``blocks`` (the module named ``stream``) over ``x`` ``(B, N, D)``, recording each block
+    ``stream.i`` into ``trace`` when given."""
     for i, block in enumerate(blocks):
         if trace is None:
             x = block(x)
         else:
-            x, weights = block.forward_with_weights(x)
-            trace.record(f"{name}.{i}", layout, weights, x)
+            x, weights = block(x, need_weights=True)
+            trace.record(stream, f"{stream}.{i}", layout, weights, x)
     return x
 
 

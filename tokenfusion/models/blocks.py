@@ -12,8 +12,9 @@ __all__ = ["Attention", "Block", "CrossBlock"]
 class Attention(nn.Module):
     """Multi-head attention of ``queries`` over ``context`` (self-attention when they are one tensor).
 
-    ``forward`` runs ``scaled_dot_product_attention``; ``forward_with_weights`` computes the
-    softmax explicitly and also returns the weights ``(B, heads, N_q, N_k)``.
+    One forward path: ``scaled_dot_product_attention`` by default; with ``need_weights=True`` the
+    softmax is computed explicitly and its weights ``(B, heads, N_q, N_k)`` returned (as
+    torchvision's ``need_weights`` and timm's ``fused_attn`` switch do).
     """
 
     def __init__(self, dim: int, num_heads: int) -> None:
@@ -33,12 +34,14 @@ class Attention(nn.Module):
     def _merge(self, out: Tensor) -> Tensor:
         return self.proj(out.transpose(1, 2).flatten(2))
 
-    def forward(self, queries: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, queries: Tensor, context: Tensor | None = None, *, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(out (B, N_q, D), weights (B, heads, N_q, N_k) or None)``: fused attention unless
+        ``need_weights``, then an explicit softmax whose weights are returned."""
         q, k, v = self._heads(queries, queries if context is None else context)
-        return self._merge(F.scaled_dot_product_attention(q, k, v))
-
-    def forward_with_weights(self, queries: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        q, k, v = self._heads(queries, queries if context is None else context)
+        if not need_weights:
+            return self._merge(F.scaled_dot_product_attention(q, k, v)), None
         weights = torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
         return self._merge(weights @ v), weights
 
@@ -54,15 +57,12 @@ class Block(nn.Module):
         self.mlp = MLP(dim, [int(dim * mlp_ratio), dim], activation_layer=nn.GELU, dropout=drop)
         self.drop_path = StochasticDepth(drop_path, "row")
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def forward_with_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """As ``forward``, also returning the attention weights ``(B, heads, N, N)``."""
-        update, weights = self.attn.forward_with_weights(self.norm1(x))
+    def forward(self, x: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """``x (B, N, D)``; with ``need_weights``, ``(x, attention weights (B, heads, N, N))``."""
+        update, weights = self.attn(self.norm1(x), need_weights=need_weights)
         x = x + self.drop_path(update)
-        return x + self.drop_path(self.mlp(self.norm2(x))), weights
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return (x, weights) if need_weights else x
 
 
 class CrossBlock(nn.Module):
@@ -79,15 +79,9 @@ class CrossBlock(nn.Module):
         self.attn = Attention(dim, num_heads)
         self.gate = nn.Parameter(torch.zeros(()))
 
-    def update(self, x: Tensor, context: Tensor) -> Tensor:
-        """The gated update added to ``x``: ``(B, N_q, D)``."""
-        return torch.tanh(self.gate) * self.attn(self.norm_q(x), self.norm_kv(context))
-
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        return x + self.update(x, context)
-
-    def forward_with_weights(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns the new ``x``, the cross-attention weights ``(B, heads, N_q, N_k)`` and the update."""
-        out, weights = self.attn.forward_with_weights(self.norm_q(x), self.norm_kv(context))
-        update = torch.tanh(self.gate) * out
-        return x + update, weights, update
+    def forward(self, x: Tensor, context: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """``x + tanh(gate) * attn`` ``(B, N_q, D)``; with ``need_weights``, also the cross-attention
+        weights ``(B, heads, N_q, N_k)``."""
+        out, weights = self.attn(self.norm_q(x), self.norm_kv(context), need_weights=need_weights)
+        x = x + torch.tanh(self.gate) * out
+        return (x, weights) if need_weights else x

@@ -5,6 +5,7 @@ from torch import Tensor
 
 from .base import TokenFusionModel
 from .config import ModelConfig
+from .structure import ModelStructure, stage_targets
 from .trace import Trace
 from .trunks import build_trunk
 
@@ -19,6 +20,11 @@ class CNN(TokenFusionModel):
         super().__init__(config, trunk.channels[-1])
         self.trunk = trunk
         self._init_weights()
+
+    @property
+    def structure(self) -> ModelStructure:
+        stages = tuple(f"trunk.{name}" for name in self.trunk.stage_names)
+        return ModelStructure((), {}, stages, (), stage_targets(stages))
 
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         features = self.trunk(x)

@@ -9,6 +9,7 @@ from .cnn_tokens import CNNTokens
 from .config import ModelConfig
 from .layout import TokenLayout
 from .patch_tokens import PatchTokens
+from .structure import ModelStructure, Stream, block_targets, stage_targets
 from .trace import Trace
 from .trunks import build_trunk
 
@@ -35,6 +36,14 @@ class EarlyFusion(TokenFusionModel):
         self.blocks = make_blocks(config, config.depth)
         self.norm = nn.LayerNorm(dim)
         self._init_weights()
+
+    @property
+    def structure(self) -> ModelStructure:
+        stages = tuple(f"trunk.{name}" for name in self.trunk.stage_names)
+        layers = tuple(f"blocks.{i}" for i in range(len(self.blocks)))
+        streams = (Stream("blocks", ("cnn", "patch"), layers, readout=True),)
+        tokens = {"cnn": ("cnn_tokens",), "patch": ("patch_tokens",)}
+        return ModelStructure(streams, tokens, stages, (), stage_targets(stages) + block_targets(streams))
 
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         features = self.trunk(x)

@@ -9,6 +9,7 @@ from .cnn_tokens import CNNTokens
 from .config import ModelConfig
 from .layout import TokenLayout
 from .patch_tokens import PatchTokens
+from .structure import ModelStructure, Stream, block_targets, stage_targets
 from .trace import Trace
 from .trunks import build_trunk
 
@@ -41,6 +42,18 @@ class LateFusion(TokenFusionModel):
         self.fusion_blocks = make_blocks(config, config.fusion_depth, first=depth, total=total)
         self.norm = nn.LayerNorm(dim)
         self._init_weights()
+
+    @property
+    def structure(self) -> ModelStructure:
+        stages = tuple(f"trunk.{name}" for name in self.trunk.stage_names)
+        layers = lambda name: tuple(f"{name}.{i}" for i in range(len(getattr(self, name))))  # noqa: E731
+        streams = (
+            Stream("cnn_blocks", ("cnn",), layers("cnn_blocks"), feeds="fusion_blocks"),
+            Stream("patch_blocks", ("patch",), layers("patch_blocks"), feeds="fusion_blocks"),
+            Stream("fusion_blocks", ("cnn", "patch"), layers("fusion_blocks"), readout=True),
+        )
+        tokens = {"cnn": ("cnn_tokens",), "patch": ("patch_tokens",)}
+        return ModelStructure(streams, tokens, stages, (), stage_targets(stages) + block_targets(streams))
 
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         b = len(x)

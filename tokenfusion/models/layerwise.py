@@ -10,6 +10,7 @@ from .cnn_tokens import CNNTokens
 from .config import ModelConfig
 from .layout import TokenLayout
 from .patch_tokens import PatchTokens
+from .structure import CamTarget, CrossEntry, ModelStructure, Stream, block_targets, stage_targets
 from .trace import CrossAttentionTrace, Trace
 from .trunks import build_trunk
 
@@ -39,6 +40,19 @@ class LayerwiseFusion(TokenFusionModel):
         self.norm = nn.LayerNorm(dim)
         self._init_weights()
 
+    @property
+    def structure(self) -> ModelStructure:
+        stages = tuple(f"trunk.{name}" for name in self.trunk.stage_names)
+        layers = tuple(f"blocks.{i}" for i in range(len(self.blocks)))
+        streams = (Stream("blocks", ("patch",), layers, readout=True),)
+        entries = tuple(
+            CrossEntry(f"cross_blocks.{i}", "blocks", layer, f"cnn_tokens.{s}", stages[s])
+            for i, (layer, s) in enumerate(zip(layers, self.stage_of_block))
+        )
+        keys = tuple(CamTarget(f"{e.layer}.norm_kv", "cnn", "cross_keys", e.layer) for e in entries)
+        tokens = {"cnn": tuple(f"cnn_tokens.{i}" for i in range(len(self.cnn_tokens))), "patch": ("patch_tokens",)}
+        return ModelStructure(streams, tokens, stages, entries, stage_targets(stages) + block_targets(streams) + keys)
+
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         features = self.trunk(x)
         contexts = [tokens(f) for tokens, f in zip(self.cnn_tokens, features)]
@@ -53,14 +67,14 @@ class LayerwiseFusion(TokenFusionModel):
                 x = block(cross(x, context))
                 continue
             stream = x
-            x, cross_weights, update = cross.forward_with_weights(x, context)
+            x, cross_weights = cross(x, context, need_weights=True)
             trace.cross_attention[f"cross_blocks.{i}"] = CrossAttentionTrace(
                 weights=cross_weights,
                 query_layout=layout,
                 key_layout=TokenLayout.build(("cnn", context_grid)),
                 gate=float(torch.tanh(cross.gate.detach())),
-                update_ratio=update.flatten(1).norm(dim=1) / stream.flatten(1).norm(dim=1),
+                update_ratio=(x - stream).flatten(1).norm(dim=1) / stream.flatten(1).norm(dim=1),
             )
-            x, weights = block.forward_with_weights(x)
-            trace.record(f"blocks.{i}", layout, weights, x)
+            x, weights = block(x, need_weights=True)
+            trace.record("blocks", f"blocks.{i}", layout, weights, x)
         return self.norm(x)[:, 0]

@@ -1,14 +1,24 @@
-"""The trace: what a traced forward saw inside the model."""
+"""The trace: what a traced forward saw inside the model, keyed by stream."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from .layout import TokenLayout
 
-__all__ = ["CrossAttentionTrace", "FusionWeights", "Trace"]
+__all__ = ["CrossAttentionTrace", "StreamTrace", "Trace"]
+
+
+@dataclass
+class StreamTrace:
+    """One stream's sequence through its blocks: one ``layout`` for every layer; ``attention[i]``
+    ``(B, heads, N, N)`` (rows sum to 1) and ``tokens[i]`` ``(B, N, D)`` the output of ``layers[i]``."""
+
+    layout: TokenLayout
+    layers: list[str] = field(default_factory=list)
+    attention: list[Tensor] = field(default_factory=list)
+    tokens: list[Tensor] = field(default_factory=list)
 
 
 @dataclass
@@ -22,59 +32,37 @@ class CrossAttentionTrace:
     update_ratio: Tensor  # (B,) norm of the injected update over norm of the patch stream
 
 
-@dataclass(frozen=True)
-class FusionWeights:
-    """How much each kind of token a fusion model uses, layer by layer.
-
-    ``cls_share[kind]`` and ``mean_share[kind]`` are ``(B, L, heads)``: the share of attention
-    mass that the class token (position 0), or the mean over all queries, puts on ``kind``
-    tokens, for every layer in ``layers`` whose sequence holds both CNN and patch tokens.
-    ``gates`` ``(L,)`` and ``update_ratio`` ``(B, L)`` are set for ``layerwise`` only.
-    """
-
-    layers: list[str]
-    cls_share: dict[str, Tensor]
-    mean_share: dict[str, Tensor]
-    gates: Tensor | None = None
-    update_ratio: Tensor | None = None
-
-
 @dataclass
 class Trace:
-    """Filled by ``model(x, trace=True)``. Keys are the names of the modules that produced each
-    entry (``"blocks.3"``, ``"fusion_blocks.0"``, ``"cross_blocks.1"``), so that a CAM can target
-    ``model.get_submodule(name)`` and reshape its tokens with ``layouts[name]``."""
+    """Filled by ``model(x, trace=True)``.
 
-    layouts: dict[str, TokenLayout] = field(default_factory=dict)
-    attention: dict[str, Tensor] = field(default_factory=dict)  # (B, heads, N, N)
-    tokens: dict[str, Tensor] = field(default_factory=dict)  # block outputs, (B, N, D)
+    ``streams`` is keyed by the names of ``model.structure.streams``; layers are module names
+    (``"blocks.3"``, ``"fusion_blocks.0"``), so that a CAM can target ``model.get_submodule(name)``.
+    ``cross_attention`` is keyed by cross-attention module (``"cross_blocks.1"``), ``cnn_features``
+    holds the trunk stages ``(B, C, h, w)``, shallow to deep.
+    """
+
+    streams: dict[str, StreamTrace] = field(default_factory=dict)
     cross_attention: dict[str, CrossAttentionTrace] = field(default_factory=dict)
-    cnn_features: list[Tensor] = field(default_factory=list)  # trunk stages, (B, C, h, w)
+    cnn_features: list[Tensor] = field(default_factory=list)
 
-    def record(self, name: str, layout: TokenLayout, weights: Tensor, tokens: Tensor) -> None:
-        self.layouts[name] = layout
-        self.attention[name] = weights
-        self.tokens[name] = tokens
+    def record(self, stream: str, layer: str, layout: TokenLayout, weights: Tensor, tokens: Tensor) -> None:
+        entry = self.streams.setdefault(stream, StreamTrace(layout))
+        entry.layers.append(layer)
+        entry.attention.append(weights)
+        entry.tokens.append(tokens)
 
     @property
-    def fusion(self) -> FusionWeights:
-        layers = [n for n, lay in self.layouts.items() if {"cnn", "patch"} <= set(lay.kinds)]
-        cls_share: dict[str, list[Tensor]] = {}
-        mean_share: dict[str, list[Tensor]] = {}
-        for name in layers:
-            layout, weights = self.layouts[name], self.attention[name]
-            for kind in layout.kinds:
-                mass = weights[..., layout.mask(kind).to(weights.device)].sum(-1)  # (B, heads, N)
-                cls_share.setdefault(kind, []).append(mass[..., 0])
-                mean_share.setdefault(kind, []).append(mass.mean(-1))
-        gates = ratio = None
-        if self.cross_attention:
-            gates = torch.tensor([c.gate for c in self.cross_attention.values()])
-            ratio = torch.stack([c.update_ratio for c in self.cross_attention.values()], dim=1)
-        return FusionWeights(
-            layers=layers,
-            cls_share={k: torch.stack(v, dim=1) for k, v in cls_share.items()},
-            mean_share={k: torch.stack(v, dim=1) for k, v in mean_share.items()},
-            gates=gates,
-            update_ratio=ratio,
-        )
+    def layouts(self) -> dict[str, TokenLayout]:
+        """Every self-attention layer's token layout, in forward order."""
+        return {layer: s.layout for s in self.streams.values() for layer in s.layers}
+
+    @property
+    def attention(self) -> dict[str, Tensor]:
+        """Every self-attention layer's weights ``(B, heads, N, N)``, in forward order."""
+        return {layer: w for s in self.streams.values() for layer, w in zip(s.layers, s.attention)}
+
+    @property
+    def tokens(self) -> dict[str, Tensor]:
+        """Every block's output ``(B, N, D)``, in forward order."""
+        return {layer: t for s in self.streams.values() for layer, t in zip(s.layers, s.tokens)}

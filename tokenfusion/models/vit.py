@@ -8,6 +8,7 @@ from .base import TokenFusionModel, make_blocks, new_token, run_blocks
 from .config import ModelConfig
 from .layout import TokenLayout
 from .patch_tokens import PatchTokens
+from .structure import ModelStructure, Stream, block_targets
 from .trace import Trace
 
 __all__ = ["ViT"]
@@ -28,6 +29,11 @@ class ViT(TokenFusionModel):
         self.blocks = make_blocks(config, config.depth)
         self.norm = nn.LayerNorm(dim)
         self._init_weights()
+
+    @property
+    def structure(self) -> ModelStructure:
+        streams = (Stream("blocks", ("patch",), tuple(f"blocks.{i}" for i in range(len(self.blocks))), readout=True),)
+        return ModelStructure(streams, {"patch": ("patch_tokens",)}, (), (), block_targets(streams))
 
     def forward_features(self, x: Tensor, trace: Trace | None = None) -> Tensor:
         tokens, grid = self.patch_tokens(x)

@@ -1,11 +1,11 @@
 """Diagrams of the five strategies as Graphviz DOT text (``st.graphviz_chart`` draws them).
 
-With an :class:`~tokenfusion.viz.anatomy.Anatomy` the boxes carry the live numbers of a loaded
+With an :class:`~tokenfusion.explain.Anatomy` the boxes carry the live numbers of a loaded
 model (token grids, width, depth, gates); without one they carry the symbols of the design.
 """
 from __future__ import annotations
 
-from .anatomy import Anatomy
+from ..explain.anatomy import Anatomy
 from .style import KIND_COLOURS
 
 __all__ = ["STRATEGY_SUMMARIES", "strategy_diagram"]

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..explain import BranchAblation
-from ..models import FusionWeights
+from ..explain import FusionWeights
 from .style import KIND_COLOURS, KIND_LABELS, as_array, compact
 
 __all__ = ["attention_share_figure", "head_share_figure", "gates_figure", "ablation_figure"]

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .style import MAP_COLOURSCALE, OUTLINE_COLOUR, as_array, compact
 
-__all__ = ["grid_figure", "is_blank", "overlay_figure", "overlays_figure", "pixels_figure", "token_grid_figure"]
+__all__ = ["grid_figure", "overlay_figure", "overlays_figure", "pixels_figure", "token_grid_figure"]
 
 
 def _image_axes(fig: go.Figure) -> None:
@@ -127,10 +127,3 @@ def pixels_figure(image: Image.Image | np.ndarray, *, title: str | None = None, 
     fig = go.Figure(go.Image(z=np.asarray(image), hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>"))
     _image_axes(fig)
     return compact(fig, height, title, width=_square_width(height, title, False))
-
-
-def is_blank(heat: Tensor | np.ndarray) -> bool:
-    """True when a map holds one value everywhere (e.g. a CAM whose layer got no gradient): drawn,
-    it shows nothing, and the user should be told so."""
-    values = as_array(heat)
-    return bool(values.size == 0 or values.max() == values.min())

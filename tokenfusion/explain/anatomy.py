@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..explain import rollout_matrix
 from ..models import TokenFusionModel, TokenLayout, Trace
+from ._utils import class_index
+from .attention import rollout_matrix
 
 __all__ = ["Anatomy", "anatomy", "sequence_table", "rollout_steps", "strongest_channels"]
 
@@ -63,11 +64,7 @@ def _describe(layout: TokenLayout) -> dict[str, str | int]:
 def sequence_table(trace: Trace) -> list[dict[str, str | int]]:
     """One row per token sequence the model runs (``blocks``, ``cnn_blocks``, ``fusion_blocks``,
     the ``layerwise`` cross-attention keys): its layers and how many tokens of each kind it holds."""
-    groups: dict[str, list[str]] = {}
-    for name in trace.layouts:
-        groups.setdefault(name.rpartition(".")[0], []).append(name)
-    rows = [{"sequence": group, "layers": len(names), **_describe(trace.layouts[names[0]])}
-            for group, names in groups.items()]
+    rows = [{"sequence": name, "layers": len(s.layers), **_describe(s.layout)} for name, s in trace.streams.items()]
     if trace.cross_attention:
         first = next(iter(trace.cross_attention.values()))
         rows.append({"sequence": "cross_blocks (keys)", "layers": len(trace.cross_attention),
@@ -81,19 +78,16 @@ def rollout_steps(trace: Trace, kind: str) -> list[tuple[str, Tensor]]:
 
     Each step multiplies one more head-averaged attention matrix, with the identity added for the
     residual path and rows renormalised (:func:`tokenfusion.explain.rollout_matrix`)."""
-    groups: dict[str, list[str]] = {}
-    for name, layout in trace.layouts.items():
-        if kind in layout.kinds:
-            groups.setdefault(name.rpartition(".")[0], []).append(name)
-    if not groups:
+    streams = [s for s in trace.streams.values() if kind in s.layout.kinds]
+    if not streams:
         return []
-    names = max(groups.values(), key=len)
-    layout = trace.layouts[names[0]]
-    cls = next(s.start for s in layout.spans if s.kind == "cls")
+    stream = max(streams, key=lambda s: len(s.layers))
+    layout = stream.layout
+    cls = class_index(layout)
     steps = []
-    for k in range(1, len(names) + 1):
-        rollout = rollout_matrix([trace.attention[n] for n in names[:k]], keep=layout.mask("cls"))
-        steps.append((names[k - 1], layout.to_grid(rollout[0, cls].cpu(), kind)))
+    for k in range(1, len(stream.layers) + 1):
+        rollout = rollout_matrix(stream.attention[:k], keep=layout.mask("cls"))
+        steps.append((stream.layers[k - 1], layout.to_grid(rollout[0, cls].cpu(), kind)))
     return steps
 
 

@@ -1,0 +1,155 @@
+"""One explanation session per image: one traced forward, every method served from it.
+
+``Explainer(model, x)`` runs ``model(x, trace=True)`` once; its methods answer every question the
+app, the notebooks and the scoring command ask about that image (maps of every method, the
+prediction, fusion weights, branch ablation, deletion and insertion, the randomisation test, the
+anatomy of the forward) without running the traced forward again, as captum's attribution
+objects wrap a forward once and pytorch-grad-cam's CAM objects hold their hooks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from torch import Tensor
+
+from ..models import TokenFusionModel
+from . import attention
+from ._utils import as_batch, device_of, traced
+from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
+from .cam import cam
+from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights_of
+from .metrics import Curve, Randomisation, deletion_curve, insertion_curve, randomisation_check
+from .prediction import Prediction, top_k
+from .registry import ATTRIBUTIONS, MethodInfo, available_methods, resolve
+from .result import Explanation
+
+__all__ = ["Explainer", "Faithfulness", "Inside", "explain"]
+
+
+@dataclass
+class Faithfulness:
+    """A map and its deletion and insertion curves (Petsiuk et al. 2018)."""
+
+    saliency: Explanation
+    deletion: Curve
+    insertion: Curve
+
+
+@dataclass
+class Inside:
+    """What one image becomes inside the model: its :class:`Anatomy`, one row per token sequence,
+    the rollout of each kind of token grown one layer at a time (``(layer, grid (h, w))``), and the
+    strongest channels of the last trunk stage (``(channel, map (h, w))``)."""
+
+    anatomy: Anatomy
+    sequences: list[dict[str, str | int]]
+    rollout: dict[str, list[tuple[str, Tensor]]]
+    channels: list[tuple[int, Tensor]]
+
+
+class Explainer:
+    """Every explanation of one normalised image ``x`` ``(3, H, W)`` or ``(1, 3, H, W)``.
+
+    The traced forward runs once, in eval mode, when the session is made: ``logits`` ``(1, classes)``
+    and ``trace`` are kept. Requests are checked against :func:`available_methods` (the model's
+    declared structure); an :class:`~tokenfusion.explain.ExplainError` says what is allowed.
+    """
+
+    def __init__(self, model: TokenFusionModel, x: Tensor) -> None:
+        self.model = model
+        self.x = as_batch(x).to(device_of(model))
+        self.logits, self.trace = traced(model, self.x)
+
+    @cached_property
+    def methods(self) -> dict[str, MethodInfo]:
+        """Every method that applies to the model, by name."""
+        return {m.name: m for m in available_methods(self.model)}
+
+    def explain(
+        self, method: str, layer: str | None = None, target: int | None = None, *, kind: str | None = None,
+        **options: Any,
+    ) -> Explanation:
+        """The map of ``method`` at ``layer``/``kind`` (one of the method's targets; its default when
+        both are None, the last layer holding ``kind`` when only ``kind`` is given) for ``target``
+        (default: the predicted class). ``options`` go to the method (``head``, ``discard_ratio``,
+        ``n_steps``...). ``seconds`` is the method's own time; the shared forward is not counted."""
+        info, layer, kind = resolve(self.model, method, layer, kind, options)
+        shared = dict(trace=self.trace, logits=self.logits)
+        if info.family == "cam":
+            return cam(self.model, self.x, method, layer, target, kind, **shared, **options)
+        if info.family == "attribution":
+            return ATTRIBUTIONS[method](self.model, self.x, target, **options)
+        if method == "attention":
+            return attention.attention_map(self.model, self.x, layer, kind, **options, target=target, **shared)
+        if method == "rollout":
+            return attention.attention_rollout(self.model, self.x, kind, **options, target=target, **shared)
+        return attention.cross_attention_map(self.model, self.x, layer, **options, target=target, **shared)
+
+    def predict(self, class_names: list[str], k: int = 5) -> Prediction:
+        """The ``k`` most probable classes, from the session's logits."""
+        return top_k(self.logits, class_names, k)
+
+    def fusion(self) -> FusionWeights:
+        """Attention shares per kind of token and layer, and the gates, from the session's trace."""
+        return fusion_weights_of(self.trace)
+
+    def ablation(self) -> BranchAblation:
+        """The predicted class's logit with every CNN, or every patch, token replaced by its mean."""
+        return branch_ablation(self.model, self.x)
+
+    def faithfulness(
+        self, method: str, layer: str | None = None, kind: str | None = None, *, baseline: str = "blur",
+        steps: int = 20,
+    ) -> Faithfulness:
+        """The map of ``method`` and the target's probability as its most salient pixels are deleted
+        and inserted, ``steps`` steps each."""
+        saliency = self.explain(method, layer, kind=kind)
+        options = dict(steps=steps, baseline=baseline)
+        return Faithfulness(
+            saliency,
+            deletion_curve(self.model, self.x, saliency.map, saliency.target, **options),
+            insertion_curve(self.model, self.x, saliency.map, saliency.target, **options),
+        )
+
+    def randomisation(
+        self, method: str, layer: str | None = None, kind: str | None = None, *, steps: int | None = None,
+        target: int | None = None,
+    ) -> Randomisation:
+        """The cascading randomisation test of the map: the trained and every randomised map are made
+        by the same request (method, layer, kind, target) on a session of their own."""
+        _, layer, kind = resolve(self.model, method, layer, kind, {})
+        reference = self.explain(method, layer, target, kind=kind)
+
+        def again(model: TokenFusionModel, image: Tensor) -> Explanation:
+            return Explainer(model, image).explain(method, layer, reference.target, kind=kind)
+
+        return randomisation_check(self.model, self.x, again, steps=steps, reference=reference)
+
+    def inside(self, channels: int = 6) -> Inside:
+        """The anatomy of this forward (for the Learn page and notebook 01)."""
+        features = self.trace.cnn_features
+        return Inside(
+            anatomy=anatomy(self.model, self.trace),
+            sequences=sequence_table(self.trace),
+            rollout={kind: rollout_steps(self.trace, kind) for kind in ("cnn", "patch")},
+            channels=strongest_channels(features[-1][0], channels) if features else [],
+        )
+
+
+def explain(
+    model: TokenFusionModel, x: Tensor, method: str, layer: str | None = None, target: int | None = None,
+    **options: Any,
+) -> Explanation:
+    """Explain one normalised image ``x`` with ``method``: ``Explainer(model, x).explain(...)``.
+
+    ``kind`` (an option) and ``layer`` pick one of the method's targets (see :class:`Explainer`).
+    ``Explanation.seconds`` is the time of this whole call, its traced forward included.
+    """
+    start = time.perf_counter()
+    kind = options.pop("kind", None)
+    result = Explainer(model, x).explain(method, layer, target, kind=kind, **options)
+    result.seconds = time.perf_counter() - start
+    return result
