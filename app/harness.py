@@ -13,17 +13,35 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ServerError", "apptest_navigation", "start_server", "wait_until_healthy"]
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ServerError", "apptest_navigation", "browser_missing", "start_server",
+           "wait_for_script_run", "wait_until_healthy"]
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium, driven by Playwright
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Streamlit's own run state, on its root element (what Streamlit's end-to-end tests wait on).
+APP_CONNECTED = '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
+APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 class ServerError(RuntimeError):
     """The server exited or did not answer its health check in time."""
+
+
+def browser_missing() -> str | None:
+    """Why Chromium cannot be driven here (``CHROMIUM`` or Playwright absent), or None when it can."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements-dev.txt)"
+    return None
 
 
 def _free_port() -> int:
@@ -58,6 +76,28 @@ def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, poll
         if time.monotonic() > deadline:
             raise ServerError(f"streamlit did not answer within {timeout:.0f} s")
         time.sleep(poll)
+
+
+def wait_for_script_run(page: Page, timeout: float, quiet: float = 0.5) -> None:
+    """Return once the app's script run has finished and no new run started for ``quiet`` seconds.
+
+    Reads Streamlit's run state (``data-test-script-state`` on ``stApp``: ``running``,
+    ``rerunRequested``, ``notRunning``) rather than guessing from spinners, so a slow machine only
+    makes the wait longer. Raises Playwright's ``TimeoutError`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    page.wait_for_selector(APP_CONNECTED, state="attached", timeout=timeout * 1000)
+    idle_since = None
+    while time.monotonic() < deadline:
+        # a widget's rerun is requested a moment after the previous run ends: idle must hold
+        page.wait_for_selector(APP_IDLE, state="attached", timeout=max(deadline - time.monotonic(), 0.001) * 1000)
+        idle_since = idle_since or time.monotonic()
+        page.wait_for_timeout(100)
+        if page.locator(APP_IDLE).count() == 0:
+            idle_since = None
+        elif time.monotonic() - idle_since >= quiet:
+            return
+    raise TimeoutError(f"the app's script run did not finish within {timeout:.0f} s")
 
 
 @contextmanager
