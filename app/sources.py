@@ -3,10 +3,12 @@ the shipped photos and uploaded images. No Streamlit here, so every path is test
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
-import os
 import re
+import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tokenfusion.data import CLASS_NAMES, render_sample
+from tokenfusion.data import CLASS_NAMES, HELDOUT_SEED, render_sample
 from tokenfusion.data.images import load_image
 from tokenfusion.models import ARCHITECTURES
 
 __all__ = [
-    "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "IMAGE_TYPES", "SYNTH_SEED", "ImageChoice", "checkpoint_dir",
-    "list_checkpoints", "photo_image", "photo_names", "store_upload", "synthshapes_image", "uploaded_image",
+    "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice", "UploadFolder",
+    "checkpoint_dir", "list_checkpoints", "photo_image", "photo_names", "synthshapes_image", "uploaded_image",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,9 +32,11 @@ PHOTOS = REPO / "assets" / "photos"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
 #: SynthShapes seed of the gallery: the held-out seed of ``train.teach``, never trained on.
-SYNTH_SEED = 12345
+SYNTH_SEED = HELDOUT_SEED
 #: Longest side an image is kept at after decoding (the models see at most a few hundred pixels).
 MAX_SIDE = 1024
+#: Uploaded checkpoints one session keeps on disk; one more deletes the least recently uploaded.
+MAX_UPLOADS = 4
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,43 @@ def list_checkpoints(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
-def store_upload(name: str, data: bytes, folder: Path | None = None) -> Path:
-    """Write uploaded checkpoint bytes to ``folder/<sha256 prefix>/<name>`` (once per content) so the
-    loader reads a file and its messages name the file the user chose."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "upload.pt"
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    root = folder or Path(tempfile.gettempdir()) / f"tokenfusion-uploads-{os.getuid()}"
-    path = root / digest / safe
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+class UploadFolder:
+    """The checkpoint files one session uploaded, in a private temporary folder that is deleted with
+    this object: when the session ends (Streamlit drops its session state) or the server exits.
+
+    At most ``keep`` files are kept; storing another deletes the least recently stored. The loader
+    reads a file, so its messages name the file the user chose.
+    """
+
+    def __init__(self, keep: int = MAX_UPLOADS, root: Path | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tokenfusion-uploads-", dir=root))
+        self.keep = keep
+        self._files: list[Path] = []  # least recently stored first
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self.folder), ignore_errors=True)
+
+    def store(self, name: str, data: bytes) -> tuple[Path, list[Path]]:
+        """Write ``data`` to ``<folder>/<sha256 prefix>/<safe name>`` (once per content): that path,
+        and the paths deleted to stay within ``keep`` files."""
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "upload.pt"
+        path = self.folder / hashlib.sha256(data).hexdigest()[:16] / safe
+        if path in self._files:
+            self._files.remove(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        self._files.append(path)
+        evicted, self._files = self._files[: -self.keep], self._files[-self.keep:]
+        for old in evicted:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the folder may hold the same bytes under another name
+                old.parent.rmdir()
+        return path, evicted
+
+    def close(self) -> None:
+        """Delete the folder now."""
+        self._remove()
 
 
 def synthshapes_image(index: int, size: int, seed: int = SYNTH_SEED) -> ImageChoice:

@@ -17,6 +17,7 @@ the files into the README.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -33,14 +34,15 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import load_checkpoint
-from tokenfusion.data import SynthShapes
+from tokenfusion.data import HELDOUT_SEED, SynthShapes
 from tokenfusion.explain import MethodInfo, available_methods, explain
 from tokenfusion.explain.metrics import (
     deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game, randomisation_check,
 )
-from tokenfusion.models import ARCHITECTURES, TokenFusionModel
+from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
 
-__all__ = ["variants", "chance_level", "score_checkpoint", "markdown_table", "summary_table", "target_checks", "main"]
+__all__ = ["variants", "chance_level", "score_checkpoint", "markdown_table", "summary_table", "target_checks",
+           "before_after", "findings", "findings_text", "before_after_text", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
 #: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
@@ -148,10 +150,20 @@ def _score_cells(row: dict[str, Any], spec: str) -> list[str]:
     return cells[:1] + [blank] + cells[1:]
 
 
+@functools.lru_cache(maxsize=None)
+def _trunk_stages(arch: str, size: str) -> tuple[str, ...]:
+    """The trunk stages a model of ``arch`` at ``size`` declares (``model.structure``)."""
+    return create(arch, size).structure.trunk_stages
+
+
+def _on_feature_map(row: dict[str, Any]) -> bool:
+    return row["layer"] in _trunk_stages(row["arch"], row["size"])
+
+
 def _target_name(row: dict[str, Any]) -> str:
     if row["layer"] is None:
         return f"{row['kind']} tokens" if row["kind"] else "pixels"
-    if row["layer"].startswith("trunk."):
+    if _on_feature_map(row):
         return "CNN feature map"
     return f"{row['kind']} tokens, `{row['layer']}`"
 
@@ -218,6 +230,142 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _key(row: dict[str, Any]) -> tuple:
+    return row["checkpoint"], row["method"], row["layer"], row["kind"]
+
+
+def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """The pointing game of the README's rows before (``before``: rows scored when a blank map
+    counted as a hit) and after (``after``) the fix, with the blank maps, then a check over every
+    row scored both times: the fall should be exactly the share of blank maps, as the maps are the
+    same. Rows of ``after`` without a blank count (files not rescored) are named as such."""
+    old = {_key(r): r for r in before}
+    fresh = [r for r in after if r.get("blank_maps") is not None and _key(r) in old]
+    stale = sorted({r["arch"] for r in after if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
+    lines = ["| model | method | target | pointing before | after | blank maps |", "|---|---|---|---:|---:|---:|"]
+    for r in _summary_rows(fresh):
+        lines.append(f"| `{r['arch']}` | {r['method']} | {_target_name(r)} | {old[_key(r)]['pointing_game']:.2f} "
+                     f"| {r['pointing_game']:.2f} | {r['blank_maps']}/{r['images']} |")
+    exact = [r for r in fresh if abs(old[_key(r)]["pointing_game"] - r["pointing_game"] - r["blank_maps"] / r["images"])
+             < 1e-9]
+    fell = [r for r in fresh if r["pointing_game"] < old[_key(r)]["pointing_game"]]
+    text = (f"\n\nOver all {len(fresh)} method/layer rows scored both times, the pointing game fell in {len(fell)}; "
+            f"in {len(exact)} of the {len(fresh)} the fall is exactly the share of blank maps (the maps themselves "
+            "did not change)")
+    odd = [r for r in fresh if r not in exact]
+    if odd:
+        text += ("; not in " + "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} "
+                                          f"({old[_key(r)]['pointing_game']:.3f} to {r['pointing_game']:.3f}, "
+                                          f"{r['blank_maps']} blank)" for r in odd))
+    text += "."
+    if stale:
+        text += f" Not rescored yet, so not in this table: {', '.join(f'`{a}`' for a in stale)}."
+    return "\n".join(lines) + text + "\n"
+
+
+def _span(values: list[float]) -> str:
+    """``lo-hi`` of ``values`` at two decimals, one figure when they round alike."""
+    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
+    return lo if lo == hi else f"{lo} to {hi}" if min(values) < 0 else f"{lo}-{hi}"
+
+
+def _where(rows: list[dict[str, Any]], key: str) -> str:
+    return "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} ({r[key]:.2f})" for r in rows)
+
+
+def findings(rows: list[dict[str, Any]], chance: float) -> str:
+    """What the score ``rows`` show, as Markdown bullets whose every figure is read from the rows;
+    ``chance`` is what a map that ignores the image scores (:func:`chance_level`)."""
+    def pick(method: str, **where: Any) -> list[dict[str, Any]]:
+        return [r for r in rows if r["method"] == method and all(w(r) for w in where.values())]
+
+    fused = lambda r: r["arch"] not in ("cnn", "vit")  # noqa: E731
+    transformer = lambda r: r["arch"] != "cnn"  # noqa: E731
+    trunk = _on_feature_map
+    tokens = lambda r: r["layer"] is not None and not _on_feature_map(r)  # noqa: E731
+    out = []
+    default = _default_rows(rows, "gradcam")
+    met = [r for r in default if r["pointing_game"] >= 0.9]
+    out.append(f"- Grad-CAM at its default layer meets the pointing-game target (>= 0.90) on {len(met)} of "
+               f"{len(default)} models: " + ", ".join(f"`{r['arch']}` {r['pointing_game']:.2f}" for r in
+                                                    sorted(default, key=lambda r: ARCHITECTURES.index(r["arch"]))) + ".")
+    cams = pick("gradcam", t=transformer)
+    if cams:
+        blank = [r["blank_maps"] for r in cams if r.get("blank_maps") is not None]
+        below = [r for r in cams if r["pointing_game"] < chance]
+        worse = [r for r in cams if r["insertion_auc"] < r["deletion_auc"]]
+        line = (f"- Where the decision passes through a transformer, Grad-CAM on the trunk or on token layers points "
+                f"into the object {_span([r['pointing_game'] for r in cams])} of the time")
+        if blank:
+            line += f"; its map is blank on {min(blank)}-{max(blank)} of the {cams[0]['images']} images per row"
+        if below:
+            line += f"; below chance ({chance:.2f}) on " + _where(below, "pointing_game")
+        line += f". {len(worse)} of these {len(cams)} maps have insertion AUC below deletion."
+        others = [(name, pick(method, **where)) for name, method, where in (
+            ("ScoreCAM", "scorecam", {}), ("LayerCAM on the trunk", "layercam", {"t": trunk}),
+            ("Integrated Gradients", "integrated_gradients", {}), ("Occlusion", "occlusion", {}))]
+        line += (" On the same models, the share of maps that point into the object: " +
+                 ", ".join(f"{name} {_span([r['pointing_game'] for r in rs])}" for name, rs in others if rs) + ".")
+        out.append(line)
+    rollout_cnn = pick("rollout", f=fused, k=lambda r: r["kind"] == "cnn")
+    attention_cnn = pick("attention", f=fused, k=lambda r: r["kind"] == "cnn")
+    rollout_patch = pick("rollout", f=fused, k=lambda r: r["kind"] == "patch")
+    rollout_vit = pick("rollout", v=lambda r: r["arch"] == "vit")
+    if rollout_cnn or rollout_patch:
+        line = "- Rollout over CNN tokens points into the object " + ", ".join(
+            f"{r['pointing_game']:.2f} of the time in `{r['arch']}`" for r in rollout_cnn)
+        if attention_cnn:
+            line += "; the class token's last attention over CNN tokens: " + ", ".join(
+                f"{r['pointing_game']:.2f} in `{r['arch']}` (`{r['layer']}`)" for r in attention_cnn)
+        if rollout_patch:
+            line += (f". Rollout over patch tokens in the fusion models: {_span([r['pointing_game'] for r in rollout_patch])}"
+                     f" (chance {chance:.2f})")
+        if rollout_vit:
+            line += f"; in the `vit`, {rollout_vit[0]['pointing_game']:.2f}"
+        out.append(line + ".")
+    eigen = pick("eigencam", t=tokens)
+    if eigen:
+        below = [r for r in eigen if r["insertion_auc"] < r["deletion_auc"]]
+        out.append(f"- EigenCAM on token layers: insertion AUC {_span([r['insertion_auc'] for r in eigen])}, deletion "
+                   f"{_span([r['deletion_auc'] for r in eigen])}; insertion below deletion on {len(below)} of {len(eigen)} "
+                   "rows. The first principal component of the tokens need not be about the class.")
+    rho = lambda rs: [r["randomisation_spearman"] for r in rs if r["randomisation_spearman"] is not None]  # noqa: E731
+    groups = [("Grad-CAM", pick("gradcam")), ("Integrated Gradients", pick("integrated_gradients")),
+              ("LayerCAM and Grad-CAM++ on the trunk", pick("layercam", t=trunk) + pick("gradcam++", t=trunk)),
+              ("rollout", pick("rollout"))]
+    groups = [(name, rho(rs)) for name, rs in groups if rho(rs)]
+    if groups:
+        used = [r["randomisation_images"] for r in rows if r.get("randomisation_images") is not None]
+        line = ("- Randomisation check, Spearman ρ between the trained map and the maps as the weights are "
+                "re-initialised from the head down (lower: the map depends more on the weights): " +
+                "; ".join(f"{name} {_span(values)}" for name, values in groups))
+        if used:
+            line += (f". Blank maps are left out of the check: a row averages {min(used)}-{max(used)} of the first "
+                     "images")
+        out.append(line + ".")
+    return "\n".join(out) + "\n"
+
+
+def _results(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The reports in the score files ``paths`` and all their rows."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    return reports, [row for report in reports for row in report["results"]]
+
+
+def findings_text(paths: list[Path]) -> str:
+    """:func:`findings` of the score files ``paths``, against the chance level of the first file's images."""
+    reports, rows = _results(paths)
+    settings = reports[0]["settings"]
+    size = load_checkpoint(settings["checkpoints"][0]).config.img_size
+    return findings(rows, chance_level(settings["images"], settings["seed"], size)["random"])
+
+
+def before_after_text(before: list[Path], after: list[Path]) -> str:
+    """:func:`before_after` of the score files ``before`` and ``after``, naming where ``before`` lies."""
+    return (before_after(_results(before)[1], _results(after)[1]) +
+            f"\nBefore: the score files kept in `{Path(before[0]).parent.as_posix()}/`.\n")
+
+
 def _commit() -> str | None:
     """The repository's HEAD commit, None outside a git checkout."""
     try:
@@ -231,7 +379,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/score_explanations.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="checkpoint files or folders of *.pt")
     p.add_argument("--images", type=int, default=500, help="held-out SynthShapes images per checkpoint")
-    p.add_argument("--seed", type=int, default=12345, help="SynthShapes seed of the held-out images")
+    p.add_argument("--seed", type=int, default=HELDOUT_SEED, help="SynthShapes seed of the held-out images")
     p.add_argument("--out", type=Path, default=Path("bench/results/explain_scores.json"))
     p.add_argument("--markdown", action="store_true", help="print the table and write it beside --out as .md")
     p.add_argument("--methods", nargs="+", help="only these methods (default: every method that applies)")

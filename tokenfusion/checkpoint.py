@@ -12,6 +12,7 @@ A checkpoint is a dict of tensors and builtins::
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -28,6 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .models import ARCHITECTURES, ModelConfig, TokenFusionModel, build
+from .training_record import TrainingRecord
 from .models.blocks import Attention
 
 __all__ = [
@@ -73,6 +75,11 @@ class Checkpoint:
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def record(self) -> TrainingRecord:
+        """The ``training`` record, typed (:class:`~tokenfusion.training_record.TrainingRecord`)."""
+        return TrainingRecord.from_dict(self.training)
 
 
 def save_checkpoint(
@@ -147,10 +154,12 @@ def load_checkpoint(
             "Use a checkpoint trained on the same classes."
         )
     names = _class_names(payload.get("class_names"), config.num_classes, path.name)
+    limit = max_model_gb if max_model_gb is not None else _env_limit()
     skeleton = _skeleton(config, path.name)
-    _check_size(skeleton, config, path.name, max_model_gb)
+    _check_size(config, estimate_memory(skeleton, attention=False), path.name, limit)
     state = {_strip(k): v for k, v in payload["state_dict"].items()}
     _check_weights(skeleton, state, path.name)
+    _check_size(config, _estimate(config, path.name), path.name, limit)
     model = build(config)
     model.load_state_dict(state)
     return Checkpoint(
@@ -163,13 +172,19 @@ def load_checkpoint(
     )
 
 
-def estimate_memory(model: TokenFusionModel) -> dict[str, int]:
+def estimate_memory(model: TokenFusionModel, attention: bool = True) -> dict[str, int]:
     """Parameters of ``model`` and the bytes it needs, from shapes alone (``model`` may live on the
     ``meta`` device, where nothing is allocated): ``weights_bytes`` for its parameters and buffers,
-    ``attention_bytes`` for the attention maps ``(B=1, heads, N_q, N_k)`` that one traced forward of
-    an ``img_size`` image keeps (found by running a forward on the model's own device)."""
-    parameters = sum(p.numel() for p in model.parameters())
-    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    and, when ``attention``, ``attention_bytes`` for the attention maps ``(B=1, heads, N_q, N_k)``
+    that one traced forward of an ``img_size`` image keeps (found by running a forward on the
+    model's own device; on ``meta`` that takes a fraction of a second, nothing is computed)."""
+    size = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
+        "attention_bytes": 0,
+    }
+    if not attention:
+        return size
     maps: list[int] = []
 
     def count(module: Attention, args: tuple, kwargs: dict, output: Any) -> None:
@@ -180,14 +195,14 @@ def estimate_memory(model: TokenFusionModel) -> dict[str, int]:
 
     handles = [m.register_forward_hook(count, with_kwargs=True) for m in model.modules() if isinstance(m, Attention)]
     device = next(model.parameters()).device
-    size = model.config.img_size
+    image = model.config.img_size
     try:
         with torch.no_grad():
-            model.eval()(torch.empty(1, 3, size, size, device=device))
+            model.eval()(torch.empty(1, 3, image, image, device=device))
     finally:
         for handle in handles:
             handle.remove()
-    return {"parameters": parameters, "weights_bytes": weights, "attention_bytes": sum(maps)}
+    return {**size, "attention_bytes": sum(maps)}
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
@@ -357,29 +372,43 @@ class _RangesOnCpu(TorchFunctionMode):
 def _skeleton(config: ModelConfig, name: str) -> TokenFusionModel:
     """The model ``config`` describes, on the ``meta`` device: shapes only, nothing allocated."""
     try:
-        with torch.device("meta"), _RangesOnCpu():
-            return build(config)
+        return _on_meta(config)
     except Exception as e:  # a config that passed the checks above and still describes no model
         raise CheckpointError(f"{name}: its config describes no model that can be built ({_reason(e)}). {_RESAVE}") from None
 
 
-def _check_size(skeleton: TokenFusionModel, config: ModelConfig, name: str, max_model_gb: float | None) -> None:
-    """Refuse a model that needs more than the limit, before it is allocated."""
+def _on_meta(config: ModelConfig) -> TokenFusionModel:
+    with torch.device("meta"), _RangesOnCpu():
+        return build(config)
+
+
+@functools.lru_cache(maxsize=32)
+def _estimated(config: ModelConfig) -> dict[str, int]:
+    """:func:`estimate_memory` of ``config``'s model, once per config (its meta forward is the slow part)."""
+    return estimate_memory(_on_meta(config))
+
+
+def _estimate(config: ModelConfig, name: str) -> dict[str, int]:
     try:
-        size = estimate_memory(skeleton)
+        return _estimated(config)
     except Exception as e:  # the forward of the described model fails: it could never be used
         raise CheckpointError(
             f"{name}: its config describes a model whose forward fails on a {config.img_size} px image "
             f"({_reason(e)}). {_RESAVE}"
         ) from None
-    limit = max_model_gb if max_model_gb is not None else _env_limit()
+
+
+def _check_size(config: ModelConfig, size: dict[str, int], name: str, limit: float) -> None:
+    """Refuse a model that needs more than ``limit`` GB, before it is allocated."""
     need = (size["weights_bytes"] + size["attention_bytes"]) / 1e9
     if need > limit:
+        parts = f"weights {size['weights_bytes'] / 1e9:,.1f} GB" + (
+            f", attention maps of one traced forward {size['attention_bytes'] / 1e9:,.1f} GB"
+            if size["attention_bytes"] else "")
         raise CheckpointError(
             f"{name} describes a {config.arch}/{config.size} model of {size['parameters'] / 1e6:,.1f} million "
-            f"parameters that needs about {need:,.1f} GB (weights {size['weights_bytes'] / 1e9:,.1f} GB, attention "
-            f"maps of one traced forward {size['attention_bytes'] / 1e9:,.1f} GB), more than the {limit:g} GB "
-            f"allowed. If this machine has the memory, raise the limit: {MAX_MODEL_GB_ENV}={math.ceil(need)} or "
+            f"parameters that needs about {need:,.1f} GB ({parts}), more than the {limit:g} GB allowed. "
+            f"If this machine has the memory, raise the limit: {MAX_MODEL_GB_ENV}={math.ceil(need)} or "
             f"load_checkpoint(..., max_model_gb={math.ceil(need)})."
         )
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from tokenfusion.data import SynthShapes
+from tokenfusion.data import SynthShapes, val_seed
 from tokenfusion.data.imagefolder import open_split
 from tokenfusion.data.transforms import eval_transform, train_transform
 from tokenfusion.models import ModelConfig
@@ -112,7 +112,7 @@ def build_datasets(args: argparse.Namespace, config: ModelConfig) -> tuple[Datas
         # Validation images come from another seed than the training images.
         progress = not args.no_progress
         train = InMemory(SynthShapes(args.train_samples, image_size=config.img_size, seed=args.data_seed), progress)
-        val = InMemory(SynthShapes(args.val_samples, image_size=config.img_size, seed=args.data_seed + 1), progress)
+        val = InMemory(SynthShapes(args.val_samples, image_size=config.img_size, seed=val_seed(args.data_seed)), progress)
         return train, val, list(train.classes)
     if not args.data_path:
         raise ValueError(f"Preset {args.preset!r} reads an ImageFolder: give --data-path ROOT (ROOT/train, ROOT/val)")

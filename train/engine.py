@@ -27,6 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tokenfusion.data import TRAIN_SEED
 from tokenfusion.data.transforms import batch_mixing
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create, make_config
 
@@ -40,6 +41,7 @@ RECIPE_KEYS = (
     "data", "size", "epochs", "batch_size", "lr", "lr_batch", "min_lr", "warmup_epochs", "weight_decay",
     "label_smoothing", "mixup", "cutmix", "randaugment", "random_erasing", "random_resized_crop",
     "ema_decay", "clip_grad", "drop_path", "workers", "train_samples", "val_samples", "img_size", "patch_size",
+    "pretrained_lr_scale",
 )
 
 
@@ -73,14 +75,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-samples", type=int, default=None)
     g.add_argument("--img-size", type=int, default=None, help="default: the model size's")
     g.add_argument("--patch-size", type=int, default=None, help="default: the model size's")
+    g.add_argument("--pretrained-lr-scale", type=float, default=None,
+                   help="learning rate of the parts started from --vit-weights/--trunk-weights, relative to --lr (default 1)")
     p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--trunk-weights", default=None, help="torchvision ResNet-50 state dict on disk for the trunk")
+    p.add_argument("--vit-weights", default=None,
+                   help="torchvision or timm ViT/DeiT state dict on disk for the patch stream (vit, early, late, layerwise)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-seed", type=int, default=0, help="SynthShapes seed (validation uses data-seed + 1)")
+    p.add_argument("--data-seed", type=int, default=TRAIN_SEED, help="SynthShapes seed (validation: val_seed(data-seed))")
     p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when there is a GPU, else cpu")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on GPU")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True, help="on GPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on a GPU; --amp turns it on on a CPU too)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last images and weights (default: on a GPU; --channels-last on a CPU too)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor; on a CPU it compiles with gcc)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per process")
     p.add_argument("--save-every-steps", type=int, default=0, help="also checkpoint every N optimiser steps")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps in all (smoke runs)")
@@ -122,19 +130,25 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def param_groups(model: TokenFusionModel, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms, embeddings, class tokens and gates."""
+def param_groups(model: TokenFusionModel, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """AdamW groups named ``new/decay``, ``new/no_decay``, ``pretrained/decay``, ``pretrained/no_decay``
+    (those with parameters): the parts started from files (``model.weight_sources``) learn at
+    ``lr * pretrained_lr_scale``, the others at ``lr``; no weight decay on biases, norms, embeddings,
+    class tokens and gates."""
     skip = model.no_weight_decay()
-    decay, no_decay = [], []
+    pretrained = {module for record in model.weight_sources.values() for module in record["modules"]}
+    groups: dict[tuple[str, str], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        origin = "pretrained" if name.split(".")[0] in pretrained else "new"
+        groups.setdefault((origin, "no_decay" if p.ndim <= 1 or name in skip else "decay"), []).append(p)
+    return [{"name": f"{origin}/{decay}", "params": params, "weight_decay": weight_decay if decay == "decay" else 0.0,
+             "lr": lr * (pretrained_lr_scale if origin == "pretrained" else 1.0)}
+            for (origin, decay), params in sorted(groups.items())]
 
 
 def autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on ``device`` (``cuda`` or ``cpu``) when ``enabled``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def train_one_epoch(
@@ -157,7 +171,7 @@ def train_one_epoch(
         torch.manual_seed(sample_seed(args.seed, ctx.rank, state.global_step, micro))
         images = images.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
-        if args.channels_last and ctx.device.type == "cuda":
+        if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if mixing is not None:
             images, targets = mixing(images, targets)
@@ -192,7 +206,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, ctx: DistributedContext, num_classes: int, amp: bool = True) -> dict[str, Any]:
+def evaluate(model: nn.Module, loader, ctx: DistributedContext, num_classes: int, amp: bool = False) -> dict[str, Any]:
     """Loss, top-1 and top-5 (in %) over ``loader``, summed over ranks, and the confusion matrix
     ``(true, predicted)`` as a list of lists."""
     model.eval()
@@ -226,6 +240,7 @@ def provenance(args: argparse.Namespace, ctx: DistributedContext) -> dict[str, A
     return {
         "command": shlex.join(["python", "-m", "train", *getattr(args, "argv", sys.argv[1:])]),
         "seed": args.seed, "data_seed": args.data_seed, "world_size": ctx.world_size, "device": str(ctx.device),
+        "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
         "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -243,7 +258,13 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     state, atomically, every epoch and every ``--save-every-steps``), ``model.pt`` (the weights
     to use: EMA when on) and ``metrics.jsonl`` into ``--output-dir``."""
     args = apply_preset(args)
+    if PRESETS[args.preset].get("from_pretrained") and not (args.vit_weights or args.trunk_weights):
+        raise ValueError(f"Preset {args.preset} fine-tunes pretrained parts: give --vit-weights (a ViT/DeiT state dict) "
+                         "and/or --trunk-weights (a ResNet-50 state dict), or train from scratch with a preset without -finetune.")
     ctx = init_distributed(args.device)
+    # The GPU paths are the GPU's defaults; on a CPU they run when asked for.
+    args.amp = ctx.device.type == "cuda" if args.amp is None else args.amp
+    args.channels_last = ctx.device.type == "cuda" if args.channels_last is None else args.channels_last
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -259,10 +280,11 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     # The data gives the class count, so the datasets are built from the config before the model.
     train_set, val_set, class_names = build_datasets(args, make_config(args.arch, args.size, **overrides))
     torch.manual_seed(args.seed)
-    model = create(args.arch, args.size, num_classes=len(class_names), trunk_weights=args.trunk_weights, **overrides)
+    model = create(args.arch, args.size, num_classes=len(class_names), trunk_weights=args.trunk_weights,
+                   vit_weights=args.vit_weights, **overrides)
     config = model.config
     model.to(ctx.device)
-    if args.channels_last and ctx.device.type == "cuda":
+    if args.channels_last:
         model.to(memory_format=torch.channels_last)
 
     train_loader, val_loader, sampler = build_loaders(args, config, train_set, val_set, ctx.rank, ctx.world_size,
@@ -272,7 +294,13 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
         raise ValueError(f"{len(sampler)} images per process make no full batch of {args.batch_size}: lower --batch-size")
     global_batch = args.batch_size * ctx.world_size * args.accum_steps
     peak_lr = args.lr * global_batch / args.lr_batch
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=peak_lr)
+    lr_scale = 1.0 if args.pretrained_lr_scale is None else args.pretrained_lr_scale
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, peak_lr, lr_scale))
+    if ctx.is_main and model.weight_sources:
+        for part, record in model.weight_sources.items():
+            print(f"{part} from {record['path']} ({record['format']}): {', '.join(record['modules'])}", flush=True)
+        print("parameter groups: " + ", ".join(
+            f"{g['name']} {sum(p.numel() for p in g['params']) / 1e6:.2f} M at lr {g['lr']:.2e}" for g in optimizer.param_groups), flush=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(
         round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch, args.min_lr / peak_lr))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) if args.ema_decay else None
@@ -326,7 +354,8 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
                             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema else None,
                             "state": state.to_dict()}
         weights = ema.module.state_dict() if ema is not None else raw.state_dict()
-        save_checkpoint(path, raw, class_names=class_names, training=summary(), provenance=provenance(args, ctx),
+        save_checkpoint(path, raw, class_names=class_names, training=summary(),
+                        provenance={**provenance(args, ctx), "weights": raw.weight_sources},
                         resume=resume_state, state_dict=weights)
 
     def on_step() -> None:

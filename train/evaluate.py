@@ -16,7 +16,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint
-from tokenfusion.data import SynthShapes, cue_accuracy
+from tokenfusion.data import HELDOUT_SEED, SynthShapes, cue_accuracy
 from tokenfusion.data.imagefolder import DatasetError, open_split
 from tokenfusion.data.transforms import eval_transform
 from tokenfusion.explain import mean_tokens
@@ -26,9 +26,8 @@ from .data import Transformed
 from .distributed import init_distributed
 from .engine import evaluate
 
-__all__ = ["HELDOUT_SEED", "evaluate_checkpoint", "heldout_accuracy", "main"]
+__all__ = ["evaluate_checkpoint", "heldout_accuracy", "main"]
 
-HELDOUT_SEED = 12345  # never used for training (data-seed 0) or validation (data-seed + 1)
 
 
 def _evaluate_on(model: TokenFusionModel, data: Dataset, batch_size: int = 256, workers: int = 0) -> dict[str, Any]:

@@ -1,22 +1,32 @@
-"""``python -m train.report``: the tables of the shipped teaching models, from their files.
+"""``python -m train.report``: every figure of the docs, from the files that measured it.
 
-Prints two Markdown tables and, with ``--readme``, writes them into README.md between their
-markers: ``results`` (held-out top-1, parameters, FLOPs, epochs, training time, from the
-checkpoints) and ``explain-scores`` (a selection of the explanation scores and the issue's
-targets checked on every row, from the JSON files of ``python bench/score_explanations.py``).
+``python -m train.report --write`` rewrites every block between ``<!-- name:start -->`` and
+``<!-- name:end -->`` in README.md, bench/README.md, docs/design.md and the notebooks (:func:`blocks`)
+from the shipped checkpoints and the results files in ``bench/results/`` (each block names the
+command that wrote its file, and the file's date, commit, threads and load average); ``--check``
+exits 1 naming each block that differs; with neither it prints the blocks. Among them:
+``results`` (held-out top-1, parameters, FLOPs, epochs, training time, from the checkpoints),
+``explain-scores`` (a selection of the explanation scores and the issue's targets checked on
+every row, from the JSON files of ``python bench/score_explanations.py``), and ``bench`` (every
+benchmark's figure against its target, met or missed).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import nbformat
 
 from bench.score_explanations import chance_level, summary_table, target_checks
+from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
-__all__ = ["results_table", "scores_table", "fill_block", "main"]
+__all__ = ["results_table", "scores_table", "fill_block", "blocks", "render_docs", "stale_blocks", "provenance", "main"]
 
 
 def results_table(folder: str | Path) -> str:
@@ -32,18 +42,17 @@ def results_table(folder: str | Path) -> str:
         if not path.exists():
             continue
         ckpt = load_checkpoint(path)
-        t, held = ckpt.training, ckpt.training["heldout"]
-        seeds.add((held["seed"], held["samples"]))
-        history = t["history"]
-        speed = sum(h["images_per_s"] for h in history) / len(history)
+        t = ckpt.record
+        held = t.heldout
+        seeds.add((held.seed, held.samples))
         rows.append(
-            f"| `{arch}` | {held['top1']:.1f}% | {held['top5']:.1f}% | {held['shape']:.1f}% | {held['texture']:.1f}% "
+            f"| `{arch}` | {held.top1:.1f}% | {held.top5:.1f}% | {held.shape:.1f}% | {held.texture:.1f}% "
             f"| {count_parameters(ckpt.model) / 1e3:.0f} k "
-            f"| {count_flops(ckpt.model) / 1e6:.0f} | {t['epochs_done']} | {t['epochs_done'] * t['train_samples'] / 1e3:.0f} k "
-            f"| {t['train_seconds'] / 60:.1f} min | {speed:.0f} |"
+            f"| {count_flops(ckpt.model) / 1e6:.0f} | {t.epochs_done} | {t.epochs_done * t.train_samples / 1e3:.0f} k "
+            f"| {t.train_seconds / 60:.1f} min | {t.images_per_second:.0f} |"
         )
     note = ", ".join(f"{n} SynthShapes images of seed {s}" for s, n in sorted(seeds))
-    return "\n".join(rows) + (f"\n\nHeld-out: {note}, never seen in training (seed 0) or validation (seed 1). "
+    return "\n".join(rows) + (f"\n\nHeld-out: {note}, never seen in training (seed {TRAIN_SEED}) or validation (seed {val_seed(TRAIN_SEED)}). "
                                "Shape (texture) alone: predictions whose shape (texture) is right, whatever the other cue.\n")
 
 
@@ -77,27 +86,319 @@ def fill_block(text: str, name: str, content: str) -> str:
     return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{content}{end}", text, flags=re.S)
 
 
+# Every figure of the docs, from the results files --------------------------------------------------
+
+RESULTS = Path("bench/results")
+NOTEBOOKS = ("01_tokens.ipynb", "02_fusion_strategies.ipynb", "03_explanations.ipynb", "04_train_and_compare.ipynb")
+DOCS = ("README.md", "bench/README.md", "docs/design.md", *(f"notebooks/{name}" for name in NOTEBOOKS))
+
+
+def _load(root: Path, name: str) -> dict[str, Any]:
+    return json.loads((root / RESULTS / name).read_text())
+
+
+def provenance(report: dict[str, Any]) -> str:
+    """Date, commit, threads and load average of a results file; what it does not record is named."""
+    machine = report.get("machine") if isinstance(report.get("machine"), dict) else {}
+    threads = report.get("threads", machine.get("threads"))
+    load = report.get("load_average", report.get("load_average_before", machine.get("load_average_1min")))
+    if load is None and report.get("results") and isinstance(report["results"][0], dict):
+        load = report["results"][0].get("load_1min_before")
+    load = load[0] if isinstance(load, list) else load
+    parts = [
+        f"run {report['date'][:16].replace('T', ' ')} UTC" if report.get("date") else "date not recorded",
+        f"commit {report['commit'][:7]}{'-dirty' * report['commit'].endswith('-dirty')}" if report.get("commit")
+        else "commit not recorded",
+        f"{threads} thread{'s' * (threads != 1)}" if threads else "threads not recorded",
+        f"load average {load:.1f}" if load is not None else "load average not recorded",
+    ]
+    return ", ".join(parts)
+
+
+def _met(value: float, target: float, at_most: bool = True) -> str:
+    return "met" if (value <= target if at_most else value >= target) else "**missed**"
+
+
+@functools.lru_cache(maxsize=2)
+def _checkpoints(root: Path) -> dict[str, Any]:
+    """The shipped checkpoints under ``root``, loaded once per render."""
+    return {arch: load_checkpoint(root / "checkpoints" / f"{arch}.pt") for arch in ARCHITECTURES
+            if (root / "checkpoints" / f"{arch}.pt").exists()}
+
+
+def teach_time(root: Path) -> str:
+    """The teaching set's training time, from each checkpoint's ``train_seconds``, as ``train.teach --jobs 2``
+    lays it out: the ViT on one core, the other four one after another on the other."""
+    seconds = {arch: ckpt.record.train_seconds for arch, ckpt in _checkpoints(root).items()}
+    others = sum(s for arch, s in seconds.items() if arch != "vit")
+    longest = max(seconds["vit"], others)
+    return (f"Training time from the checkpoints (`train_seconds`: optimiser steps and validation, not the "
+            f"rendering of the training set nor the held-out evaluation): the ViT's job {seconds['vit'] / 60:.1f} "
+            f"min, the other four one after another {others / 60:.1f} min, so about {longest / 60:.0f} min for the "
+            f"whole set with `--jobs 2`; target 45 min: {_met(longest / 60, 45)}.\n")
+
+
+def results_summary(root: Path) -> str:
+    """The figures the README's reading of the results table rests on: held-out top-1 by kind of model,
+    parameters against the ViT's, the standard error, the ViT's budget, and branch ablation."""
+    ckpts = _checkpoints(root)
+    held = {arch: c.training["heldout"] for arch, c in ckpts.items()}
+    params = {arch: count_parameters(c.model) for arch, c in ckpts.items()}
+    fusion = [arch for arch in ("late", "early", "layerwise") if arch in ckpts]
+    lo, hi = min(fusion, key=lambda a: held[a]["top1"]), max(fusion, key=lambda a: held[a]["top1"])
+    n = held["vit"]["samples"]
+
+    def stderr(top1: float) -> float:
+        return 100 * (top1 / 100 * (1 - top1 / 100) / n) ** 0.5
+
+    vit, other = ckpts["vit"].training, ckpts["cnn"].training
+    ablation = _load(root, "branch_ablation.json")
+    rows = "\n".join(f"| `{r['arch']}` | {r['top1']:.2f}% | {r['top1_without_cnn_tokens']:.2f}% "
+                     f"| {r['top1_without_patch_tokens']:.2f}% |" for r in ablation["results"])
+    return (f"Held-out top-1 on {n} images: the fusion models {held[lo]['top1']:.1f}% (`{lo}`) to "
+            f"{held[hi]['top1']:.1f}% (`{hi}`), `vit` {held['vit']['top1']:.1f}%, `cnn` {held['cnn']['top1']:.1f}%; "
+            f"the fusion models have {min(params[a] for a in fusion) / params['vit']:.1f}-"
+            f"{max(params[a] for a in fusion) / params['vit']:.1f}x the ViT's parameters. One image is "
+            f"{100 / n:.2f} points; the standard error of a top-1 near {held[hi]['top1']:.1f}% is "
+            f"{stderr(held[hi]['top1']):.1f} point, near {held['vit']['top1']:.1f}% {stderr(held['vit']['top1']):.1f}. "
+            f"The ViT trained on {vit['epochs_done'] * vit['train_samples'] / (other['epochs_done'] * other['train_samples']):.0f}x "
+            f"the images of the CNN ({vit['epochs_done']} epochs over {vit['train_samples']:,}) at "
+            f"{vit['peak_lr'] / other['peak_lr']:g}x its learning rate ({vit['peak_lr']:g}); it reads texture, the "
+            f"local cue, right {held['vit']['texture']:.1f}% of the time and shape, the global one, "
+            f"{held['vit']['shape']:.1f}%.\n\n"
+            f"Branch ablation, held-out top-1 with every token of one kind replaced by their mean:\n\n"
+            f"| model | top-1 | without CNN tokens | without patch tokens |\n|---|---:|---:|---:|\n{rows}\n\n"
+            f"`{ablation['command']}` on {ablation['samples']} held-out images ({provenance(ablation)}).\n")
+
+
+def notebook_times(root: Path) -> str:
+    """One row per notebook from ``bench/bench_notebooks.py``: wall and kernel CPU time, against the target
+    the script records (judged on CPU time: a one-thread notebook's wall time on a quiet machine)."""
+    report = _load(root, "notebooks_cpu.json")
+    target = report.get("target_wall_s")
+    head = "| notebook | wall time | kernel CPU time |" + (f" CPU time <= {target:g} s |" if target else "")
+    rows = [f"| `{r['notebook']}` | {r['wall_s']:.0f} s | {r['kernel_cpu_s']:.0f} s |"
+            + (f" {_met(r['kernel_cpu_s'], target)} |" if target else "") for r in report["results"]]
+    rule = "|---|---:|---:|" + ("---|" if target else "")
+    return (f"{head}\n{rule}\n" + "\n".join(rows) + f"\n\n`{report['command']}` ({provenance(report)}), in the "
+            "solution mode the tests use. Wall time grows with the machine's load; the kernel's CPU time is about "
+            "the wall time of a quiet machine.\n")
+
+
+def notebook_runtime(root: Path, notebook: str) -> str:
+    """The opening line of a notebook: how long it runs, from ``bench/bench_notebooks.py``."""
+    report = _load(root, "notebooks_cpu.json")
+    row = next(r for r in report["results"] if r["notebook"] == notebook)
+    cpu = row["kernel_cpu_s"]
+    took = f"{cpu:.0f} seconds" if cpu < 120 else f"{cpu / 60:.0f} minutes"
+    return (f"Runs top to bottom in about {took} on one CPU thread (`{report['command']}`, "
+            f"{report.get('date', 'date not recorded')[:10]}).\n")
+
+
+def bench_table(root: Path) -> str:
+    """The README's benchmark summary: one row per figure, its command, and each target met or missed."""
+    fwd = _load(root, "forward_cpu.json")
+    fwd1 = _load(root, "forward_cpu_threads1.json")
+    shapes = _load(root, "synthshapes.json")
+    train = _load(root, "train_cpu.json")
+    explain = _load(root, "explain_cpu.json")
+    app = _load(root, "app_cpu.json")
+    notebooks = _load(root, "notebooks_cpu.json")
+
+    def traced(report: dict[str, Any]) -> list[str]:
+        target = report["targets"]["traced_over_plain_max"]
+        ratios = [m["traced_over_plain"] for m in report["models"]]
+        missed = [f"{m['arch']}/{m['size']} {m['traced_over_plain']:.2f}x" for m in report["models"]
+                  if m["traced_over_plain"] > target]
+        verdict = f"**missed** by {', '.join(missed)}" if missed else "met"
+        return [f"forward, traced / plain, every model, batch 1, {report['threads']} thread{'s' * (report['threads'] != 1)}",
+                f"`{report['command']}`", f"{min(ratios):.2f}-{max(ratios):.2f}x", f"<= {target}x: {verdict}"]
+
+    fusion = [m for m in fwd1["models"] if "latency_over_parts" in m and m["arch"] in ("late", "early", "layerwise")]
+    parts_target = fwd1["targets"]["small_fusion_over_parts_max"]
+    shape_rate = {(r["image_size"], r["function"]): r["images_per_s"] for r in shapes["results"]}
+    ms, tms = explain["ms"], explain["targets_ms"]
+    explain_names = ("attention", "fusion_weights", "gradcam", "integrated_gradients")
+    fig, tgt = app["figures"], app["targets_s"]
+    app_keys = ("explore_tiny_s", "explore_small_s", "compare_s")
+    nb_target = notebooks.get("target_wall_s")
+    rows = [
+        traced(fwd), traced(fwd1),
+        ["forward, `small` fusion / (ResNet-50 to layer3 + ViT-S/16), 1 thread", "same run",
+         ", ".join(f"{m['arch']} {m['latency_over_parts']:.2f}x" for m in fusion)
+         + " (FLOPs " + ", ".join(f"{m['flops_over_parts']:.2f}x" for m in fusion) + ")",
+         f"<= {parts_target}x: " + ("met" if all(m["latency_over_parts"] <= parts_target for m in fusion)
+                                    else "**missed**, by the extra arithmetic of fusion")],
+        ["SynthShapes rendering, one core", f"`{shapes['command']}`",
+         ", ".join(f"{rate:,.0f} images/s at {size} px" for (size, fn), rate in shape_rate.items() if fn == "render_sample"),
+         ""],
+        [f"training step, tiny, batch {train['batch_size']}, {train['threads']} thread", f"`{train['command']}`",
+         ", ".join(f"{r['arch']} {r['images_per_s']:,.0f}" for r in train["rows"])
+         + f" images/s; data pipeline {train['loader_images_per_s']:,.0f} images/s", ""],
+        [f"explanations, tiny `{explain['arch']}`, batch {explain['batch']}", f"`{explain['command'].strip()}`",
+         ", ".join(f"{n} {ms['tiny'][n]:.1f} ms" for n in explain_names),
+         " / ".join(str(tms[n]) for n in explain_names) + " ms: "
+         + _met(max(ms["tiny"][n] / tms[n] for n in explain_names), 1)],
+        [f"explanations, `small` `{explain['arch']}`, 224 px", "same run",
+         ", ".join(f"{n} {ms['small'][n] / 1000:.2f} s" for n in explain_names), ""],
+        ["app: Explore on tiny `early` / on `small` 224 px / Compare over five models", f"`{app['command']}`",
+         " / ".join(f"{fig[k]:.2f} s" for k in app_keys),
+         " / ".join(f"{tgt[k]:g}" for k in app_keys) + " s: " + _met(max(fig[k] / tgt[k] for k in app_keys), 1)],
+        ["app: `streamlit run` to first finished page in Chromium", "same run",
+         f"{fig['startup_first_page_s']:.1f} s (server healthy after {fig['startup_health_s']:.1f} s)", ""],
+        ["notebooks, top to bottom, kernel CPU time", f"`{notebooks['command']}`",
+         ", ".join(f"{r['kernel_cpu_s']:.0f} s" for r in notebooks["results"]),
+         f"<= {nb_target:g} s each: " + _met(max(r["kernel_cpu_s"] for r in notebooks["results"]), nb_target)
+         if nb_target else ""],
+    ]
+    files = [("forward_cpu.json", fwd), ("forward_cpu_threads1.json", fwd1), ("synthshapes.json", shapes),
+             ("train_cpu.json", train), ("explain_cpu.json", explain), ("app_cpu.json", app),
+             ("notebooks_cpu.json", notebooks)]
+    table = "| what | command | figure | target |\n|---|---|---|---|\n" + "\n".join(f"| {' | '.join(r)} |" for r in rows)
+    sources = "\n".join(f"- `bench/results/{name}`: {provenance(report)}" for name, report in files)
+    return f"{table}\n\nEach row from its results file:\n\n{sources}\n"
+
+
+def explain_ms_table(root: Path) -> str:
+    """``bench/bench_explain.py``'s medians per method, tiny and small, with the targets it records."""
+    report = _load(root, "explain_cpu.json")
+    ms, targets = report["ms"], report["targets_ms"]
+    lines = ["| method | tiny 48 px (ms) | target (ms) | small 224 px (ms) |", "|---|---:|---|---:|"]
+    for method, value in ms["tiny"].items():
+        target = targets.get(method)
+        small = ms["small"].get(method)
+        lines.append(f"| {method} | {value:.1f} | {f'<= {target}: {_met(value, target)}' if target else ''} "
+                     f"| {f'{small:.0f}' if small is not None else 'not timed'} |")
+    return "\n".join(lines) + f"\n\n`{report['command'].strip()}` ({provenance(report)}).\n"
+
+
+def train_table(root: Path) -> str:
+    """``bench/bench_train.py``'s images/s per teaching model, the minutes of its teaching run at that
+    rate, and the data pipeline's rate alone."""
+    report = _load(root, "train_cpu.json")
+    lines = ["| model | images/s | images in its teaching run | minutes at this rate |", "|---|---:|---:|---:|"]
+    lines += [f"| `{r['arch']}` | {r['images_per_s']:,.0f} | {r['teaching_images'] / 1e3:,.0f} k "
+              f"| {r['teaching_minutes']:.1f} |" for r in report["rows"]]
+    total = sum(r["teaching_minutes"] for r in report["rows"])
+    return ("\n".join(lines) + f"\n\nData pipeline alone: {report['loader_images_per_s']:,.0f} images/s. "
+            f"The whole teaching set is {total:.0f} minutes of optimiser steps at these rates. "
+            f"`{report['command']}` ({provenance(report)}).\n")
+
+
+def score_times(root: Path) -> str:
+    """How long each explanation-score file took to make, from its ``seconds``."""
+    reports = {p.stem.removeprefix("explain_scores_"): json.loads(p.read_text())
+               for p in sorted((root / RESULTS).glob("explain_scores_*.json"))}
+    return ("Scoring took " + ", ".join(f"{r['seconds'] / 60:.0f} min for `{arch}`" for arch, r in reports.items())
+            + " (the `seconds` of each file).\n")
+
+
+def forward_parts(root: Path) -> str:
+    """The ``small`` fusion models against their parts: FLOPs, and CPU time per FLOP."""
+    report = _load(root, "forward_cpu_threads1.json")
+    fusion = [m for m in report["models"] if "latency_over_parts" in m and m["arch"] in ("late", "early", "layerwise")]
+    per_flop = [m["latency_per_flop_over_parts"] for m in fusion]
+    return ("At `small` the fusion models take " + ", ".join(f"{m['flops_over_parts']:.2f}x (`{m['arch']}`)" for m in fusion)
+            + f" the FLOPs of their parts, torchvision's ResNet-50-to-layer3 plus ViT-S/16 "
+            f"({report['parts']['sum']['flops'] / 1e9:.2f} GFLOPs), and CPU latency follows FLOPs "
+            f"({min(per_flop):.2f}-{max(per_flop):.2f}x the parts' time per FLOP; `{report['command']}`, "
+            f"{provenance(report)}).\n")
+
+
+def threads_and_jobs(root: Path) -> str:
+    """The teaching runs' images/s (two one-thread jobs side by side) against the bench's step plus loader."""
+    bench = _load(root, "train_cpu.json")
+    loader = bench["loader_images_per_s"]
+    alone = {r["arch"]: 1 / (1 / r["images_per_s"] + 1 / loader) for r in bench["rows"]}
+    run = {arch: c.record.images_per_second for arch, c in _checkpoints(root).items()}
+    rows = [f"| `{arch}` | {run[arch]:.0f} | {alone[arch]:.0f} | {run[arch] / alone[arch]:.0%} |"
+            for arch in run if arch in alone]
+    return ("| model | teaching run (images/s) | bench: one step plus its loader pass, one quiet thread | run / bench |\n"
+            "|---|---:|---:|---:|\n" + "\n".join(rows) + f"\n\nTeaching runs: the checkpoints' histories (mean over "
+            f"epochs); bench: `{bench['command']}` ({provenance(bench)}).\n")
+
+
+def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
+    """Every rendered block of every doc: ``{doc: {block name: render}}``."""
+    root = Path(root)
+    scores = sorted((root / RESULTS).glob("explain_scores_*.json"))
+    return {
+        "README.md": {
+            "results": lambda: results_table(root / "checkpoints"),
+            "teach-time": lambda: teach_time(root),
+            "results-summary": lambda: results_summary(root),
+            "explain-scores": lambda: scores_table(scores),
+            "notebook-times": lambda: notebook_times(root),
+            "bench": lambda: bench_table(root),
+        },
+        "bench/README.md": {
+            "explain-ms": lambda: explain_ms_table(root),
+            "score-times": lambda: score_times(root),
+            "train-throughput": lambda: train_table(root),
+            "teach-time": lambda: teach_time(root),
+        },
+        "docs/design.md": {
+            "forward-parts": lambda: forward_parts(root),
+            "threads-and-jobs": lambda: threads_and_jobs(root),
+        },
+        **{f"notebooks/{name}": {"runtime": functools.partial(notebook_runtime, root, name)} for name in NOTEBOOKS},
+    }
+
+
+def _fill(doc: str, text: str, name: str, content: str) -> str:
+    """``text`` of ``doc`` with block ``name`` filled; in a notebook, the block lives in a Markdown cell."""
+    if not doc.endswith(".ipynb"):
+        return fill_block(text, name, content)
+    nb = nbformat.reads(text, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "markdown" and f"<!-- {name}:start -->" in c.source]
+    if len(cells) != 1:
+        raise ValueError(f"no Markdown cell holds one <!-- {name}:start --> ... <!-- {name}:end --> block to fill")
+    cells[0].source = fill_block(cells[0].source, name, content)
+    return nbformat.writes(nb) + "\n"
+
+
+def render_docs(root: str | Path = ".") -> dict[str, tuple[str, str]]:
+    """``{doc: (text now, text with every block rendered)}`` for the docs under ``root``."""
+    out = {}
+    for doc, renders in blocks(Path(root)).items():
+        text = new = (Path(root) / doc).read_text()
+        for name, render in renders.items():
+            try:
+                new = _fill(doc, new, name, render())
+            except ValueError as error:
+                raise SystemExit(f"{doc}: {error}") from None
+        out[doc] = (text, new)
+    _checkpoints.cache_clear()  # a later render reads the files again
+    return out
+
+
+def stale_blocks(text: str, new: str, names: Iterable[str]) -> list[str]:
+    """Those of the blocks ``names`` whose content differs between ``text`` and ``new``."""
+    def body(doc: str, name: str) -> str | None:
+        found = re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", doc, re.S)
+        return found.group(1) if found else None
+
+    return [name for name in names if body(text, name) != body(new, name)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", default="checkpoints")
-    parser.add_argument("--scores", type=Path, nargs="*", help="score files (default: bench/results/explain_scores_*.json)")
-    parser.add_argument("--readme", default=None, help="README.md to update between the results/explain-scores markers")
+    parser.add_argument("--root", default=".", help="the repository (its checkpoints/, bench/results/ and docs)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write every block into " + ", ".join(DOCS))
+    mode.add_argument("--check", action="store_true", help="exit 1 naming each block that differs from its files")
     args = parser.parse_args(argv)
-    blocks = {"results": results_table(args.checkpoints)}
-    scores = args.scores if args.scores is not None else sorted(Path("bench/results").glob("explain_scores_*.json"))
-    if scores:
-        blocks["explain-scores"] = scores_table(scores)
-    print("\n".join(blocks.values()))
-    if args.readme:
-        readme = Path(args.readme)
-        text = readme.read_text()
-        try:
-            for name, content in blocks.items():
-                text = fill_block(text, name, content)
-        except ValueError as error:
-            raise SystemExit(f"{readme}: {error}") from None
-        readme.write_text(text)
-        print(f"updated {readme}")
+    stale = []
+    for doc, (text, new) in render_docs(args.root).items():
+        names = stale_blocks(text, new, blocks(Path(args.root))[doc])
+        stale += [f"{doc}: {name}" for name in names]
+        if args.write and names:
+            (Path(args.root) / doc).write_text(new)
+            print(f"updated {doc}: {', '.join(names)}")
+        elif not args.write and not args.check:
+            print(f"# {doc}\n\n" + "\n".join(f"## {n}\n\n{r()}" for n, r in blocks(Path(args.root))[doc].items()))
+    if args.check and stale:
+        raise SystemExit("stale (run python -m train.report --write): " + "; ".join(stale))
 
 
 if __name__ == "__main__":

@@ -34,36 +34,35 @@ def model_card() -> None:
         return
     loaded, _ = selected
     checkpoint, config = loaded.checkpoint, loaded.config
-    training, provenance = checkpoint.training, checkpoint.provenance
+    record, provenance = checkpoint.record, checkpoint.provenance
     st.title(f"Model card · {loaded.name}")
     st.markdown(f"**{config.arch}** at size **{config.size}**: {STRATEGY_SUMMARIES.get(config.arch, '')}")
     with st.spinner("Counting parameters and FLOPs…"):
         parameters, flops = size(loaded)
-    heldout = training.get("heldout") or {}
+    heldout = record.heldout
     a, b, c, d = st.columns(4)
     a.metric("Parameters", f"{parameters / 1e6:.2f} M")
     b.metric("FLOPs per image", f"{flops / 1e9:.3f} G",
              help=f"At {config.img_size} px, one forward pass.")
-    c.metric("Held-out top-1", _percent(heldout.get("top1")),
-             help=f"{heldout.get('samples', '?')} images never trained on (seed {heldout.get('seed', '?')})."
+    c.metric("Held-out top-1", _percent(heldout.top1 if heldout else None),
+             help=f"{heldout.samples} images never trained on (seed {heldout.seed})."
              if heldout else "This checkpoint records no held-out evaluation.")
     d.metric("Validation top-1 (last / best)",
-             f"{_percent(training.get('top1'))} / {_percent(training.get('best_top1'))}",
+             f"{_percent(record.top1)} / {_percent(record.best_top1)}",
              help="On the validation split during training, last and best epoch.")
 
     st.subheader("Training")
-    if training:
-        seconds = training.get("train_seconds")
+    if checkpoint.training:
+        seconds = record.train_seconds
         facts = {
-            "dataset": training.get("dataset"), "preset": training.get("preset"),
-            "epochs": training.get("epochs_done", training.get("epochs")),
-            "training images": training.get("train_samples"), "validation images": training.get("val_samples"),
-            "global batch": training.get("global_batch"), "peak learning rate": training.get("peak_lr"),
-            "EMA weights": training.get("ema"),
+            "dataset": record.dataset, "preset": record.preset,
+            "epochs": record.epochs_done if record.epochs_done is not None else record.epochs,
+            "training images": record.train_samples, "validation images": record.val_samples,
+            "global batch": record.global_batch, "peak learning rate": record.peak_lr, "EMA weights": record.ema,
             "training time": str(dt.timedelta(seconds=round(seconds))) if isinstance(seconds, (int, float)) else None,
         }
         st.table({k: str(v) for k, v in facts.items() if v is not None})
-    history = training.get("history") or []
+    history = record.history
     if history:
         st.plotly_chart(training_figure(history), key="card_curves")
         st.caption("Per-epoch loss, validation accuracy and learning rate, as recorded in the checkpoint.")

@@ -38,7 +38,7 @@ def test_score_command_refuses_missing_checkpoints(tmp_path, capsys):
 
 
 def _row(arch, method, layer, kind, **scores):
-    base = dict(checkpoint=f"{arch}.pt", arch=arch, method=method, layer=layer, kind=kind, accuracy=1.0,
+    base = dict(checkpoint=f"{arch}.pt", arch=arch, size="tiny", method=method, layer=layer, kind=kind, accuracy=1.0,
                 images=10, blank_maps=0, pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
                 randomisation_spearman=0.1, ms_per_image=5.0)
     return {**base, **scores}

@@ -9,6 +9,8 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from .images import to_rgb
+
 __all__ = ["DatasetError", "ImageFolderDataset", "open_split"]
 
 
@@ -44,7 +46,7 @@ class ImageFolderDataset(ImageFolder):
             path, target = self.samples[(index + offset) % len(self.samples)]
             try:
                 with Image.open(path) as image:
-                    image = image.convert("RGB")
+                    image = to_rgb(image)  # as the app decodes: EXIF rotation, transparency on white, 16-bit
             except (OSError, ValueError, Image.DecompressionBombError) as e:
                 self.num_unreadable += 1
                 warnings.warn(f"Skipping unreadable image {path}: {e}", stacklevel=2)

@@ -40,7 +40,10 @@ __all__ = [
     "SHAPES",
     "TEXTURES",
     "CLASS_NAMES",
+    "HELDOUT_SEED",
+    "TRAIN_SEED",
     "VAL_SEED_OFFSET",
+    "val_seed",
     "SynthSample",
     "render_sample",
     "SynthShapes",
@@ -53,11 +56,21 @@ TEXTURES: tuple[str, ...] = ("checker", "dots", "stripes")
 _ADJECTIVES = {"checker": "checkered", "dots": "dotted", "stripes": "striped"}
 CLASS_NAMES: list[str] = [f"{_ADJECTIVES[t]} {s}" for t in TEXTURES for s in SHAPES]
 
-#: ``export_imagefolder`` renders the val split with seed ``(seed + VAL_SEED_OFFSET) % 2**32``.
-VAL_SEED_OFFSET = 1_000_003
+#: The seeds, named once. Training renders ``TRAIN_SEED`` (``python -m train --data-seed``), its
+#: validation split ``val_seed(seed)`` (also the val split of :func:`export_imagefolder`);
+#: ``HELDOUT_SEED`` is used by neither: held-out accuracy, explanation scores, the app's gallery and
+#: the notebooks read it.
+TRAIN_SEED = 0
+VAL_SEED_OFFSET = 1
+HELDOUT_SEED = 12345
 
 _MIN_IMAGE_SIZE = 32
 _MAX_SEED = 2**32
+
+
+def val_seed(seed: int) -> int:
+    """The validation seed of training seed ``seed``: ``(seed + VAL_SEED_OFFSET) % 2**32``."""
+    return (seed + VAL_SEED_OFFSET) % _MAX_SEED
 _LUMA = (0.299, 0.587, 0.114)
 _LUMA_VECTOR = np.array(_LUMA, dtype=np.float32)
 _NOISE_AMPLITUDE = 0.06  # peak-to-peak, on a [0, 1] intensity scale
@@ -346,7 +359,7 @@ class SynthShapes(torch.utils.data.Dataset):
     """SynthShapes as a map-style dataset of ``num_samples`` images rendered on the fly.
 
     Item ``i`` is ``render_sample(seed, i, image_size)``; the val split written by
-    :func:`export_imagefolder` is ``SynthShapes(num_val, seed=(seed + VAL_SEED_OFFSET) % 2**32)``.
+    :func:`export_imagefolder` is ``SynthShapes(num_val, seed=val_seed(seed))``.
 
     Args:
         num_samples: number of samples, >= 1.
@@ -421,7 +434,7 @@ def export_imagefolder(
 
     Files: ``root/{train,val}/<class name>/<index>.png`` (RGB) and the object masks as
     ``root/{train,val}_masks/<class name>/<index>.png`` (8-bit grey, 0 or 255). The train
-    split uses ``seed``, the val split ``(seed + VAL_SEED_OFFSET) % 2**32``. Indices are
+    split uses ``seed``, the val split ``val_seed(seed)``. Indices are
     zero-padded to at least 6 digits so files sort in index order. A split with 0 samples is not
     written; otherwise all 12 class folders are created (``ImageFolder`` rejects empty class
     folders unless ``allow_empty=True``, so give each split >= 12 samples).
@@ -434,7 +447,7 @@ def export_imagefolder(
     num_val = _check_int("num_val", num_val, 0)
     image_size = _check_int("image_size", image_size, _MIN_IMAGE_SIZE)
     seed = _check_int("seed", seed, 0, _MAX_SEED)
-    splits = [("train", seed, num_train), ("val", (seed + VAL_SEED_OFFSET) % _MAX_SEED, num_val)]
+    splits = [("train", seed, num_train), ("val", val_seed(seed), num_val)]
     with tqdm(total=num_train + num_val, disable=not progress, desc="SynthShapes", unit="img") as bar:
         for split, split_seed, count in splits:
             if count == 0:
@@ -478,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=int, default=0, help="number of train images")
     parser.add_argument("--val", type=int, default=0, help="number of val images")
     parser.add_argument("--size", type=int, default=48, help="image side in pixels (>= 32)")
-    parser.add_argument("--seed", type=int, default=0, help="train seed; val uses seed + VAL_SEED_OFFSET")
+    parser.add_argument("--seed", type=int, default=TRAIN_SEED, help="train seed; val uses val_seed(seed) = seed + 1")
     parser.add_argument("--preview", type=Path, help="write a grid of one sample per class to this PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
