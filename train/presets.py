@@ -14,9 +14,22 @@ _IMAGENET: dict[str, Any] = dict(
     clip_grad=1.0, workers=10,
 )
 
+# Fine-tuning from parts that start from state dicts on disk (--vit-weights, --trunk-weights):
+# 30 epochs, one of warm-up, and the pretrained parts at a tenth of the rate of the new fusion
+# parts (the CNN-token projections, cross-attention, fusion blocks, type embeddings), so that the
+# new parts learn to use the pretrained ones before these move much. One rate for every
+# pretrained part, no layer-wise decay: the parts were trained on ImageNet's classes already.
+# The EMA follows the shorter schedule (time constant 5,000 steps instead of 25,000).
+_FINETUNE: dict[str, Any] = dict(
+    _IMAGENET, epochs=30, warmup_epochs=1, min_lr=1e-6, ema_decay=0.9998, pretrained_lr_scale=0.1,
+    from_pretrained=True,
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "imagenet-small": dict(_IMAGENET, size="small", drop_path=0.1),
     "imagenet-base": dict(_IMAGENET, size="base", drop_path=0.1),
+    "imagenet-small-finetune": dict(_FINETUNE, size="small", drop_path=0.1),
+    "imagenet-base-finetune": dict(_FINETUNE, size="base", drop_path=0.1),
     # The teaching models: SynthShapes on a laptop CPU in minutes. Fresh images are generated
     # from a seed; no MixUp or RandAugment (shape and texture are the labels).
     "synthshapes-tiny": dict(
