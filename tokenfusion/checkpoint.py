@@ -7,7 +7,8 @@ A checkpoint is a dict of tensors and builtins::
     state_dict               the weights (EMA weights when trained with EMA)
     class_names              list[str]
     training                 dataset, epochs, top1/top5 (final and best), per-epoch history, ...
-    provenance               command, seed, library versions, date
+    provenance               command, seed, library versions, date; ``weights``: per part started
+                             from a file (``model.weight_sources``), its path, SHA-256, format, modules
     resume                   optional: optimiser, scheduler, EMA, step, RNG states (for --resume)
 """
 from __future__ import annotations
