@@ -9,7 +9,9 @@ script records the wall time, the CPU time of the kernel process (user + system,
 ``getrusage(RUSAGE_CHILDREN)`` once the kernel has exited) and the load average before and
 after. On a machine that other jobs share, wall time grows with the load while CPU time hardly
 does: with one thread, the CPU time is close to the wall time the notebook takes on a quiet
-machine. Results go to ``bench/results/notebooks_cpu.json``.
+machine. Results go to ``bench/results/notebooks_cpu.json``, with the date, the commit (and whether
+the working tree differed from it), the threads and the load average; the target, each notebook
+top to bottom within ``TARGET_WALL_S``, is recorded with them.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import os
 import platform
 import resource
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +34,16 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "bench" / "results" / "notebooks_cpu.json"
+TARGET_WALL_S = 180  # each notebook, top to bottom, on a 2-core laptop CPU
+
+
+def _commit() -> str:
+    """The checked-out commit, with ``-dirty`` when the notebooks or the library differ from it."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "notebooks", "tokenfusion", "train"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return commit + ("-dirty" if changed else "")
 
 
 def _children_cpu_s() -> float:
@@ -65,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
     os.environ.update(TOKENFUSION_SOLUTIONS="1", TOKENFUSION_CHECKPOINTS=str(Path(args.checkpoints).resolve()),
                       OMP_NUM_THREADS=str(args.threads))
+    load_average = [round(x, 2) for x in os.getloadavg()]
     results = []
     for path in paths:
         row = {"notebook": path.name, **run_notebook(path, args.timeout)}
@@ -81,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "load_average": load_average,
+        "target_wall_s": TARGET_WALL_S,
         "note": "wall_s depends on the machine's load; kernel_cpu_s (user + system CPU of the kernel) "
                 "approximates the wall time of a 1-thread run on a quiet machine",
         "results": results,

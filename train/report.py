@@ -26,7 +26,10 @@ from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
-__all__ = ["results_table", "scores_table", "fill_block", "blocks", "render_docs", "stale_blocks", "provenance", "main"]
+__all__ = [
+    "results_table", "scores_table", "fill_block", "blocks", "render_docs", "stale_blocks", "provenance", "bench_table",
+    "notebook_times", "main",
+]
 
 
 def results_table(folder: str | Path) -> str:

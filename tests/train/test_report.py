@@ -1,6 +1,7 @@
 """``python -m train.report``: the README's tables come from the shipped files, and filling the
 README touches nothing outside the markers."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from bench.score_explanations import chance_level
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES
-from train.report import fill_block, main, results_table
+from train.report import bench_table, fill_block, notebook_times, provenance, results_table, scores_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,10 +40,51 @@ def test_readme_gets_both_tables(tmp_path):
     settings = dict(checkpoints=[str(ROOT / "checkpoints" / "cnn.pt")], images=7, seed=12345)
     scores.write_text(json.dumps({"command": "python bench/score_explanations.py --images 7", "settings": settings,
                                   "results": [row]}))
-    main(["--checkpoints", str(ROOT / "checkpoints"), "--scores", str(scores), "--readme", str(readme)])
-    text = readme.read_text()
+    text = fill_block(readme.read_text(), "results", results_table(ROOT / "checkpoints"))
+    text = fill_block(text, "explain-scores", scores_table([scores]))
     assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 | 1/7 |" in text
     assert "met by 1 of 1." in text and "python bench/score_explanations.py --images 7" in text
     assert f"Chance: the objects cover {100 * chance_level(7, 12345, 48)['random']:.0f}% of these images" in text
     assert "A blank map (constant" in text and "scores 0.00 on the pointing game and 0.00 energy" in text
     assert text.startswith("# R\n") and text.endswith("end\n")
+
+
+def _results_copy(tmp_path: Path) -> Path:
+    """A copy of ``bench/results/`` under ``tmp_path``, to edit."""
+    shutil.copytree(ROOT / "bench" / "results", tmp_path / "bench" / "results")
+    return tmp_path
+
+
+def test_bench_table_states_each_target_and_whether_the_file_meets_it(tmp_path):
+    root = _results_copy(tmp_path)
+    path = root / "bench" / "results" / "forward_cpu.json"
+    report = json.loads(path.read_text())
+    for model in report["models"]:
+        model["traced_over_plain"] = 1.2
+    report["models"][0]["traced_over_plain"] = 2.25
+    first = f"{report['models'][0]['arch']}/{report['models'][0]['size']}"
+    path.write_text(json.dumps(report))
+    assert f"| <= 1.5x: **missed** by {first} 2.25x |" in bench_table(root)
+    report["models"][0]["traced_over_plain"] = 1.2
+    path.write_text(json.dumps(report))
+    assert "| 1.20-1.20x | <= 1.5x: met |" in bench_table(root)
+
+
+def test_notebook_times_judge_the_recorded_target(tmp_path):
+    root = _results_copy(tmp_path)
+    path = root / "bench" / "results" / "notebooks_cpu.json"
+    report = json.loads(path.read_text())
+    report.update(target_wall_s=100, date="2026-01-02T03:04:05+00:00", commit="0123456789abcdef-dirty",
+                  load_average=[1.25, 1.0, 1.0], threads=1)
+    report["results"][0].update(kernel_cpu_s=99.0)
+    report["results"][1].update(kernel_cpu_s=101.0)
+    path.write_text(json.dumps(report))
+    table = notebook_times(root)
+    assert "| CPU time <= 100 s |" in table
+    assert f"| `{report['results'][0]['notebook']}` | " in table and "| 99 s | met |" in table
+    assert "| 101 s | **missed** |" in table
+    assert "run 2026-01-02 03:04 UTC, commit 0123456-dirty, 1 thread, load average 1.2" in table
+
+
+def test_provenance_names_what_a_results_file_does_not_record():
+    assert provenance({}) == "date not recorded, commit not recorded, threads not recorded, load average not recorded"
