@@ -1,6 +1,7 @@
 """Token Fusion Lab: ``streamlit run app/main.py [-- --checkpoints DIR]``.
 
-Declares the pages and draws the shared sidebar; each page lives in ``app/pages/``.
+Declares the pages and draws the shared sidebar; each page lives in ``app/pages/``. Both run
+guarded: an unexpected error is shown as a plain message with its details folded, never a traceback.
 """
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st  # noqa: E402
 
 from app.sidebar import draw_sidebar  # noqa: E402
+from app.ui import guarded  # noqa: E402
 
 st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
 page = st.navigation([
@@ -20,5 +22,5 @@ page = st.navigation([
     st.Page("pages/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ])
-draw_sidebar()
-page.run()
+if guarded(draw_sidebar, "the sidebar"):  # every page reads the sidebar's selection
+    guarded(page.run, f"the {page.title} page")

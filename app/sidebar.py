@@ -17,9 +17,10 @@ from tokenfusion.data.images import ImageError
 
 from . import state
 from .sources import (
-    CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, checkpoint_dir, list_checkpoints, photo_image,
-    photo_names, store_upload, synthshapes_image,
+    CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, UploadFolder, checkpoint_dir, list_checkpoints,
+    photo_image, photo_names, synthshapes_image,
 )
+from .ui import show_failure
 
 __all__ = ["Selection", "draw_sidebar", "require", "selection"]
 
@@ -29,6 +30,7 @@ DEFAULT_CLASS = "striped cross"
 _SELECTION = "_selection"
 _UPLOADED_MODELS = "_uploaded_models"
 _SEEN_UPLOADS = "_seen_checkpoint_uploads"
+_UPLOAD_FOLDER = "_upload_folder"
 
 
 @dataclass
@@ -40,9 +42,18 @@ class Selection:
     models: dict[str, Path]
     model: state.LoadedModel | None = None
     model_error: str | None = None
+    model_failure: Exception | None = None  # an unexpected error behind ``model_error``: its details
     image: ImageChoice | None = None
     image_error: str | None = None
+    image_failure: Exception | None = None
     image_hint: str | None = None
+
+
+def _unexpected(what: str, error: Exception) -> str:
+    """A plain message for an error that no check anticipated."""
+    lines = str(error).strip().splitlines()
+    return (f"{what} failed unexpectedly ({type(error).__name__}: {lines[0] if lines else 'no message'}). "
+            "Try another file; the details below help a bug report.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -64,15 +75,24 @@ def _checkpoint_upload(models: dict[str, Path]) -> None:
         return
     data = upload.getvalue()
     label = f"{Path(upload.name).stem} (uploaded)"
-    path = store_upload(upload.name, data)
+    if _UPLOAD_FOLDER not in st.session_state:  # deleted with the session (see UploadFolder)
+        st.session_state[_UPLOAD_FOLDER] = UploadFolder()
+    path, evicted = st.session_state[_UPLOAD_FOLDER].store(upload.name, data)
+    uploaded = st.session_state.setdefault(_UPLOADED_MODELS, {})
+    for gone in [name for name, p in uploaded.items() if p in evicted]:
+        del uploaded[gone]
+        models.pop(gone, None)
     try:
         with st.spinner("Loading the checkpoint…"):
             state.load_model(path, label)
     except CheckpointError as e:
         st.error(str(e))
         return
+    except Exception as e:  # noqa: BLE001 - a file no check anticipated: say so, keep serving
+        show_failure(_unexpected(f"Loading {upload.name}", e), e)
+        return
     models[label] = path
-    st.session_state.setdefault(_UPLOADED_MODELS, {})[label] = path
+    uploaded[label] = path
     seen = st.session_state.setdefault(_SEEN_UPLOADS, set())
     digest = hashlib.sha256(data).hexdigest()
     if digest not in seen:
@@ -96,6 +116,9 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
             selection.model = state.load_model(selection.models[name], name)
     except CheckpointError as e:
         selection.model_error = str(e)
+        return
+    except Exception as e:  # noqa: BLE001 - a file no check anticipated: every page says so
+        selection.model_error, selection.model_failure = _unexpected(f"Loading {name}", e), e
         return
     config = selection.model.config
     slot.caption(f"`{config.arch}` · `{config.size}` · {config.img_size} px · {config.num_classes} classes · "
@@ -122,6 +145,9 @@ def _pick_image(selection: Selection) -> None:
             selection.image = state.uploaded(upload.name, upload.getvalue())
         except ImageError as e:
             selection.image_error = f"{upload.name}: {e}"
+            return
+        except Exception as e:  # noqa: BLE001 - an image no check anticipated
+            selection.image_error, selection.image_failure = _unexpected(f"Decoding {upload.name}", e), e
             return
     image = selection.image
     pictures = [image.image] + ([np.asarray(image.mask, dtype=np.uint8) * 255] if image.mask is not None else [])
@@ -153,12 +179,19 @@ def require(image: bool = True) -> tuple[state.LoadedModel, ImageChoice | None] 
     page, what is missing or what is wrong with the input."""
     chosen = selection()
     if chosen.model is None:
-        st.error(chosen.model_error or "No model is selected.")
+        _say(chosen.model_error or "No model is selected.", chosen.model_failure)
         return None
     if image and chosen.image is None:
         if chosen.image_error:
-            st.error(chosen.image_error)
+            _say(chosen.image_error, chosen.image_failure)
         else:
             st.info(chosen.image_hint or "Choose an image in the sidebar.")
         return None
     return chosen.model, chosen.image
+
+
+def _say(message: str, failure: Exception | None) -> None:
+    if failure is None:
+        st.error(message)
+    else:
+        show_failure(message, failure)

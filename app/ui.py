@@ -1,11 +1,17 @@
-"""Small display helpers shared by the pages."""
+"""Small display helpers shared by the pages, and the guard that keeps a traceback off every page."""
 from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
 
 import streamlit as st
 
 from .state import Timed
 
-__all__ = ["DISPLAY_SIZE", "duration", "explain_line"]
+__all__ = ["DISPLAY_SIZE", "duration", "explain_line", "guarded", "show_failure"]
+
+_LOG = logging.getLogger("tokenfusion.app")
 
 #: Side in pixels at which images (and the maps over them) are shown.
 DISPLAY_SIZE = 256
@@ -20,3 +26,30 @@ def explain_line(what: str, *timed: Timed) -> None:
     """One caption under a view: what it shows, and how long its computations took."""
     seconds = sum(t.seconds for t in timed)
     st.caption(f"{what} Computed in {duration(seconds)}.")
+
+
+def show_failure(message: str, error: BaseException) -> None:
+    """``message`` as an ``st.error``, with ``error``'s traceback folded in an expander below it."""
+    st.error(message)
+    with st.expander("Details (for a bug report)"):
+        st.code("".join(traceback.format_exception(error)), language=None)
+
+
+def guarded(draw: Callable[[], object], what: str) -> bool:
+    """Run ``draw`` (a page, the sidebar); an unexpected error becomes a plain message with its
+    details folded below, is logged, and the app keeps serving. True when ``draw`` finished.
+
+    Streamlit's own control flow (``st.rerun``, ``st.stop``, ``st.switch_page``) passes through:
+    it raises ``BaseException`` subclasses, not ``Exception``."""
+    try:
+        draw()
+    except Exception as error:  # noqa: BLE001 - the last line of defence between an error and the user
+        _LOG.exception("%s failed", what)
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines and len(lines[0]) <= 300 else type(error).__name__
+        show_failure(
+            f"Something went wrong while drawing {what}: {reason}. The rest of the app still works: "
+            "try another model, image or option, or another page.", error,
+        )
+        return False
+    return True

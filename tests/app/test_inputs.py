@@ -3,6 +3,7 @@ good and bad checkpoints, missing and broken folders. Every bad input shows a pl
 no traceback, and the app keeps serving the next request."""
 from __future__ import annotations
 
+import gc
 import io
 import os
 import pickle
@@ -156,8 +157,8 @@ BAD_CHECKPOINTS = {
     "text": ("notes.pt", lambda d: b"these are not weights\n" * 50, "not a PyTorch checkpoint"),
     "code in torch.save": ("evil.pt", lambda d: _code(None), "carries Python objects or code"),
     "code in pickle 2": ("evil.pt", lambda d: _code(2), "carries Python objects or code"),
-    # protocol 4 frames stop torch's weights-only reader before it reaches the code: refused all the same
-    "code in pickle 4": ("evil.pt", lambda d: _code(4), "not a PyTorch checkpoint"),
+    # protocol 4 frames stop torch's weights-only reader; the import is read from the opcodes instead
+    "code in pickle 4": ("evil.pt", lambda d: _code(4), "carries Python objects or code (it imports posix.system)"),
 }
 
 
@@ -207,3 +208,89 @@ def test_the_checkpoint_folder_named_on_the_command_line_wins(app, checkpoint_di
     no_exception(at)
     assert at.sidebar.selectbox(key="model_name").options == ["vit"]
     assert texts(at.title) == ["Explore · vit"]
+
+
+# --- malformed checkpoints and unexpected errors ---------------------------------------------------
+
+def _malformed(checkpoint_dir: Path, change) -> bytes:
+    """The shipped ``early`` checkpoint with its payload changed by ``change`` (in place)."""
+    payload = torch.load(checkpoint_dir / "early.pt", weights_only=True)
+    change(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+MALFORMED_CHECKPOINTS = {
+    "no state_dict": (lambda p: p.pop("state_dict"), "has no state_dict"),
+    "string format_version": (lambda p: p.update(format_version="1"), "format_version '1' (str), not an integer"),
+    "non-tensor weights": (lambda p: p["state_dict"].update({"head.bias": [0.0] * 12}),
+                           "weight 'head.bias' is a list, not a tensor"),
+    "integer class_names": (lambda p: p.update(class_names=12), "class_names is 12 (int), expected a list of 12 strings"),
+    "num_heads not dividing embed_dim": (lambda p: p["config"].update(num_heads=7), "is not divisible by num_heads 7"),
+    "huge dimensions": (lambda p: p.update(class_names=[], config={**p["config"], "embed_dim": 8192, "depth": 96,
+                                                                   "num_heads": 64, "num_classes": 50_000}),
+                        "more than the 4 GB allowed"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_CHECKPOINTS))
+def test_malformed_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, checkpoint_dir: Path, case: str) -> None:
+    change, message = MALFORMED_CHECKPOINTS[case]
+    at = upload_checkpoint(app(), "odd.pt", _malformed(checkpoint_dir, change))
+    no_exception(at)
+    errors = texts(at.sidebar.error)
+    assert len(errors) == 1 and errors[0].startswith("odd.pt") and message in errors[0], errors
+    assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
+    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == 9
+
+
+def test_an_unexpected_error_in_a_page_is_a_plain_message_and_the_app_keeps_serving(app, monkeypatch) -> None:
+    from app import sidebar
+
+    at = app()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the page's data went missing")
+
+    monkeypatch.setattr(sidebar, "require", broken)  # what every page calls first
+    at.run()
+    no_exception(at)
+    assert texts(at.error) == ["Something went wrong while drawing the Explore page: the page's data went missing. "
+                               "The rest of the app still works: try another model, image or option, or another page."]
+    assert [e.label for e in at.main.expander] == ["Details (for a bug report)"]
+    assert "Traceback" in at.code[0].value and "RuntimeError: the page's data went missing" in at.code[0].value
+    monkeypatch.undo()
+    at.run()  # the next run draws the page again
+    no_exception(at)
+    assert not at.error and len(charts(at)) == 9
+
+
+def test_an_unexpected_error_while_loading_a_model_is_reported_with_details(app, checkpoint_dir: Path,
+                                                                            monkeypatch) -> None:
+    from app import state
+
+    def broken(path, name):
+        raise OSError(f"disk error reading {path.name}")
+
+    at = app()
+    monkeypatch.setattr(state, "load_model", broken)
+    upload_checkpoint(at, "mine.pt", _checkpoint_bytes(checkpoint_dir, "vit"))
+    no_exception(at)
+    assert texts(at.sidebar.error) == [
+        "Loading mine.pt failed unexpectedly (OSError: disk error reading mine.pt). Try another file; the details "
+        "below help a bug report."]
+    assert "OSError: disk error reading mine.pt" in at.sidebar.code[0].value
+    assert texts(at.main.error) == [  # the page cannot show the selected model either, and says why
+        "Loading early failed unexpectedly (OSError: disk error reading early.pt). Try another file; the details "
+        "below help a bug report."]
+    assert not charts(at)
+
+
+def test_uploaded_checkpoints_are_deleted_when_the_session_ends(app, checkpoint_dir: Path) -> None:
+    at = upload_checkpoint(app(), "mine.pt", _checkpoint_bytes(checkpoint_dir, "vit"))
+    folder = at.session_state["_upload_folder"].folder
+    assert [p.name for p in folder.rglob("*.pt")] == ["mine.pt"]
+    del at
+    gc.collect()
+    assert not folder.exists()
