@@ -2,7 +2,12 @@
 cannot be used is refused with a message that says why, before any of its content runs."""
 from __future__ import annotations
 
+import math
 import pickle
+import pickletools
+import re
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,8 +15,10 @@ import torch
 import torch.serialization
 from torch import nn
 
-from tokenfusion.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
+from tokenfusion.checkpoint import (
+    FORMAT, FORMAT_VERSION, CheckpointError, estimate_memory, load_checkpoint, save_checkpoint,
+)
+from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create, make_config
 
 CLASS_NAMES = [f"shape {i}" for i in range(12)]
 TRAINING = {
@@ -151,15 +158,43 @@ def test_tensors_saved_on_a_gpu_load_on_cpu(tmp_path: Path, monkeypatch: pytest.
         assert torch.equal(loaded.model(x), model(x))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_checkpoint_written_on_a_real_gpu_loads_on_cpu(tmp_path: Path) -> None:
-    model = create("layerwise", "tiny").cuda().eval()
-    state = model.state_dict()
-    torch.save(payload_of(model, state_dict=state, resume={"exp_avg": torch.ones(4, device="cuda")}), tmp_path / "g.pt")
-    loaded = load_checkpoint(tmp_path / "g.pt")
+def relocated(pickled: bytes, location: str) -> bytes:
+    """A protocol-2 pickle (``torch.save``'s ``data.pkl``) with the string ``'cpu'`` re-encoded as
+    ``location``. torch memoises the location, so its first occurrence names the device of every
+    storage; protocol 2 has no frames, so the length may change."""
+    ops = list(pickletools.genops(pickled))
+    ends = [pos for _, _, pos in ops[1:]] + [len(pickled)]
+    out = bytearray()
+    for (op, arg, pos), end in zip(ops, ends):
+        if op.name == "BINUNICODE" and arg == "cpu":
+            out += b"X" + struct.pack("<I", len(location)) + location.encode()
+        else:
+            out += pickled[pos:end]
+    assert out != pickled, "no storage location found to rewrite"
+    return bytes(out)
+
+
+def test_a_checkpoint_recorded_as_saved_on_cuda_loads_on_cpu(tmp_path: Path) -> None:
+    """A file written by ``torch.save`` on the CPU, its archive rewritten so that every storage
+    records ``cuda:0`` (byte for byte what a GPU run writes there), loads on the CPU."""
+    model = create("layerwise", "tiny").eval()
+    path = tmp_path / "gpu.pt"
+    torch.save(payload_of(model, resume={"exp_avg": torch.ones(4)}), path)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for info, data in entries:
+            archive.writestr(info, relocated(data, "cuda:0") if info.filename.endswith("/data.pkl") else data)
+
+    if torch.cuda.is_available():  # the file really asks for a GPU
+        assert torch.load(path, weights_only=True)["resume"]["exp_avg"].device.type == "cuda"
+    else:
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    loaded = load_checkpoint(path)
     assert all(p.device.type == "cpu" for p in loaded.model.parameters())
     assert loaded.resume["exp_avg"].device.type == "cpu"
-    assert all(torch.equal(loaded.model.state_dict()[k], v.cpu()) for k, v in state.items())
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -291,16 +326,16 @@ def test_a_pickle_carrying_code_is_refused_before_it_runs(tmp_path: Path) -> Non
     assert marker.exists()
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-@pytest.mark.parametrize("protocol,says", [(2, "was refused: it is a pickle that carries Python objects or code"),
-                                           (4, "is not a PyTorch checkpoint"), (5, "is not a PyTorch checkpoint")])
-def test_a_raw_pickle_carrying_code_is_refused(tmp_path: Path, protocol: int, says: str) -> None:
-    """Protocol 2 names its imports up front, so the refusal can say why; protocols 4 and 5 open
-    with a frame that the safe unpickler does not read, so such a file is refused as unreadable."""
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_a_raw_pickle_carrying_code_is_refused_as_code(tmp_path: Path, protocol: int) -> None:
+    """Whatever the protocol (4 and 5 open with a frame that torch's safe unpickler does not read),
+    the refusal names the import the pickle asked for, read from its opcodes without running it."""
     marker = tmp_path / "code-ran"
     with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump(_Plants(marker), f, protocol=protocol)
-    assert f"evil.pkl {says}" in refused(tmp_path / "evil.pkl")
+    message = refused(tmp_path / "evil.pkl")
+    assert "evil.pkl was refused: it is a pickle that carries Python objects or code" in message
+    assert "builtins.open" in message or "io.open" in message
     assert not marker.exists()
 
 
@@ -335,3 +370,146 @@ def test_weights_that_do_not_fit_are_named(tmp_path: Path) -> None:
 def test_wrong_number_of_class_names_in_the_file(tmp_path: Path) -> None:
     torch.save(payload_of(create("vit", "tiny"), class_names=["a", "b"]), tmp_path / "n.pt")
     assert "n.pt lists 2 class names for 12 classes" in refused(tmp_path / "n.pt")
+
+
+# --------------------------------------------------------------------------- malformed payloads, checked before allocation
+
+
+def _written(tmp_path: Path, payload: dict, name: str = "m.pt") -> Path:
+    torch.save(payload, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.fixture
+def never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if ``load_checkpoint`` allocates a model (the refusal must come first); a
+    model on the ``meta`` device, shapes only, may be built to check the weights and the size."""
+    from tokenfusion.models import build as real_build
+
+    def build(config):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError(f"a {config.arch} model was allocated before the checkpoint was refused")
+        return real_build(config)
+
+    monkeypatch.setattr("tokenfusion.checkpoint.build", build)
+
+
+def _vit(**changes) -> dict:
+    return payload_of(create("vit", "tiny"), **changes)
+
+
+def _config(**changes) -> dict:
+    return {**create("vit", "tiny").config.to_dict(), **changes}
+
+
+MALFORMED = {
+    "no state_dict": (lambda: {k: v for k, v in _vit().items() if k != "state_dict"},
+                      ["has no state_dict", "dict of tensors", "save_checkpoint"]),
+    "state_dict a list": (lambda: _vit(state_dict=[1, 2]), ["a state_dict of type list"]),
+    "string format_version": (lambda: _vit(format_version="1"), ["format_version '1' (str), not an integer from 1 to"]),
+    "format_version 0": (lambda: _vit(format_version=0), ["format version 0; versions start at 1"]),
+    "non-tensor weight": (lambda: _vit(state_dict={**create("vit", "tiny").state_dict(), "head.bias": [0.0] * 12}),
+                          ["weight 'head.bias' is a list, not a tensor"]),
+    "integer weight name": (lambda: _vit(state_dict={3: torch.zeros(1)}), ["has a key 3 (int); weight names are strings"]),
+    "integer class_names": (lambda: _vit(class_names=12), ["class_names is 12 (int), expected a list of 12 strings"]),
+    "numbers as class_names": (lambda: _vit(class_names=list(range(12))), ["expected a list of 12 strings"]),
+    "config a list": (lambda: _vit(config=[1, 2]), ["its config is [1, 2] (list), expected a dict"]),
+    "training a string": (lambda: _vit(training="good"), ["its training is 'good' (str), expected a dict, when present"]),
+    "num_heads not dividing embed_dim": (lambda: _vit(config=_config(num_heads=5)),
+                                         ["embed_dim 64 is not divisible by num_heads 5"]),
+    "depth a string": (lambda: _vit(config=_config(depth="4")), ["invalid model config: depth is '4' (str), expected an integer"]),
+    "depth a bool": (lambda: _vit(config=_config(depth=True)), ["depth is True (bool), expected an integer"]),
+    "depth a float": (lambda: _vit(config=_config(depth=4.0)), ["depth is 4.0 (float), expected an integer"]),
+    "negative classes": (lambda: _vit(config=_config(num_classes=-3)), ["num_classes is -3 (int), outside the accepted range 1 to"]),
+    "NaN mlp_ratio": (lambda: _vit(config=_config(mlp_ratio=float("nan"))), ["mlp_ratio is nan (float), outside the accepted range"]),
+    "two std values": (lambda: _vit(config=_config(std=[0.2, 0.2])), ["std is [0.2, 0.2] (list), expected a list of 3 numbers"]),
+    "zero std": (lambda: _vit(config=_config(std=[0.2, 0.0, 0.2])), ["std is [0.2, 0.0, 0.2] (list), outside the accepted range"]),
+    "huge image": (lambda: _vit(config=_config(img_size=1_000_000)), ["img_size is 1000000 (int), outside the accepted range 8 to 2048"]),
+    "patch larger than image": (lambda: _vit(config=_config(patch_size=64)), ["patch_size 64 is larger than img_size 48"]),
+    "missing depth": (lambda: _vit(config={k: v for k, v in _config().items() if k != "depth"}), ["unreadable model config: missing keys ['depth']"]),
+    "unknown trunk": (lambda: payload_of(create("early", "tiny"), config={**create("early", "tiny").config.to_dict(), "trunk": "vgg"}),
+                      ["describes no model that can be built", "Unknown trunk 'vgg'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_payload_is_refused_before_any_model_is_built(tmp_path: Path, never_built: None, case: str) -> None:
+    make, says = MALFORMED[case]
+    message = refused(_written(tmp_path, make()))
+    assert message.startswith("m.pt")
+    for part in says:
+        assert part in message, message
+
+
+def test_huge_dimensions_are_refused_naming_the_size_and_the_limit(tmp_path: Path, never_built: None) -> None:
+    path = _written(tmp_path, _vit(config=_config(embed_dim=8192, depth=96, num_heads=64, mlp_ratio=8.0, num_classes=50_000),
+                                   class_names=[]), "huge.pt")
+    message = refused(path)
+    found = re.search(r"huge.pt describes a vit/tiny model of ([\d,.]+) million parameters that needs about ([\d,.]+) GB",
+                      message)
+    parameters, gb = (float(g.replace(",", "")) for g in found.groups())
+    per_block = 4 * 8192**2 + 2 * 8 * 8192**2  # q, k, v, projection and the 8x MLP's weight matrices
+    assert 96 * per_block <= parameters * 1e6 <= 1.01 * 96 * per_block
+    assert 4 * parameters / 1e3 <= gb <= 1.01 * 4 * parameters / 1e3  # float32
+    assert "more than the 4 GB allowed" in message
+    assert f"TOKENFUSION_MAX_MODEL_GB={math.ceil(gb)} or load_checkpoint(..., max_model_gb={math.ceil(gb)})" in message
+
+
+def test_the_size_limit_can_be_lowered_and_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = saved(tmp_path, "late")
+    assert "more than the 0.001 GB allowed" in refused(path, max_model_gb=0.001)
+    monkeypatch.setenv("TOKENFUSION_MAX_MODEL_GB", "0.001")
+    assert "more than the 0.001 GB allowed" in refused(path)
+    assert load_checkpoint(path, max_model_gb=1).config.arch == "late"  # the keyword wins over the variable
+    monkeypatch.setenv("TOKENFUSION_MAX_MODEL_GB", "lots")
+    assert "TOKENFUSION_MAX_MODEL_GB='lots' is not a positive number of GB" in refused(path)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_imagenet_sizes_pass_the_checks_within_the_default_limit(tmp_path: Path, never_built: None, arch: str) -> None:
+    """A ``base`` config (the largest shipped size) is accepted: only its tiny weights are refused."""
+    path = _written(tmp_path, payload_of(create(arch, "tiny"), config=make_config(arch, "base").to_dict(), class_names=[]))
+    assert f"weights do not fit a {arch}/base model" in refused(path)
+
+
+def test_estimated_memory_matches_the_real_model() -> None:
+    model = create("late", "small")
+    estimate = estimate_memory(model)
+    assert estimate["parameters"] == sum(p.numel() for p in model.parameters())
+    assert estimate["weights_bytes"] == sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    _, trace = model.eval()(torch.zeros(1, 3, 224, 224), trace=True)
+    assert estimate["attention_bytes"] >= sum(a.numel() * 4 for a in trace.attention.values())
+
+
+@pytest.mark.parametrize(("dtype", "says"), [(torch.int64, "wrong types ['head.weight: torch.int64 vs torch.float32']"),
+                                             (torch.complex64, "wrong types ['head.weight: torch.complex64")])
+def test_weights_of_the_wrong_kind_are_named(tmp_path: Path, never_built: None, dtype: torch.dtype, says: str) -> None:
+    state = dict(create("vit", "tiny").state_dict())
+    state["head.weight"] = state["head.weight"].to(dtype)
+    assert says in refused(_written(tmp_path, _vit(state_dict=state)))
+
+
+def test_half_precision_weights_load_as_float(tmp_path: Path) -> None:
+    model = create("vit", "tiny")
+    state = {k: v.half() for k, v in model.state_dict().items()}
+    loaded = load_checkpoint(_written(tmp_path, payload_of(model, state_dict=state))).model
+    assert loaded.head.weight.dtype == torch.float32
+    assert torch.equal(loaded.head.weight, model.head.weight.half().float())
+
+
+def test_weights_with_nan_are_refused(tmp_path: Path) -> None:
+    state = dict(create("vit", "tiny").state_dict())
+    state["head.bias"] = torch.full((12,), float("nan"))
+    assert "weights ['head.bias'] hold NaN or infinite values" in refused(_written(tmp_path, _vit(state_dict=state)))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_shipped_checkpoints_load_unchanged(arch: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / f"{arch}.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    stored = torch.load(path, weights_only=True)
+    loaded = load_checkpoint(path)
+    assert loaded.config.to_dict() == {**loaded.config.to_dict(), **stored["config"]}
+    assert loaded.class_names == stored["class_names"]
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in stored["state_dict"].items())
