@@ -93,7 +93,8 @@ def fill_block(text: str, name: str, content: str) -> str:
 
 RESULTS = Path("bench/results")
 NOTEBOOKS = ("01_tokens.ipynb", "02_fusion_strategies.ipynb", "03_explanations.ipynb", "04_train_and_compare.ipynb")
-DOCS = ("README.md", "bench/README.md", "docs/design.md", *(f"notebooks/{name}" for name in NOTEBOOKS))
+DOCS = ("README.md", "bench/README.md", "docs/design.md", "notebooks/README.md",
+        *(f"notebooks/{name}" for name in NOTEBOOKS))
 
 
 def _load(root: Path, name: str) -> dict[str, Any]:
@@ -347,6 +348,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
         **{f"notebooks/{name}": {"runtime": functools.partial(notebook_runtime, root, name)} for name in NOTEBOOKS},
     }
 
+        "notebooks/README.md": {"notebook-times": lambda: notebook_times(root)},
 
 def _fill(doc: str, text: str, name: str, content: str) -> str:
     """``text`` of ``doc`` with block ``name`` filled; in a notebook, the block lives in a Markdown cell."""
