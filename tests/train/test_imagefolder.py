@@ -54,3 +54,17 @@ def test_unknown_preset_lists_the_known_ones(tmp_path):
     assert result.returncode != 0
     assert "Unknown preset 'imagenet-huge'" in result.stderr and "synthshapes-tiny" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_image_that_fails_to_decode_is_replaced_by_the_next_with_a_warning(tmp_path):
+    from tokenfusion.data.imagefolder import open_split
+
+    data = _folder(tmp_path / "data", per_class=2, size=16, split=("train",))
+    (data / "train" / "ant" / "0.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")  # non-empty: kept at scan
+    dataset = open_split(data, "train")
+    assert len(dataset) == 4
+    with pytest.warns(UserWarning, match=r"Skipping unreadable image .*ant/0\.jpg"):
+        image, label = dataset[0]
+    next_image, next_label = dataset[1]
+    assert (image.tobytes(), label) == (next_image.tobytes(), next_label)
+    assert dataset.num_unreadable == 1

@@ -5,8 +5,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint
 
@@ -44,6 +46,43 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         assert torch.equal(a[name], b[name]), f"{name} differs after resume"
     history = [line for line in (killed / "metrics.jsonl").read_text().splitlines() if line]
     assert len(history) == 2
+
+
+def _tiny_imagefolder(root):
+    """2 classes x 4 training images (one of which does not decode) and 1 validation image each."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 1)):
+        for c in ("ant", "bee"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    (root / "train" / "bee" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken after the signature")
+    return root
+
+
+def test_imagenet_recipe_with_accumulation_resumes_exactly(tmp_path):
+    """MixUp, CutMix, RandAugment, random erasing, drop-path and EMA, with 2 micro-batches per step:
+    stopped mid-epoch and resumed, the run ends with exactly the uninterrupted run's weights."""
+    data = _tiny_imagefolder(tmp_path / "data")
+    # The imagenet-small recipe at tiny size: 8 images / (2 x 2 accumulated) = 2 steps per epoch.
+    run = ["--arch", "early", "--preset", "imagenet-small", "--data-path", str(data), "--size", "tiny",
+           "--img-size", "32", "--batch-size", "2", "--accum-steps", "2", "--epochs", "2", "--lr-batch", "4",
+           "--ema-decay", "0.5", "--workers", "0", "--threads", "1", "--no-progress"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    result = run_train(*run, "--output-dir", str(straight))
+    assert "Skipping unreadable image" in result.stderr and "3.png" in result.stderr  # replaced, not fatal
+    run_train(*run, "--max-steps", "3", "--output-dir", str(stopped))  # stops in the middle of epoch 2
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["resume"]["state"]["step_in_epoch"] == 1
+    assert "Resumed from" in run_train(*run, "--resume", "auto", "--output-dir", str(stopped)).stdout
+
+    a, b = (torch.load(run / "checkpoint.pt", weights_only=True) for run in (straight, stopped))
+    assert a["resume"]["state"]["global_step"] == b["resume"]["state"]["global_step"] == 4
+    assert a["training"]["ema"] and a["training"]["global_batch"] == 4
+    ema, raw = _weights(straight / "model.pt"), a["resume"]["model"]
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema), "EMA weights are the raw weights"
+    for ours, theirs, what in ((ema, _weights(stopped / "model.pt"), "EMA"), (raw, b["resume"]["model"], "raw")):
+        for name, value in ours.items():
+            assert torch.equal(value, theirs[name]), f"{what} {name} differs after resume"
 
 
 def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
