@@ -1,0 +1,99 @@
+"""Ablation from layer k onward, read from the models' declared streams and cross-attention entries."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenfusion.analysis import AblationCurves, ablate_from, ablation_sites
+from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.data import SynthShapes
+from tokenfusion.data.transforms import eval_transform
+from tokenfusion.explain import mean_tokens
+from tokenfusion.models import create
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def _model_and_batch(arch: str, n: int = 24):
+    model = load_checkpoint(CHECKPOINTS / f"{arch}.pt").model
+    data = SynthShapes(n, image_size=model.config.img_size, seed=12345, transform=eval_transform(model.config))
+    x, y = zip(*(data[i] for i in range(n)))
+    return model, torch.stack(x), torch.tensor(y)
+
+
+def test_sites_follow_each_kind_through_the_declared_streams() -> None:
+    late, layerwise = create("late", "tiny"), create("layerwise", "tiny")
+    assert ablation_sites(late.structure, "cnn") == [(f"cnn_blocks.{i}", "block") for i in range(4)] + [
+        ("fusion_blocks.0", "block")]
+    assert ablation_sites(layerwise.structure, "cnn") == [(f"cross_blocks.{i}", "cross") for i in range(4)]
+    assert ablation_sites(layerwise.structure, "patch") == [(f"blocks.{i}", "block") for i in range(4)]
+
+
+@pytest.mark.parametrize("arch", ["late", "layerwise"])
+def test_ablation_from_k_past_the_last_layer_equals_the_plain_model(arch: str) -> None:
+    model, x, y = _model_and_batch(arch)
+    with torch.no_grad():
+        plain, trace = model(x, trace=True)
+        untraced = model(x)
+        for kind in model.structure.token_kinds:
+            last = len(ablation_sites(model.structure, kind)) + 1
+            with ablate_from(model, trace.layouts, kind, last) as hooked:
+                assert hooked == 0
+                assert torch.equal(model(x), untraced)
+            with ablate_from(model, trace.layouts, kind, last - 1):
+                assert not torch.allclose(model(x), plain)
+        curves = AblationCurves(model, 12)
+        curves.update(x, y, plain, trace.layouts)
+    top1 = 100 * float((plain.argmax(-1) == y).float().mean())
+    for kind, entry in curves.result().items():
+        assert entry["mean"]["top1"][-1] == pytest.approx(top1)
+        assert len(entry["mean"]["top1"]) == len(entry["sites"]) + 1
+
+
+@pytest.mark.parametrize("kind", ["cnn", "patch"])
+def test_mean_ablation_replaces_exactly_that_kinds_positions(kind: str) -> None:
+    model, x, _ = _model_and_batch("early", 8)
+    seen = []
+    with torch.no_grad():
+        _, trace = model(x, trace=True)
+        plain_input = trace.streams["blocks"].tokens[-2]  # what the last block reads
+        layout = trace.streams["blocks"].layout
+        with ablate_from(model, trace.layouts, kind, len(model.blocks)):
+            handle = model.blocks[-1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+            model(x)
+            handle.remove()
+    mask = layout.mask(kind)
+    assert torch.allclose(seen[0][:, ~mask], plain_input[:, ~mask], atol=1e-4)  # traced vs fused attention
+    expected = plain_input[:, mask].mean(1, keepdim=True).expand(-1, int(mask.sum()), -1)
+    assert torch.allclose(seen[0][:, mask], expected, atol=1e-4)
+    assert torch.allclose(seen[0][:, mask], seen[0][:, mask][:, :1].expand_as(seen[0][:, mask]))
+
+
+def test_closing_every_cross_attention_equals_zero_gates() -> None:
+    model, x, _ = _model_and_batch("layerwise", 8)
+    with torch.no_grad():
+        _, trace = model(x, trace=True)
+        with ablate_from(model, trace.layouts, "cnn", 1, "noise"):  # closing ignores the mode
+            closed = model(x)
+        for entry in model.structure.cross_entries:
+            model.get_submodule(entry.layer).gate.zero_()
+        assert torch.allclose(closed, model(x), atol=1e-5)
+
+
+def test_modes_differ_and_bad_requests_are_named() -> None:
+    model, x, _ = _model_and_batch("early", 8)
+    with torch.no_grad():
+        _, trace = model(x, trace=True)
+        outputs = []
+        for mode in ("mean", "zero", "noise"):
+            with ablate_from(model, trace.layouts, "cnn", 2, mode):
+                outputs.append(model(x))
+    assert not torch.allclose(outputs[0], outputs[1]) and not torch.allclose(outputs[0], outputs[2])
+    with pytest.raises(ValueError, match="mode"):
+        with ablate_from(model, trace.layouts, "cnn", 1, "blur"):
+            pass
+    with pytest.raises(ValueError, match=r"1\.\.5"):
+        with ablate_from(model, trace.layouts, "cnn", 6):
+            pass

@@ -1,0 +1,147 @@
+"""Ablation curves: top-1 with one kind of token removed from layer ``k`` onward, for every ``k``.
+
+The places where a kind of token is read are found in ``model.structure``, in forward order: every
+self-attention block whose stream holds that kind (``late``'s CNN tokens: ``cnn_blocks.0-3``, then
+``fusion_blocks.0``) and every cross-attention entry whose keys are made by that kind's token
+modules (``layerwise``'s CNN tokens). "From layer ``k`` onward" (1-based) means at places
+``k..L``: a forward pre-hook replaces the kind's positions (from the trace's layout) of the block's
+input, by their mean over those tokens (per image and channel), by zero, or by Gaussian noise of
+their per-image mean and standard deviation per channel; a cross-attention entry is closed (its
+output is its input: gate contribution zero), whatever the mode. ``k = L + 1`` ablates nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..models import ModelStructure, TokenFusionModel, TokenLayout
+
+__all__ = ["MODES", "AblationCurves", "ablate_from", "ablation_sites"]
+
+MODES = ("mean", "zero", "noise")
+
+
+def ablation_sites(structure: ModelStructure, kind: str) -> list[tuple[str, str]]:
+    """``[(module name, "block" or "cross"), ...]``: where ``kind`` tokens are read, in forward order."""
+    modules = set(structure.token_modules.get(kind, ()))
+    sites = []
+    for stream in structure.streams:
+        for layer in stream.layers:
+            sites += [(e.layer, "cross") for e in structure.cross_entries
+                      if e.stream == stream.name and e.before == layer and e.tokens in modules]
+            if kind in stream.kinds:
+                sites.append((layer, "block"))
+    return sites
+
+
+def _replace(tokens: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
+    """``(B, n, D)`` tokens replaced by their mean, zero or noise (per image and channel)."""
+    if mode == "zero":
+        return torch.zeros_like(tokens)
+    mean = tokens.mean(1, keepdim=True)
+    if mode == "mean":
+        return mean.expand_as(tokens)
+    noise = torch.randn(tokens.shape, generator=generator, device="cpu").to(tokens)
+    return mean + noise * tokens.std(1, keepdim=True)
+
+
+@contextmanager
+def ablate_from(
+    model: TokenFusionModel, layouts: dict[str, TokenLayout], kind: str, k: int, mode: str = "mean",
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Within the block, ``kind`` tokens are ablated at places ``k..L`` of :func:`ablation_sites`
+    (1-based; ``k = L + 1``: nothing). ``layouts``: every self-attention layer's layout
+    (``trace.layouts`` of a traced forward on inputs of the same size). Yields the number of places
+    ablated; the hooks are removed on exit, also on error."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown ablation mode {mode!r}. Expected one of {list(MODES)}")
+    sites = ablation_sites(model.structure, kind)
+    if not 1 <= k <= len(sites) + 1:
+        raise ValueError(f"k must be in 1..{len(sites) + 1} for {kind!r} tokens, got {k}")
+    handles = []
+    for name, site in sites[k - 1:]:
+        module = model.get_submodule(name)
+        if site == "cross":
+            handles.append(module.register_forward_hook(_closed))
+        else:
+            handles.append(module.register_forward_pre_hook(_block_hook(layouts[name].mask(kind), mode, generator)))
+    try:
+        yield len(handles)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _closed(module: nn.Module, args: tuple, output: Tensor | tuple[Tensor, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
+    return (args[0], output[1]) if isinstance(output, tuple) else args[0]
+
+
+def _block_hook(mask: Tensor, mode: str, generator: torch.Generator | None) -> Callable[[nn.Module, tuple], tuple]:
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        x = args[0].clone()
+        positions = mask.to(x.device)
+        x[:, positions] = _replace(x[:, positions], mode, generator)
+        return (x, *args[1:])
+    return hook
+
+
+class AblationCurves:
+    """Counts, batch by batch, the correct predictions of one model with each kind of token ablated
+    from every place ``k``: overall, per class, and per cue (``cues``: name -> label to cue index)."""
+
+    def __init__(self, model: TokenFusionModel, num_classes: int, modes: tuple[str, ...] = ("mean",),
+                 cues: dict[str, Callable[[Tensor], Tensor]] | None = None, seed: int = 0) -> None:
+        self.model = model
+        self.modes = modes
+        self.cues = cues or {}
+        self.sites = {kind: ablation_sites(model.structure, kind) for kind in model.structure.token_kinds}
+        self.generator = torch.Generator().manual_seed(seed)
+        self.per_class_total = torch.zeros(num_classes, dtype=torch.long)
+        self._correct: dict[tuple[str, str, int], Tensor] = {}  # (kind, mode, k) -> (classes,)
+        self._cue: dict[tuple[str, str, int, str], int] = {}
+        self.num_classes = num_classes
+
+    @torch.no_grad()
+    def update(self, x: Tensor, labels: Tensor, logits: Tensor, layouts: dict[str, TokenLayout]) -> None:
+        """One batch: ``x`` the model's input, ``labels`` ``(B,)``, ``logits`` its plain output, ``layouts``
+        its trace's layouts. Costs one forward per kind, mode and place."""
+        labels = labels.cpu()
+        self.per_class_total += torch.bincount(labels, minlength=self.num_classes)
+        for kind, sites in self.sites.items():
+            for mode in self.modes:
+                self._count(kind, mode, len(sites) + 1, logits, labels)
+                for k in range(1, len(sites) + 1):
+                    with ablate_from(self.model, layouts, kind, k, mode, self.generator):
+                        self._count(kind, mode, k, self.model(x), labels)
+
+    def _count(self, kind: str, mode: str, k: int, logits: Tensor, labels: Tensor) -> None:
+        predicted = logits.argmax(-1).cpu()
+        right = labels[predicted == labels]
+        key = (kind, mode, k)
+        self._correct[key] = self._correct.get(key, 0) + torch.bincount(right, minlength=self.num_classes)
+        for cue, of in self.cues.items():
+            self._cue[(*key, cue)] = self._cue.get((*key, cue), 0) + int((of(predicted) == of(labels)).sum())
+
+    def result(self) -> dict[str, Any]:
+        """``{kind: {"sites": [...], mode: {"top1": [% for k = 1..L+1], "per_class": [[%...] per k],
+        cue: [% per k]}}}``."""
+        total = int(self.per_class_total.sum())
+        per_class = self.per_class_total.clamp_min(1)
+        out: dict[str, Any] = {}
+        for kind, sites in self.sites.items():
+            entry: dict[str, Any] = {"sites": [name for name, _ in sites]}
+            for mode in self.modes:
+                ks = range(1, len(sites) + 2)
+                correct = [self._correct[(kind, mode, k)] for k in ks]
+                entry[mode] = {
+                    "top1": [100 * float(c.sum()) / max(total, 1) for c in correct],
+                    "per_class": [(100 * c / per_class).tolist() for c in correct],
+                    **{cue: [100 * self._cue[(kind, mode, k, cue)] / max(total, 1) for k in ks] for cue in self.cues},
+                }
+            out[kind] = entry
+        return out

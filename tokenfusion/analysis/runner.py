@@ -1,0 +1,125 @@
+"""One pass over a data set, every model on every batch, every measure accumulated batch by batch."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from itertools import combinations
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..models import TokenFusionModel
+from .ablation import AblationCurves
+from .attention_distance import AttentionDistance
+from .cka import MinibatchCKA
+from .data import AnalysisData
+from .features import layer_features
+from .fusion_stats import FusionStats
+
+__all__ = ["MEASURES", "analyze", "cka_comparisons"]
+
+MEASURES = ("attention_distance", "cka", "ablation", "fusion_weights")
+
+
+def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Blocks of the CKA table: for every pair of models, their features of each kind they share
+    (``vit`` against the patch tokens of a fusion model, the ``cnn`` trunk against its CNN tokens...);
+    within every model holding both kinds, its CNN features against its patch features (``late``'s
+    two streams). ``result``: :meth:`MinibatchCKA.result` with ``models`` and ``kinds`` added."""
+    names, models, kinds = result["names"], result["models"], result["kinds"]
+    table = torch.tensor(result["cka"])
+    order = list(dict.fromkeys(models))
+
+    def pick(model: str, kind: str) -> list[int]:
+        return [i for i, (m, k) in enumerate(zip(models, kinds)) if m == model and k == kind]
+
+    def block(a: str, ka: str, b: str, kb: str) -> dict[str, Any] | None:
+        rows, cols = pick(a, ka), pick(b, kb)
+        if not rows or not cols:
+            return None
+        return {"a": a, "a_kind": ka, "b": b, "b_kind": kb, "rows": [names[i] for i in rows],
+                "cols": [names[j] for j in cols], "cka": table[rows][:, cols].tolist()}
+
+    found = [block(a, k, b, k) for a, b in combinations(order, 2) for k in ("cnn", "patch")]
+    found += [block(m, "cnn", m, "patch") for m in order]
+    return [c for c in found if c is not None]
+
+
+@torch.no_grad()
+def analyze(
+    models: dict[str, TokenFusionModel], data: AnalysisData, *, batch_size: int = 256,
+    device: str | torch.device | None = None, measures: tuple[str, ...] = MEASURES,
+    ablation_modes: tuple[str, ...] = ("mean",), workers: int = 0, progress: bool = True,
+) -> dict[str, Any]:
+    """Run every model of ``models`` (name -> model) over ``data`` in batches and return every measure
+    of ``measures`` as plain numbers (see the README section "Analysis over a data set").
+    ``device``: default the GPU when there is one. Memory does not grow with the number of images."""
+    unknown = set(measures) - set(MEASURES)
+    if unknown:
+        raise ValueError(f"Unknown measures {sorted(unknown)}. Expected some of {list(MEASURES)}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    num_classes = len(data.class_names)
+    for model in models.values():
+        model.eval().to(device)
+    distance = {n: AttentionDistance() for n in models}
+    fusion = {n: FusionStats(num_classes) for n, m in models.items() if m.structure.is_fusion}
+    ablation = {n: AblationCurves(m, num_classes, ablation_modes, data.cues) for n, m in models.items()
+                if m.structure.token_kinds}
+    similarity = MinibatchCKA()
+    feature_owner: dict[str, tuple[str, str]] = {}
+    correct = defaultdict(int)
+    seconds: dict[str, float] = defaultdict(float)
+    seen = 0
+    loader = DataLoader(data.dataset, batch_size=batch_size, num_workers=workers)
+    for x, labels in tqdm(loader, desc="analysis", unit="batch", disable=not progress):
+        x, labels = x.to(device), labels.to(device)
+        seen += len(x)
+        features = {}
+        for name, model in models.items():
+            start = time.perf_counter()
+            logits, trace = model(x, trace=True)
+            correct[name] += int((logits.argmax(-1) == labels).sum())
+            seconds["traced_forward"] += time.perf_counter() - start
+            if "attention_distance" in measures:
+                start = time.perf_counter()
+                distance[name].update(trace, tuple(x.shape[-2:]))
+                seconds["attention_distance"] += time.perf_counter() - start
+            if "fusion_weights" in measures and name in fusion:
+                start = time.perf_counter()
+                fusion[name].update(trace, labels)
+                seconds["fusion_weights"] += time.perf_counter() - start
+            if "cka" in measures:
+                for feature, (kind, values) in layer_features(model.structure, trace).items():
+                    features[f"{name}/{feature}"] = values
+                    feature_owner[f"{name}/{feature}"] = (name, kind)
+            if "ablation" in measures and name in ablation:
+                start = time.perf_counter()
+                ablation[name].update(x, labels, logits, trace.layouts)
+                seconds["ablation"] += time.perf_counter() - start
+            del trace
+        if "cka" in measures:
+            start = time.perf_counter()
+            similarity.update(features)
+            seconds["cka"] += time.perf_counter() - start
+    out: dict[str, Any] = {"images": seen, "device": str(device), "class_names": data.class_names,
+                           "data": data.source, "seconds": dict(seconds), "models": {}}
+    for name, model in models.items():
+        entry: dict[str, Any] = {"arch": model.config.arch, "size": model.config.size,
+                                 "top1": 100 * correct[name] / max(seen, 1),
+                                 "token_kinds": list(model.structure.token_kinds)}
+        if "attention_distance" in measures:
+            entry["attention_distance"] = distance[name].result()
+        if "fusion_weights" in measures and name in fusion:
+            entry["fusion_weights"] = fusion[name].result()
+        if "ablation" in measures and name in ablation:
+            entry["ablation"] = ablation[name].result()
+        out["models"][name] = entry
+    if "cka" in measures and similarity.names:
+        table = similarity.result()
+        table["models"] = [feature_owner[n][0] for n in table["names"]]
+        table["kinds"] = [feature_owner[n][1] for n in table["names"]]
+        table["comparisons"] = cka_comparisons(table)
+        out["cka"] = table
+    return out
