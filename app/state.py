@@ -3,7 +3,6 @@
 A model is loaded once per file with a lock (it is shared, and CAMs hook it: all work runs under the
 lock). One :class:`~tokenfusion.explain.Explainer` per model and image holds the traced forward;
 its answers are cached by model, image and request, with the seconds they took."""
-from __future__ import annotations
 
 import threading
 import time
@@ -42,8 +41,8 @@ class LoadedModel:
     class_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model, self.config, self.class_names = (
-            self.checkpoint.model, self.checkpoint.config, self.checkpoint.class_names)
+        ck = self.checkpoint
+        self.model, self.config, self.class_names = ck.model, ck.config, ck.class_names
 
 
 class Timed(NamedTuple, Generic[T]):
@@ -81,8 +80,7 @@ _BY_KEY = {LoadedModel: lambda loaded: loaded.key, ImageChoice: lambda choice: c
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def uploaded(name: str, data: bytes) -> ImageChoice:
-    """An uploaded image decoded once per content (errors are never cached)."""
+def uploaded(name: str, data: bytes) -> ImageChoice:  # decoded once per content; errors are never cached
     return uploaded_image(name, data)
 
 
@@ -101,9 +99,8 @@ def _ask(question: str, loaded: LoadedModel, choice: ImageChoice, args: tuple, k
 
 def ask(loaded: LoadedModel, choice: ImageChoice, question: Callable[Concatenate[Explainer, P], T],
         *args: P.args, **kwargs: P.kwargs) -> Timed[T]:
-    """``question(session, *args, **kwargs)``, a method of :class:`~tokenfusion.explain.Explainer`
-    (``Explainer.explain``, ``Explainer.predict``...), on the session of ``loaded``'s model and the
-    chosen image, under the model's lock; cached by model, image and arguments."""
+    """``question(session, *args, **kwargs)`` for a method of the session (``Explainer.explain``...) of
+    ``loaded``'s model and the chosen image, under the model's lock; cached by model, image and arguments."""
     return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())))
 
 

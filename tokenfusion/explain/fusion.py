@@ -35,6 +35,17 @@ class FusionWeights:
     update_ratio: Tensor | None = None
     cross_layers: list[str] | None = None
 
+    def shares(self, query: str = "cls") -> dict[str, Tensor]:
+        """Per kind, ``(B, L, heads)``: what the class token (``query="cls"``) or the mean query
+        (``"mean"``) puts on that kind of token."""
+        if query not in ("cls", "mean"):
+            raise ExplainError(f"Unknown query {query!r}. Expected one of ['cls', 'mean']")
+        return self.cls_share if query == "cls" else self.mean_share
+
+    def layer_shares(self, query: str = "cls") -> dict[str, Tensor]:
+        """Per kind, ``(B, L)``: :meth:`shares` averaged over heads."""
+        return {kind: share.mean(-1) for kind, share in self.shares(query).items()}
+
 
 def fusion_weights_of(trace: Trace) -> FusionWeights:
     """The :class:`FusionWeights` read from one traced forward."""

@@ -4,27 +4,20 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..explain import BranchAblation
-from ..explain import FusionWeights
+from ..explain import BranchAblation, FusionWeights
 from .style import KIND_COLOURS, KIND_LABELS, as_array, compact
 
 __all__ = ["attention_share_figure", "head_share_figure", "gates_figure", "ablation_figure"]
 
 
-def _shares(weights: FusionWeights, query: str) -> dict[str, object]:
-    if query not in ("cls", "mean"):
-        raise ValueError(f"Unknown query {query!r}. Expected one of ['cls', 'mean']")
-    return weights.cls_share if query == "cls" else weights.mean_share
-
-
 def attention_share_figure(weights: FusionWeights, *, query: str = "cls", height: int = 260) -> go.Figure:
     """Stacked bars, one per layer: the share of attention that the class token (``query="cls"``)
     or the average query (``"mean"``) puts on class, CNN and patch tokens, averaged over heads."""
-    shares = _shares(weights, query)
+    shares = weights.layer_shares(query)
     fig = go.Figure()
     for kind in ("cnn", "patch", "cls"):
         if kind in shares:
-            values = as_array(shares[kind])[0].mean(-1)  # (L,)
+            values = as_array(shares[kind])[0]  # (L,)
             fig.add_trace(go.Bar(
                 x=weights.layers, y=values, name=KIND_LABELS[kind], marker_color=KIND_COLOURS[kind],
                 hovertemplate=f"%{{x}}<br>{KIND_LABELS[kind]}: %{{y:.1%}}<extra></extra>",
@@ -36,7 +29,7 @@ def attention_share_figure(weights: FusionWeights, *, query: str = "cls", height
 
 def head_share_figure(weights: FusionWeights, *, kind: str = "cnn", query: str = "cls", height: int = 260) -> go.Figure:
     """Heatmap, layers x heads: the share of attention on ``kind`` tokens, per head."""
-    values = as_array(_shares(weights, query)[kind])[0]  # (L, heads)
+    values = as_array(weights.shares(query)[kind])[0]  # (L, heads)
     fig = go.Figure(go.Heatmap(
         z=values, x=[f"head {h}" for h in range(values.shape[1])], y=weights.layers, zmin=0, zmax=1,
         colorscale=[[0, "#FFFFFF"], [1, KIND_COLOURS[kind]]], text=[[f"{v:.0%}" for v in row] for row in values],
