@@ -513,3 +513,14 @@ def test_the_shipped_checkpoints_load_unchanged(arch: str) -> None:
     assert loaded.config.to_dict() == {**loaded.config.to_dict(), **stored["config"]}
     assert loaded.class_names == stored["class_names"]
     assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in stored["state_dict"].items())
+
+
+def test_a_damaged_archive_is_called_damaged_not_a_device_problem(tmp_path: Path) -> None:
+    path, _ = saved(tmp_path, "vit")
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory's first entry; its signature is damaged
+    data[entry:entry + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    message = refused(path)
+    assert "model.pt is damaged: its archive cannot be read" in message and "Copy or save it again" in message
+    assert "map_location" not in message and "internal miniz error" not in message

@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import pickletools
+import re
 import tempfile
 import warnings
 import zipfile
@@ -232,10 +233,14 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
                 f"{path.name} is truncated or corrupt: the file ends before the checkpoint does. "
                 "Copy or save it again."
             ) from None
-        if _starts_as_zip(path):  # a whole archive that still fails, e.g. tensors for a missing GPU
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". This is an internal")[0]
+        if _starts_as_zip(path) and re.search(r"cuda|device|mps|xpu", reason, re.I):  # tensors for a missing GPU
             raise CheckpointError(
                 f"{path.name} could not be loaded with map_location={map_location!r}: {reason}"
+            ) from None
+        if _starts_as_zip(path):  # a whole archive whose contents are damaged
+            raise CheckpointError(
+                f"{path.name} is damaged: its archive cannot be read ({reason}). Copy or save it again."
             ) from None
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({type(e).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
