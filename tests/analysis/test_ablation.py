@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenfusion.analysis import AblationCurves, ablate_from, ablation_sites
+from tokenfusion.analysis import AblationCurves, Recording, ablate_from, ablation_sites
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import SynthShapes
 from tokenfusion.data.transforms import eval_transform
@@ -45,7 +45,7 @@ def test_ablation_from_k_past_the_last_layer_equals_the_plain_model(arch: str) -
             with ablate_from(model, trace.layouts, kind, last - 1):
                 assert not torch.allclose(model(x), plain)
         curves = AblationCurves(model, 12)
-        curves.update(x, y, plain, trace.layouts)
+        curves.update(x, y, trace.layouts)
     top1 = 100 * float((plain.argmax(-1) == y).float().mean())
     for kind, entry in curves.result().items():
         assert entry["mean"]["top1"][-1] == pytest.approx(top1)
@@ -69,6 +69,24 @@ def test_mean_ablation_replaces_exactly_that_kinds_positions(kind: str) -> None:
     expected = plain_input[:, mask].mean(1, keepdim=True).expand(-1, int(mask.sum()), -1)
     assert torch.allclose(seen[0][:, mask], expected, atol=1e-4)
     assert torch.allclose(seen[0][:, mask], seen[0][:, mask][:, :1].expand_as(seen[0][:, mask]))
+
+
+@pytest.mark.parametrize("arch", ["late", "layerwise"])
+def test_serving_recorded_outputs_changes_no_ablated_logit(arch: str) -> None:
+    model, x, _ = _model_and_batch(arch, 8)
+    recording = Recording(model)
+    with torch.no_grad():
+        _, trace = model(x, trace=True)
+        with recording.record():
+            model(x)
+        for kind in model.structure.token_kinds:
+            for k, (site, _) in enumerate(ablation_sites(model.structure, kind), start=1):
+                with ablate_from(model, trace.layouts, kind, k):
+                    computed = model(x)
+                with recording.served_before(site) as served, ablate_from(model, trace.layouts, kind, k):
+                    assert torch.equal(model(x), computed)
+                assert served > 0
+    assert "forward" not in vars(model.get_submodule(model.structure.trunk_stages[0]))  # restored
 
 
 def test_closing_every_cross_attention_equals_zero_gates() -> None:

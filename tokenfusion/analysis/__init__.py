@@ -1,7 +1,7 @@
 """Measures over a data set, accumulated batch by batch: mean attention distance, minibatch CKA,
 ablation curves and fusion weights of every loaded model. ``python -m tokenfusion.analyze`` runs
 them from the command line; :func:`analyze` from Python."""
-from .ablation import MODES, AblationCurves, ablate_from, ablation_sites
+from .ablation import MODES, AblationCurves, Recording, ablate_from, ablation_sites
 from .attention_distance import AttentionDistance, mean_attention_distance, token_centres
 from .cka import MinibatchCKA, cka, gram, hsic1
 from .data import AnalysisData, AnalysisError, open_data
@@ -10,7 +10,7 @@ from .fusion_stats import FusionStats, Moments
 from .runner import MEASURES, analyze, cka_comparisons
 
 __all__ = [
-    "MEASURES", "MODES", "AblationCurves", "AnalysisData", "AnalysisError", "AttentionDistance", "FusionStats",
+    "MEASURES", "MODES", "AblationCurves", "AnalysisData", "Recording", "AnalysisError", "AttentionDistance", "FusionStats",
     "MinibatchCKA", "Moments", "ablate_from", "ablation_sites", "analyze", "cka", "cka_comparisons", "gram", "hsic1",
     "layer_features", "mean_attention_distance", "open_data", "token_centres",
 ]

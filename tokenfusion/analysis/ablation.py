@@ -8,6 +8,11 @@ modules (``layerwise``'s CNN tokens). "From layer ``k`` onward" (1-based) means 
 input, by their mean over those tokens (per image and channel), by zero, or by Gaussian noise of
 their per-image mean and standard deviation per channel; a cross-attention entry is closed (its
 output is its input: gate contribution zero), whatever the mode. ``k = L + 1`` ablates nothing.
+
+Each batch runs the plain model once, recording the outputs of every declared module (trunk stages,
+token modules, blocks, cross-attention entries); an ablation from place ``S`` then serves the
+recorded outputs of the modules the plain forward called before ``S`` (they cannot change) instead
+of computing them again, so ablating late layers costs little.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from torch import Tensor, nn
 
 from ..models import ModelStructure, TokenFusionModel, TokenLayout
 
-__all__ = ["MODES", "AblationCurves", "ablate_from", "ablation_sites"]
+__all__ = ["MODES", "AblationCurves", "Recording", "ablate_from", "ablation_sites"]
 
 MODES = ("mean", "zero", "noise")
 
@@ -90,6 +95,51 @@ def _block_hook(mask: Tensor, mode: str, generator: torch.Generator | None) -> C
     return hook
 
 
+def declared_modules(structure: ModelStructure) -> list[str]:
+    """Every module the structure names whose output a later ablation can reuse."""
+    names = [*structure.trunk_stages, *(m for ms in structure.token_modules.values() for m in ms)]
+    names += [layer for s in structure.streams for layer in s.layers]
+    return names + [e.layer for e in structure.cross_entries]
+
+
+class Recording:
+    """The outputs of :func:`declared_modules` in one forward, in the order the forward called them."""
+
+    def __init__(self, model: TokenFusionModel) -> None:
+        self.model = model
+        self.order: list[str] = []
+        self.outputs: dict[str, Any] = {}
+
+    @contextmanager
+    def record(self) -> Iterator[None]:
+        """Within the block, the model's forwards are recorded (the last one wins)."""
+        self.order, self.outputs = [], {}
+        handles = []
+        for name in declared_modules(self.model.structure):
+            module = self.model.get_submodule(name)
+            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: self.order.append(name)))
+            handles.append(module.register_forward_hook(lambda m, a, out, name=name: self.outputs.__setitem__(name, out)))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    @contextmanager
+    def served_before(self, site: str) -> Iterator[int]:
+        """Within the block, every module recorded before ``site`` returns its recorded output without
+        computing (its ``forward`` is replaced on the instance, and restored on exit). Yields how many."""
+        before = self.order[: self.order.index(site)]
+        modules = [(self.model.get_submodule(name), self.outputs[name]) for name in before]
+        for module, output in modules:
+            module.forward = lambda *args, output=output, **kwargs: output
+        try:
+            yield len(modules)
+        finally:
+            for module, _ in modules:
+                del module.forward
+
+
 class AblationCurves:
     """Counts, batch by batch, the correct predictions of one model with each kind of token ablated
     from every place ``k``: overall, per class, and per cue (``cues``: name -> label to cue index)."""
@@ -107,16 +157,19 @@ class AblationCurves:
         self.num_classes = num_classes
 
     @torch.no_grad()
-    def update(self, x: Tensor, labels: Tensor, logits: Tensor, layouts: dict[str, TokenLayout]) -> None:
-        """One batch: ``x`` the model's input, ``labels`` ``(B,)``, ``logits`` its plain output, ``layouts``
-        its trace's layouts. Costs one forward per kind, mode and place."""
+    def update(self, x: Tensor, labels: Tensor, layouts: dict[str, TokenLayout]) -> None:
+        """One batch: ``x`` the model's input, ``labels`` ``(B,)``, ``layouts`` its trace's layouts. Costs
+        one plain forward (``k = L + 1``), then per kind, mode and place the layers from that place on."""
         labels = labels.cpu()
         self.per_class_total += torch.bincount(labels, minlength=self.num_classes)
+        recording = Recording(self.model)
+        with recording.record():
+            plain = self.model(x)
         for kind, sites in self.sites.items():
             for mode in self.modes:
-                self._count(kind, mode, len(sites) + 1, logits, labels)
-                for k in range(1, len(sites) + 1):
-                    with ablate_from(self.model, layouts, kind, k, mode, self.generator):
+                self._count(kind, mode, len(sites) + 1, plain, labels)
+                for k, (site, _) in enumerate(sites, start=1):
+                    with recording.served_before(site), ablate_from(self.model, layouts, kind, k, mode, self.generator):
                         self._count(kind, mode, k, self.model(x), labels)
 
     def _count(self, kind: str, mode: str, k: int, logits: Tensor, labels: Tensor) -> None:

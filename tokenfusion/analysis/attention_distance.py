@@ -9,6 +9,7 @@ on its cell for the trunks here (stride-aligned feature maps).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -30,20 +31,28 @@ def token_centres(layout: TokenLayout, kind: str, image_size: tuple[int, int]) -
     return torch.cartesian_prod(ys, xs)
 
 
+@functools.lru_cache(maxsize=64)
+def _distances(query: TokenLayout, q: str, key: TokenLayout, k: str, image_size: tuple[int, int]) -> Tensor:
+    """``(n_q, n_k)`` pixel distances between the centres of ``q`` queries and ``k`` keys."""
+    return torch.cdist(token_centres(query, q, image_size), token_centres(key, k, image_size))
+
+
 def mean_attention_distance(
     weights: Tensor, query_layout: TokenLayout, key_layout: TokenLayout, image_size: tuple[int, int]
 ) -> dict[str, Tensor]:
-    """``{"q->k": (B, heads)}``: for every image and head, the mean over ``q`` queries of the
+    """``{"q->k": (B, heads)}`` (float64): for every image and head, the mean over ``q`` queries of the
     attention-weighted mean pixel distance to the ``k`` keys, for every pair of image-token kinds
     present. ``weights``: ``(B, heads, N_q, N_k)`` softmax attention, rows summing to 1."""
     out = {}
-    for q in (k for k in IMAGE_KINDS if k in query_layout.kinds):
-        rows = weights[:, :, query_layout.mask(q).to(weights.device)].double()
-        q_centres = token_centres(query_layout, q, image_size)
-        for k in (k for k in IMAGE_KINDS if k in key_layout.kinds):
-            a = rows[..., key_layout.mask(k).to(weights.device)]  # (B, heads, n_q, n_k)
-            distance = torch.cdist(q_centres, token_centres(key_layout, k, image_size)).to(a.device)
-            per_query = (a * distance).sum(-1) / a.sum(-1).clamp_min(torch.finfo(a.dtype).tiny)
+    image_size = (int(image_size[0]), int(image_size[1]))
+    for q in (kind for kind in IMAGE_KINDS if kind in query_layout.kinds):
+        qs = query_layout.grid_span(q)
+        for k in (kind for kind in IMAGE_KINDS if kind in key_layout.kinds):
+            ks = key_layout.grid_span(k)
+            a = weights[:, :, qs.start:qs.stop, ks.start:ks.stop]  # (B, heads, n_q, n_k)
+            distance = _distances(query_layout, q, key_layout, k, image_size).to(a)
+            weighted = torch.einsum("bhqk,qk->bhq", a, distance).double()
+            per_query = weighted / a.sum(-1).double().clamp_min(torch.finfo(torch.float64).tiny)
             out[f"{q}->{k}"] = per_query.mean(-1)
     return out
 

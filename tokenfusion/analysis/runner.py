@@ -96,7 +96,7 @@ def analyze(
                     feature_owner[f"{name}/{feature}"] = (name, kind)
             if "ablation" in measures and name in ablation:
                 start = time.perf_counter()
-                ablation[name].update(x, labels, logits, trace.layouts)
+                ablation[name].update(x, labels, trace.layouts)
                 seconds["ablation"] += time.perf_counter() - start
             del trace
         if "cka" in measures:

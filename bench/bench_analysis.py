@@ -1,0 +1,118 @@
+"""Every measure of ``python -m tokenfusion.analyze`` over held-out SynthShapes, on this CPU.
+
+    nice python bench/bench_analysis.py                  # writes bench/results/analysis_cpu.json
+
+Three runs of the real command, each in its own process (its wall time and peak resident memory
+read from ``os.wait4``): the five shipped models over ``--images`` (2,000) images (target: at most
+2 minutes on the 2-core CPU); the same over ``--memory-images`` (6,000; the issue asks 20,000,
+which takes ten times the first run) to show that memory stays flat (target: peak within 10%);
+and the five ``small`` models at 224 px with random weights over ``--small-images`` images, to size
+a run over ImageNet ``val/`` (seconds per image and model). Each run's per-measure seconds come
+from its ``analysis.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tokenfusion.checkpoint import save_checkpoint  # noqa: E402
+from tokenfusion.data import CLASS_NAMES  # noqa: E402
+from tokenfusion.models import ARCHITECTURES, create  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "analysis_cpu.json"
+TARGETS = {"seconds_2000_max": 120, "peak_rss_ratio_max": 1.10}
+
+
+def _commit() -> str:
+    """The checked-out commit, with ``-dirty`` when the library differs from it."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "tokenfusion"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    return commit + ("-dirty" if changed else "")
+
+
+def run(checkpoints: list[Path], images: int, batch_size: int, threads: int, out: Path) -> dict:
+    """One ``python -m tokenfusion.analyze`` process: its wall time, peak RSS and analysis.json."""
+    command = [sys.executable, "-m", "tokenfusion.analyze", "--checkpoints", *map(str, checkpoints),
+               "--images", str(images), "--batch-size", str(batch_size), "--threads", str(threads),
+               "--device", "cpu", "--out", str(out)]
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                             stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({status})")
+    report = json.loads((out / "analysis.json").read_text())
+    row = {"images": images, "batch_size": batch_size, "models": list(report["models"]), "wall_s": round(wall, 1),
+           "per_measure_s": {k: round(v, 1) for k, v in report["seconds"].items()},
+           "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "load_1min_before": load}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def import_rss_mb(threads: int) -> float:
+    """Peak resident memory of a process that only imports the command (torch, torchvision, the
+    explanation libraries): the floor under every run's peak."""
+    child = subprocess.Popen([sys.executable, "-c", "import tokenfusion.analyze"], cwd=ROOT,
+                             env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit("importing tokenfusion.analyze failed")
+    return round(usage.ru_maxrss / 1024, 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--memory-images", type=int, default=6000)
+    parser.add_argument("--small-images", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--small-batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    shipped = [ROOT / "checkpoints" / f"{arch}.pt" for arch in ARCHITECTURES]
+    rows = {}
+    floor = import_rss_mb(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows["tiny"] = run(shipped, args.images, args.batch_size, args.threads, tmp / "tiny")
+        rows["tiny_memory"] = run(shipped, args.memory_images, args.batch_size, args.threads, tmp / "memory")
+        if args.small_images:
+            small = []
+            for arch in ARCHITECTURES:
+                torch.manual_seed(0)
+                small.append(save_checkpoint(tmp / "small" / f"{arch}.pt", create(arch, "small", num_classes=12),
+                                             class_names=CLASS_NAMES))
+            rows["small"] = run(small, args.small_images, args.small_batch_size, args.threads, tmp / "small_out")
+            rows["small"]["seconds_per_image"] = round(rows["small"]["wall_s"] / args.small_images, 2)
+    report = {
+        "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+        "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "load_average": os.getloadavg(), "targets": TARGETS, **rows,
+        "import_rss_mb": floor,
+        "peak_rss_ratio": round(rows["tiny_memory"]["peak_rss_mb"] / rows["tiny"]["peak_rss_mb"], 3),
+        "rss_growth_over_import_mb": {k: round(rows[k]["peak_rss_mb"] - floor, 1) for k in rows},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
