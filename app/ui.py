@@ -1,17 +1,20 @@
 """Small display helpers shared by the pages, and the guard that keeps a traceback off every page."""
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from .state import Timed
 
-__all__ = ["DISPLAY_SIZE", "duration", "explain_line", "guarded", "show_failure"]
+__all__ = ["DISPLAY_SIZE", "duration", "explain_line", "fragment", "guarded", "show_failure"]
 
 _LOG = logging.getLogger("tokenfusion.app")
+R = TypeVar("R")
 
 #: Side in pixels at which images (and the maps over them) are shown.
 DISPLAY_SIZE = 256
@@ -53,3 +56,19 @@ def guarded(draw: Callable[[], object], what: str) -> bool:
         )
         return False
     return True
+
+
+def fragment(draw: Callable[..., R]) -> Callable[..., R | None]:
+    """``st.fragment`` for the pages, guarded as a page is: use it instead of ``@st.fragment``.
+
+    Streamlit shows an error raised inside a fragment as a traceback itself, and a fragment's own
+    reruns do not pass through ``main.py``; here the fragment's body runs under :func:`guarded`, so
+    an unexpected error is a plain message inside the fragment on every run."""
+
+    @functools.wraps(draw)
+    def guarded_draw(*args: Any, **kwargs: Any) -> R | None:
+        result: list[R] = []
+        guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
+        return result[0] if result else None
+
+    return st.fragment(guarded_draw)

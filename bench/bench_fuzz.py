@@ -44,10 +44,11 @@ RESULTS = REPO / "bench" / "results" / "fuzz_cpu.json"
 
 
 def _commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the library, the app or the fuzzer differ from it."""
+    """The checked-out commit, with ``-dirty`` when a tracked file of the library or the fuzzer differs from it."""
     git = ["git", "-C", str(REPO)]
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "tokenfusion", "tests/test_fuzz.py", "bench/bench_fuzz.py"],
+    paths = ["tokenfusion", "tests/test_fuzz.py", "bench/bench_fuzz.py"]
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", *paths],
                              capture_output=True, text=True, check=True).stdout.strip()
     return commit + ("-dirty" if changed else "")
 

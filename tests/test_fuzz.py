@@ -132,9 +132,14 @@ def _mutate_state(rng: random.Random, p: dict) -> str:
         state[key] = t.to(dtype)
         return f"state_dict {key} retyped to {dtype}"
     if how == 5:
-        value = rng.choice([float("nan"), float("inf"), 1e38, -1e38, 0.0])
-        state[key] = torch.full_like(t, value) if t.is_floating_point() else t
-        return f"state_dict {key} filled with {value}"
+        value = rng.choice([float("nan"), float("inf"), 1e38, -1e38, 0.0, "meta", "sparse"])
+        if value == "meta":
+            state[key] = t.to("meta")
+        elif value == "sparse":
+            state[key] = t.to_sparse()
+        elif t.is_floating_point():
+            state[key] = torch.full_like(t, value)
+        return f"state_dict {key} made {value}"
     if how == 6:
         state[rng.choice(["extra.weight", "blocks.99.attn.q.weight", ""])] = torch.zeros(2, 2)
         return "state_dict gained an unexpected key"

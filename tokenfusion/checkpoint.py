@@ -282,6 +282,8 @@ def _check_payload(payload: dict[str, Any], name: str) -> None:
             )
         if value.layout != torch.strided:
             raise CheckpointError(f"{name}: weight {key!r} is a {value.layout} tensor; weights are dense tensors. {_RESAVE}")
+        if value.is_meta:
+            raise CheckpointError(f"{name}: weight {key!r} holds no values (a tensor of the meta device). {_RESAVE}")
     for part, kinds in (("config", (dict,)), ("training", (dict, type(None))), ("provenance", (dict, type(None))),
                         ("resume", (dict, type(None)))):
         value = payload.get(part)

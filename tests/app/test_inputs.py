@@ -294,3 +294,50 @@ def test_uploaded_checkpoints_are_deleted_when_the_session_ends(app, checkpoint_
     del at
     gc.collect()
     assert not folder.exists()
+
+
+def _fragment_script(guarded: bool) -> None:
+    """A page with one fragment that raises once its button is clicked."""
+    import streamlit as st
+
+    from app.ui import fragment
+
+    def view() -> int:
+        if st.button("Break the view", key="break"):
+            raise RuntimeError("the view broke")
+        st.write("view drawn")
+        return 3
+
+    view = fragment(view) if guarded else st.fragment(view)
+    st.write(f"the view returned {view()}")
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["ui.fragment", "st.fragment (control)"])
+def test_an_error_inside_a_fragment_is_a_plain_message(guarded: bool) -> None:
+    """Streamlit shows an error raised inside ``st.fragment`` as a traceback before ``main.py``'s guard
+    sees it (and a fragment's reruns skip ``main.py``): pages use ``app.ui.fragment`` instead."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_fragment_script, args=(guarded,), default_timeout=90).run()
+    no_exception(at)
+    assert texts(at.markdown) == ["view drawn", "the view returned 3"]
+    at.button(key="break").click().run()
+    if not guarded:
+        assert [e.value for e in at.exception] == ["the view broke"]
+        return
+    no_exception(at)
+    assert texts(at.error) == ["Something went wrong while drawing this view: the view broke. The rest of the app "
+                               "still works: try another model, image or option, or another page."]
+    assert [e.label for e in at.expander] == ["Details (for a bug report)"]
+    at.run()  # the next run draws the view again
+    no_exception(at)
+    assert not at.error and "view drawn" in texts(at.markdown)
+
+
+def test_pages_use_the_guarded_fragment() -> None:
+    """``@st.fragment`` in a page would show its errors as tracebacks (see the test above)."""
+    pages = Path(__file__).resolve().parents[2] / "app" / "pages"
+    offenders = [f"{p.name}:{i}" for p in sorted(pages.glob("*.py"))
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if "st.fragment" in line.split("#")[0]]
+    assert not offenders, f"use app.ui.fragment instead of st.fragment: {offenders}"
