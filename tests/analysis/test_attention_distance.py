@@ -32,6 +32,13 @@ def test_uniform_attention_matches_its_closed_form() -> None:
     assert torch.allclose(out["cnn->patch"], torch.full((1, 3), 4 * math.sqrt(2), dtype=torch.float64))
     assert torch.allclose(out["patch->cnn"], torch.full((1, 3), 4 * math.sqrt(2), dtype=torch.float64))
     assert torch.allclose(out["cnn->cnn"], torch.zeros(1, 3, dtype=torch.float64))
+    trace = Trace()
+    trace.record("blocks", "blocks.0", layout, weights, torch.zeros(1, n, 4))
+    accumulator = AttentionDistance()
+    accumulator.update(trace, (16, 16))
+    reference = accumulator.uniform()["blocks"]
+    for pair, value in accumulator.result()["blocks"]["blocks.0"].items():
+        assert value == pytest.approx([reference[pair]] * 3)
 
 
 def test_token_centres_spread_the_grid_over_the_image() -> None:

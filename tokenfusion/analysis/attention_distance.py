@@ -63,6 +63,7 @@ class AttentionDistance:
 
     def __init__(self) -> None:
         self._sums: dict[tuple[str, str, str], Tensor] = {}  # (stream, layer, pair) -> (heads,)
+        self._uniform: dict[tuple[str, str], float] = {}  # (stream, pair) -> pixels
         self.images = 0
 
     def update(self, trace: Trace, image_size: tuple[int, int]) -> None:
@@ -71,16 +72,32 @@ class AttentionDistance:
             for layer, weights in zip(stream.layers, stream.attention):
                 batch = len(weights)
                 self._add(name, layer, mean_attention_distance(weights, stream.layout, stream.layout, image_size))
+            self._reference(name, stream.layout, stream.layout, image_size)
         for layer, cross in trace.cross_attention.items():
             batch = len(cross.weights)
             self._add("cross_attention", layer,
                       mean_attention_distance(cross.weights, cross.query_layout, cross.key_layout, image_size))
+            self._reference("cross_attention", cross.query_layout, cross.key_layout, image_size)
         self.images += batch
 
     def _add(self, stream: str, layer: str, pairs: dict[str, Tensor]) -> None:
         for pair, values in pairs.items():
             key = (stream, layer, pair)
             self._sums[key] = self._sums.get(key, 0) + values.sum(0).cpu()
+
+    def _reference(self, stream: str, query: TokenLayout, key: TokenLayout, image_size: tuple[int, int]) -> None:
+        size = (int(image_size[0]), int(image_size[1]))
+        for q in (kind for kind in IMAGE_KINDS if kind in query.kinds):
+            for k in (kind for kind in IMAGE_KINDS if kind in key.kinds):
+                self._uniform[(stream, f"{q}->{k}")] = float(_distances(query, q, key, k, size).mean())
+
+    def uniform(self) -> dict[str, dict[str, float]]:
+        """``{stream: {"q->k": pixels}}``: the distance uniform attention over the keys would give (the mean
+        distance between a query and a key centre), the reference for "local" and "global"."""
+        out: dict[str, dict[str, float]] = {}
+        for (stream, pair), value in self._uniform.items():
+            out.setdefault(stream, {})[pair] = value
+        return out
 
     def result(self) -> dict[str, Any]:
         """``{stream: {layer: {"q->k": [pixels per head]}}}`` averaged over the images seen."""

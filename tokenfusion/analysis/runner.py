@@ -111,6 +111,7 @@ def analyze(
                                  "token_kinds": list(model.structure.token_kinds)}
         if "attention_distance" in measures:
             entry["attention_distance"] = distance[name].result()
+            entry["attention_distance_uniform"] = distance[name].uniform()
         if "fusion_weights" in measures and name in fusion:
             entry["fusion_weights"] = fusion[name].result()
         if "ablation" in measures and name in ablation:
