@@ -181,13 +181,13 @@ class AblationCurves:
             self._cue[(*key, cue)] = self._cue.get((*key, cue), 0) + int((of(predicted) == of(labels)).sum())
 
     def result(self) -> dict[str, Any]:
-        """``{kind: {"sites": [...], mode: {"top1": [% for k = 1..L+1], "per_class": [[%...] per k],
+        """``{kind: {"sites": [...], "site_types": ["block" or "cross"...], mode: {"top1": [% for k = 1..L+1], "per_class": [[%...] per k],
         cue: [% per k]}}}``."""
         total = int(self.per_class_total.sum())
         per_class = self.per_class_total.clamp_min(1)
         out: dict[str, Any] = {}
         for kind, sites in self.sites.items():
-            entry: dict[str, Any] = {"sites": [name for name, _ in sites]}
+            entry: dict[str, Any] = {"sites": [name for name, _ in sites], "site_types": [t for _, t in sites]}
             for mode in self.modes:
                 ks = range(1, len(sites) + 2)
                 correct = [self._correct[(kind, mode, k)] for k in ks]
