@@ -124,7 +124,7 @@ def test_checks_do_not_read_the_reference_answers(path: Path) -> None:
     cells = check_cells(nbformat.read(path, as_version=4))
     assert sorted(cells) == sorted(WRONG_ANSWERS[path.stem]), "every exercise needs wrong answers planted below"
     for name, cell in cells.items():
-        guard, filled, *check = cell.source.splitlines()
+        _, filled, *check = cell.source.splitlines()
         assert "solutions." in filled and not any("solutions." in line for line in check), f"{path.name}: check of {name}"
 
 
