@@ -242,6 +242,8 @@ def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> s
     old = {_key(r): r for r in before}
     fresh = [r for r in after if r.get("blank_maps") is not None and _key(r) in old]
     stale = sorted({r["arch"] for r in after if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
+    if not fresh:
+        return f"No score file rescored since blank maps count as misses: {', '.join(f'`{a}`' for a in stale)}.\n"
     lines = ["| model | method | target | pointing before | after | blank maps |", "|---|---|---|---:|---:|---:|"]
     for r in _summary_rows(fresh):
         lines.append(f"| `{r['arch']}` | {r['method']} | {_target_name(r)} | {old[_key(r)]['pointing_game']:.2f} "
@@ -304,8 +306,10 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
         others = [(name, pick(method, **where)) for name, method, where in (
             ("ScoreCAM", "scorecam", {}), ("LayerCAM on the trunk", "layercam", {"t": trunk}),
             ("Integrated Gradients", "integrated_gradients", {}), ("Occlusion", "occlusion", {}))]
-        line += (" On the same models, the share of maps that point into the object: " +
-                 ", ".join(f"{name} {_span([r['pointing_game'] for r in rs])}" for name, rs in others if rs) + ".")
+        line += (" Across every model and layer, the share of maps that point into the object: " +
+                 ", ".join(f"{name} {_span([r['pointing_game'] for r in rs])}" for name, rs in others if rs) +
+                 " (ScoreCAM weighs each channel by what masking the image with it does to the score, not by a "
+                 "gradient).")
         out.append(line)
     rollout_cnn = pick("rollout", f=fused, k=lambda r: r["kind"] == "cnn")
     attention_cnn = pick("attention", f=fused, k=lambda r: r["kind"] == "cnn")
@@ -322,6 +326,8 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
                      f" (chance {chance:.2f})")
         if rollout_vit:
             line += f"; in the `vit`, {rollout_vit[0]['pointing_game']:.2f}"
+            if rollout_patch and max(r["pointing_game"] for r in rollout_patch) < rollout_vit[0]["pointing_game"]:
+                line += ": the fusion models' patch tokens follow the object less than the `vit`'s"
         out.append(line + ".")
     eigen = pick("eigencam", t=tokens)
     if eigen:
@@ -363,7 +369,7 @@ def findings_text(paths: list[Path]) -> str:
 def before_after_text(before: list[Path], after: list[Path]) -> str:
     """:func:`before_after` of the score files ``before`` and ``after``, naming where ``before`` lies."""
     return (before_after(_results(before)[1], _results(after)[1]) +
-            f"\nBefore: the score files kept in `{Path(before[0]).parent.as_posix()}/`.\n")
+            f"\nBefore: the score files kept in `bench/results/{Path(before[0]).parent.name}/`.\n")
 
 
 def _commit() -> str | None:

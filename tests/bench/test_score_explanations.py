@@ -7,7 +7,9 @@ import torch
 
 from tokenfusion.data import SynthShapes
 from tokenfusion.explain import pointing_game
-from bench.score_explanations import chance_level, main, markdown_table, summary_table, target_checks
+from bench.score_explanations import (
+    before_after, chance_level, findings, main, markdown_table, summary_table, target_checks,
+)
 
 CNN = Path(__file__).resolve().parents[2] / "checkpoints" / "cnn.pt"
 
@@ -84,3 +86,36 @@ def test_summary_table_orders_models_and_picks_rows():
     lines = summary_table(rows).splitlines()[2:]
     assert [line.split(" | ")[0] for line in lines] == ["| `cnn` (100%)", "| `vit` (100%)"]
     assert "CNN feature map" in lines[0] and "eigencam" not in "".join(lines)
+
+
+def test_before_after_checks_each_fall_against_the_blank_maps():
+    before = [_row("late", "gradcam", "trunk.stage2", "cnn", pointing_game=0.5),
+              _row("late", "gradcam", "fusion_blocks.0.norm1", "patch", pointing_game=0.7),
+              _row("cnn", "gradcam", "trunk.stage2", "cnn", pointing_game=0.9)]
+    after = [_row("late", "gradcam", "trunk.stage2", "cnn", pointing_game=0.4, blank_maps=1),
+             _row("late", "gradcam", "fusion_blocks.0.norm1", "patch", pointing_game=0.1, blank_maps=5),
+             {**_row("cnn", "gradcam", "trunk.stage2", "cnn"), "blank_maps": None}]  # a file not rescored
+    text = before_after(before, after)
+    assert "| `late` | gradcam | CNN feature map | 0.50 | 0.40 | 1/10 |" in text
+    assert "| `late` | gradcam | patch tokens, `fusion_blocks.0.norm1` | 0.70 | 0.10 | 5/10 |" in text
+    # 0.7 - 0.1 is not 5 blank maps of 10: the maps changed, and the text says where.
+    assert "fell in 2; in 1 of the 2 the fall is exactly the share of blank maps" in text
+    assert "not in `late` gradcam on patch tokens, `fusion_blocks.0.norm1` (0.700 to 0.100, 5 blank)" in text
+    assert "Not rescored yet, so not in this table: `cnn`." in text
+
+
+def test_findings_quote_the_rows():
+    rows = [_row("cnn", "gradcam", "trunk.stage2", "cnn", pointing_game=0.92),
+            _row("late", "gradcam", "trunk.stage2", "cnn", pointing_game=0.18, blank_maps=4, insertion_auc=0.2,
+                 deletion_auc=0.4),
+            _row("late", "gradcam", "fusion_blocks.0.norm1", "patch", pointing_game=0.07, blank_maps=60),
+            _row("late", "scorecam", "trunk.stage2", "cnn", pointing_game=0.96),
+            _row("late", "rollout", None, "cnn", pointing_game=0.51, randomisation_spearman=0.63,
+                 randomisation_images=20)]
+    text = findings(rows, chance=0.31)
+    assert "meets the pointing-game target (>= 0.90) on 1 of 2 models: `cnn` 0.92, `late` 0.18." in text
+    assert "points into the object 0.07-0.18 of the time; its map is blank on 4-60 of the 10 images" in text
+    assert "below chance (0.31) on `late` gradcam on CNN feature map (0.18)" in text
+    assert "1 of these 2 maps have insertion AUC below deletion" in text and "ScoreCAM 0.96" in text
+    assert "Rollout over CNN tokens points into the object 0.51 of the time in `late`" in text
+    assert "Grad-CAM 0.10; rollout 0.63" in text
