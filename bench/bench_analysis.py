@@ -104,7 +104,6 @@ def main(argv: list[str] | None = None) -> None:
                 small.append(save_checkpoint(tmp / "small" / f"{arch}.pt", create(arch, "small", num_classes=12),
                                              class_names=CLASS_NAMES))
             rows["small"] = run(small, args.small_images, args.small_batch_size, args.threads, tmp / "small_out")
-            rows["small"]["seconds_per_image"] = round(rows["small"]["wall_s"] / args.small_images, 2)
     report = {
         "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tokenfusion.analysis.summary import summary_markdown
+from tokenfusion.data import export_imagefolder
 from tokenfusion.analyze import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +32,18 @@ def test_command_writes_every_measure(tmp_path: Path) -> None:
     assert ("early", "vit", "patch") in pairs and ("early", "early", "cnn") in pairs
     for key in ("date", "command", "threads", "load_average", "seconds"):
         assert key in report
+    summary = summary_markdown(report)
+    assert f"| `early` | CNN | 4 | {early['top1']:.1f}% | {curve['top1'][0]:.1f}% (" in summary
+    assert "| `early` | `vit` | patch |" in summary and "Over 16 held-out SynthShapes images" in summary
+
+
+def test_an_imagefolder_val_split_is_sampled(tmp_path: Path) -> None:
+    export_imagefolder(tmp_path / "data", num_train=0, num_val=24, progress=False)
+    report = main(["--checkpoints", str(ROOT / "checkpoints" / "vit.pt"), "--data", str(tmp_path / "data"),
+                   "--images", "12", "--batch-size", "6", "--measures", "ablation", "--out", str(tmp_path / "out")])
+    assert report["images"] == 12 and report["data"]["data_path"] == str(tmp_path / "data")
+    curve = report["models"]["vit"]["ablation"]["patch"]["mean"]
+    assert "shape" not in curve and len(curve["per_class"][0]) == 12  # cues are SynthShapes' only
 
 
 def test_a_bad_data_folder_is_named(tmp_path: Path) -> None:
