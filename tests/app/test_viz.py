@@ -80,3 +80,20 @@ def test_rollout_steps_end_where_the_explained_rollout_does() -> None:
     steps = rollout_steps(trace, "patch")
     assert [name for name, _ in steps] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
     torch.testing.assert_close(steps[-1][1], explain(model, x, "rollout", kind="patch").grid)
+
+
+def test_fusion_charts_stay_readable_at_twelve_layers_and_say_why_fresh_gates_are_empty() -> None:
+    from tokenfusion.explain import Explainer
+    from tokenfusion.viz import attention_share_figure, gates_figure, head_share_figure
+
+    torch.manual_seed(0)
+    deep = create("early", "tiny", depth=12).eval()
+    weights = Explainer(deep, torch.randn(1, 3, 48, 48)).fusion()
+    axis = attention_share_figure(weights).layout.xaxis
+    assert len(weights.layers) == 12 and len(axis.tickvals) <= 8 and axis.tickangle
+    assert axis.tickvals[-1] == weights.layers[-1]  # the last layer is always named
+    assert "per head" in head_share_figure(weights).layout.title.text
+    fresh = create("layerwise", "tiny").eval()  # gates g = 0 at initialisation
+    gates = Explainer(fresh, torch.randn(1, 3, 48, 48)).fusion()
+    notes = [a.text for a in gates_figure(gates, [f"layer {i}" for i in range(len(gates.gates))]).layout.annotations]
+    assert any("Every gate is 0" in n for n in notes)

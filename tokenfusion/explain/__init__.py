@@ -12,6 +12,9 @@ from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_
 from .attention import attention_map, attention_rollout, cross_attention_map, fuse_heads, rollout_matrix
 from .attribution import integrated_gradients, occlusion, smoothgrad
 from .cam import CAM_METHODS, TokenReshape, cam
+from .cost import (
+    ForwardCost, Passes, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward, randomisation_seconds,
+)
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights, fusion_weights_of, gates, mean_tokens
 from .mask_scores import MaskScores, mask_scores
 from .metrics import (
@@ -21,15 +24,17 @@ from .metrics import (
 from .prediction import Prediction, predict, top_k
 from .registry import MethodInfo, available_methods
 from .result import Explanation, is_blank, to_map
+from .scores import MapScore, best_map, score_of, scores_for
 from .session import Explainer, Faithfulness, Inside, explain
 
 __all__ = [
     "Anatomy", "BranchAblation", "CAM_METHODS", "Curve", "ExplainError", "Explainer", "Explanation", "Faithfulness",
-    "FusionWeights", "Inside", "MaskScores", "MethodInfo", "Prediction", "Randomisation", "TokenReshape",
-    "agreement_matrices", "anatomy", "attention_map", "attention_rollout", "auc", "available_methods",
-    "branch_ablation", "cam", "cross_attention_map", "deletion_curve", "explain", "fuse_heads", "fusion_weights",
-    "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank", "mask_energy",
-    "mask_scores", "mean_tokens", "occlusion", "pearson", "pointing_game", "predict", "randomisation_check",
-    "rollout_matrix", "rollout_steps", "sequence_table", "smoothgrad", "spearman", "strongest_channels",
-    "to_map", "top_fraction_iou", "top_k",
+    "ForwardCost", "FusionWeights", "Inside", "MapScore", "MaskScores", "MethodInfo", "Passes", "Prediction",
+    "Randomisation", "TokenReshape", "agreement_matrices", "anatomy", "attention_map", "attention_rollout", "auc",
+    "available_methods", "best_map", "branch_ablation", "cam", "cross_attention_map", "deletion_curve",
+    "estimate_seconds", "explain", "faithfulness_seconds", "forward_passes", "fuse_heads", "fusion_weights",
+    "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank", "mask_energy", "mask_scores",
+    "mean_tokens", "measure_forward", "occlusion", "pearson", "pointing_game", "predict", "randomisation_check",
+    "randomisation_seconds", "rollout_matrix", "rollout_steps", "score_of", "scores_for", "sequence_table",
+    "smoothgrad", "spearman", "strongest_channels", "to_map", "top_fraction_iou", "top_k",
 ]

@@ -1,0 +1,53 @@
+"""The cost model of the explanations: the passes it counts are the passes the methods make."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokenfusion.explain import Explainer, available_methods, estimate_seconds, forward_passes, measure_forward
+
+
+class Counter:
+    """Images that go through ``model``'s forward, and those whose output is sent backward."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.forwards = self.backwards = 0
+        self.handle = model.register_forward_hook(self._seen)
+
+    def _seen(self, _module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        images = args[0].shape[0]
+        self.forwards += images
+        if output.requires_grad:
+            output.register_hook(lambda grad: self._back(images))
+
+    def _back(self, images: int) -> None:
+        self.backwards += images
+
+
+@pytest.mark.parametrize("arch", ["early", "layerwise"])
+def test_counted_passes_are_the_passes_each_method_makes(tiny, image, arch: str) -> None:
+    model = tiny(arch)
+    cost = measure_forward(model, repeats=1)
+    session = Explainer(model, image())
+    counter = Counter(model)
+    try:
+        for info in available_methods(model):
+            layer, kind = info.targets[0]  # a target other than the default, where there is one
+            counter.forwards = counter.backwards = 0
+            session.explain(info.name, layer, kind=kind)
+            passes = forward_passes(model, cost, info.name, layer, kind)
+            assert (passes.forwards, passes.backwards) == (counter.forwards, counter.backwards), info.name
+    finally:
+        counter.handle.remove()
+
+
+def test_options_change_the_count_and_the_estimate(tiny) -> None:
+    model = tiny("early")
+    cost = measure_forward(model, repeats=1)
+    assert cost.channels["trunk.stage2"] == model(torch.zeros(1, 3, 48, 48), trace=True)[1].cnn_features[-1].shape[1]
+    few, many = (forward_passes(model, cost, "integrated_gradients", n_steps=n) for n in (8, 64))
+    assert (few.forwards, many.forwards) == (9, 65) and many.backwards == 64
+    coarse, fine = (forward_passes(model, cost, "occlusion", stride=s) for s in (1.0, 0.5))
+    assert coarse.forwards < fine.forwards
+    assert estimate_seconds(model, cost, "attention") == 0  # read from the session's traced forward
+    assert estimate_seconds(model, cost, "scorecam") > estimate_seconds(model, cost, "gradcam") > 0

@@ -1,0 +1,157 @@
+"""What an explanation will cost before it runs: the forward passes a method needs, times the
+measured time of one forward of the model.
+
+ScoreCAM and AblationCAM run one masked image per channel of their layer, Occlusion one image per
+window position, Integrated Gradients and SmoothGrad one forward and one backward per step or
+sample; the attention maps are read from the session's traced forward and cost none. A backward
+is counted as two forwards.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models import TokenFusionModel
+from ._utils import device_of
+from .registry import resolve
+
+__all__ = ["BATCH", "ForwardCost", "Passes", "estimate_seconds", "faithfulness_seconds", "forward_passes",
+           "measure_forward", "randomisation_seconds"]
+
+#: Methods that need one forward and one backward of the image.
+_GRADIENT_CAMS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
+                            "gradcam-elementwise"})
+#: Methods that run one masked image per channel of their layer.
+_PER_CHANNEL = frozenset({"scorecam", "ablationcam"})
+#: The batch the many-pass methods run at by default (``batch_size``, ``internal_batch_size``...).
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class ForwardCost:
+    """Measured forwards of the model: ``seconds`` of one image alone, ``batched`` seconds per image
+    in a batch of ``batch`` (as the many-pass methods run them; the median of the repeats each), and
+    the channels of every CAM target module's output (``C`` of a feature map ``(B, C, h, w)``, ``D``
+    of tokens ``(B, N, D)``), by module name."""
+
+    seconds: float
+    batched: float
+    batch: int
+    channels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Passes:
+    """The images a method sends through the model's forward (``forwards``) and those it also
+    sends backward (``backwards``); ``batched`` when it sends them in batches."""
+
+    forwards: int
+    backwards: int
+    batched: bool = False
+
+    @property
+    def equivalent(self) -> int:
+        """Forward-pass equivalents, a backward counted as two forwards."""
+        return self.forwards + 2 * self.backwards
+
+
+def _median_seconds(model: TokenFusionModel, x: torch.Tensor, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def measure_forward(model: TokenFusionModel, repeats: int = 3, budget: float = 0.5) -> ForwardCost:
+    """Time ``repeats`` forwards of one mean-colour image at the model's input size (after one
+    warm-up), then of a batch as large as :data:`BATCH` or as fits one forward in ``budget`` seconds,
+    and read the channels of every CAM target module."""
+    model.eval()
+    size = model.config.img_size
+    x = torch.zeros(1, 3, size, size, device=device_of(model))
+    channels: dict[str, int] = {}
+
+    def keep(name: str):
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            channels[name] = int(out.shape[1] if out.dim() == 4 else out.shape[-1])
+        return hook
+
+    layers = dict.fromkeys(t.layer for t in model.structure.cam_targets)
+    handles = [model.get_submodule(layer).register_forward_hook(keep(layer)) for layer in layers]
+    try:
+        model(x)  # warm-up, and the channels
+    finally:
+        for handle in handles:
+            handle.remove()
+    seconds = _median_seconds(model, x, repeats)
+    batch = max(1, min(BATCH, int(budget / max(seconds, 1e-6))))
+    batched = seconds if batch == 1 else _median_seconds(model, x.expand(batch, -1, -1, -1), repeats) / batch
+    return ForwardCost(seconds, batched, batch, channels)
+
+
+def forward_passes(
+    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
+    **options: Any,
+) -> Passes:
+    """The passes ``method`` at ``layer``/``kind`` (its default when both are None) with ``options``
+    needs on one image of ``model``, beyond the session's traced forward. Raises
+    :class:`~tokenfusion.explain.ExplainError` for a request the model does not allow."""
+    info, layer, kind = resolve(model, method, layer, kind, options)
+    if info.family == "attention":
+        return Passes(0, 0)
+    if method == "eigencam":
+        return Passes(1, 0)
+    if method in _GRADIENT_CAMS:
+        return Passes(1, 1)
+    if method in _PER_CHANNEL:
+        channels = cost.channels[layer]  # type: ignore[index]
+        return Passes(channels + (1 if method == "scorecam" else 2), 0, True)
+    if method == "integrated_gradients":
+        steps = int(options.get("n_steps", 32))
+        return Passes(steps + 1, steps, True)
+    if method == "smoothgrad":
+        samples = int(options.get("n_samples", 16))
+        return Passes(samples + 1, samples, True)
+    if method == "occlusion":
+        size = model.config.img_size
+        side = max(1, round(float(options.get("window", 0.125)) * size))
+        step = max(1, round(float(options.get("stride", 0.5)) * side))
+        per_side = (size - side) // step + 1
+        return Passes(per_side * per_side + 2, 0, True)
+    raise NotImplementedError(f"No cost model for {method!r}")
+
+
+def estimate_seconds(
+    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
+    **options: Any,
+) -> float:
+    """Estimated wall-clock seconds of ``method`` on one image: its forward-pass equivalents times
+    the measured forward (per image in a batch, for the methods that batch)."""
+    passes = forward_passes(model, cost, method, layer, kind, **options)
+    return passes.equivalent * (cost.batched if passes.batched else cost.seconds)
+
+
+def faithfulness_seconds(
+    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
+    *, steps: int = 20,
+) -> float:
+    """Estimated seconds of :meth:`Explainer.faithfulness`: the map, then ``steps + 1`` images each
+    for the deletion and the insertion curve, in batches."""
+    return estimate_seconds(model, cost, method, layer, kind) + 2 * (steps + 1) * cost.batched
+
+
+def randomisation_seconds(
+    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
+    *, steps: int,
+) -> float:
+    """Estimated seconds of :meth:`Explainer.randomisation` with ``steps`` randomised copies: each
+    copy runs its own traced forward and the map again."""
+    return (steps + 1) * (estimate_seconds(model, cost, method, layer, kind) + cost.seconds)

@@ -1,0 +1,138 @@
+"""How each map of a shipped checkpoint scored against the SynthShapes masks, and which map scored best.
+
+The scoring command (``bench/score_explanations.py``) writes one results file per model,
+``bench/results/explain_scores_<arch>.json``: the command and its settings, and one row per method,
+layer and token kind with the pointing game, the energy inside the mask, deletion and insertion AUC,
+the randomisation check's rank correlation and the number of blank maps, each a mean over held-out
+images. This module reads those files (it runs none of the scoring) so that a page can open on the
+map that is faithful for the model at hand and show its scores beside it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BLANK_LIMIT", "RANDOMISATION_LIMIT", "RESULTS", "MapScore", "best_map", "read_scores", "score_of",
+           "scores_for"]
+
+#: Where the scoring command writes its results in this repository.
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+#: A map fails the randomisation check (Adebayo et al. 2018) when its mean rank correlation with the
+#: maps of the progressively randomised model stays above this: it hardly depends on what was learned.
+RANDOMISATION_LIMIT = 0.5
+#: A map is mostly blank when more than this share of the scored images gave a constant map.
+BLANK_LIMIT = 0.5
+
+
+@dataclass(frozen=True)
+class MapScore:
+    """The scores of one map (``method`` at ``layer``/``kind``; None where the method takes none),
+    means over ``images`` held-out SynthShapes images. ``pointing_game`` and ``mask_energy`` in
+    [0, 1], higher better; ``deletion_auc`` lower better, ``insertion_auc`` higher better;
+    ``randomisation_spearman`` lower better (None when not measured); ``blank_maps``: images whose
+    map was blank (None in files written before blank maps were counted)."""
+
+    method: str
+    layer: str | None
+    kind: str | None
+    images: int
+    pointing_game: float
+    mask_energy: float
+    deletion_auc: float
+    insertion_auc: float
+    randomisation_spearman: float | None = None
+    blank_maps: int | None = None
+
+    @property
+    def target(self) -> tuple[str | None, str | None]:
+        """``(layer, kind)`` as :func:`~tokenfusion.explain.available_methods` lists targets."""
+        return self.layer, self.kind
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the map fails its sanity checks, in words (empty when it passes them)."""
+        found = []
+        rho = self.randomisation_spearman
+        if rho is not None and rho > RANDOMISATION_LIMIT:
+            found.append(f"fails the randomisation check: it stays alike when the model's weights are randomised "
+                         f"(rank correlation {rho:.2f} > {RANDOMISATION_LIMIT})")
+        if self.blank_maps is not None and self.images and self.blank_maps / self.images > BLANK_LIMIT:
+            found.append(f"is blank on {self.blank_maps} of {self.images} held-out images")
+        return found
+
+    @property
+    def badges(self) -> list[str]:
+        """The scores as short labels: pointing game, deletion vs insertion AUC, randomisation."""
+        rho = "not measured" if self.randomisation_spearman is None else f"{self.randomisation_spearman:.2f}"
+        return [f"pointing {self.pointing_game:.0%}",
+                f"deletion {self.deletion_auc:.2f} · insertion {self.insertion_auc:.2f}",
+                f"randomisation ρ {rho}"]
+
+
+def _score(row: dict[str, Any]) -> MapScore:
+    return MapScore(
+        method=str(row["method"]), layer=row.get("layer"), kind=row.get("kind"), images=int(row["images"]),
+        pointing_game=float(row["pointing_game"]), mask_energy=float(row["mask_energy"]),
+        deletion_auc=float(row["deletion_auc"]), insertion_auc=float(row["insertion_auc"]),
+        randomisation_spearman=None if row.get("randomisation_spearman") is None
+        else float(row["randomisation_spearman"]),
+        blank_maps=None if row.get("blank_maps") is None else int(row["blank_maps"]),
+    )
+
+
+def read_scores(rows: Iterable[dict[str, Any]], checkpoint: str) -> list[MapScore]:
+    """The scores of the rows of a results file whose ``checkpoint`` is the file name ``checkpoint``."""
+    return [_score(row) for row in rows if row.get("checkpoint") == checkpoint]
+
+
+def _scored_files(report: dict[str, Any], root: Path) -> list[Path]:
+    """The checkpoint files a results file was computed on: its settings' paths (files, or folders
+    of checkpoints), relative to the repository root ``root`` unless absolute."""
+    paths = []
+    for entry in report.get("settings", {}).get("checkpoints", []):
+        path = Path(entry) if Path(entry).is_absolute() else root / entry
+        paths += sorted(path.iterdir()) if path.is_dir() else [path]
+    return paths
+
+
+def scores_for(checkpoint: Path, folder: Path = RESULTS) -> list[MapScore] | None:
+    """The scores of ``checkpoint`` from the results files of ``folder`` (``explain_scores_*.json``):
+    those of a file whose settings name this very file (same file on disk, so an upload that shares
+    a shipped checkpoint's name is not mistaken for it). None when no file scored it, or when the file
+    cannot be read (a scoring run rewriting it)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        return None
+    for path in sorted(folder.glob("explain_scores_*.json")):
+        try:
+            report = json.loads(path.read_text())
+            scored = [p for p in _scored_files(report, folder.parents[1]) if p.is_file()]
+            if not any(p.samefile(checkpoint) for p in scored):
+                continue
+            scores = read_scores(report.get("results", []), checkpoint.name)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if scores:
+            return scores
+    return None
+
+
+def _rank(score: MapScore) -> tuple[float, ...]:
+    return score.pointing_game, score.mask_energy, score.insertion_auc - score.deletion_auc
+
+
+def best_map(scores: Iterable[MapScore], methods: Iterable[str] | None = None) -> MapScore | None:
+    """The map that points into the object most often (ties: more energy on the object, then the
+    larger gap of insertion over deletion AUC) among those that pass their sanity checks (see
+    :attr:`MapScore.problems`), of ``methods`` when given. None when no map qualifies."""
+    allowed = None if methods is None else set(methods)
+    passing = [s for s in scores if not s.problems and (allowed is None or s.method in allowed)]
+    return max(passing, key=_rank, default=None)
+
+
+def score_of(scores: Iterable[MapScore] | None, method: str, layer: str | None, kind: str | None) -> MapScore | None:
+    """The score of ``method`` at ``layer``/``kind``, or None when it was not scored."""
+    return next((s for s in scores or () if (s.method, s.layer, s.kind) == (method, layer, kind)), None)
