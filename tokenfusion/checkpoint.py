@@ -448,6 +448,8 @@ def _check_weights(skeleton: TokenFusionModel, state: dict[str, torch.Tensor], n
         raise CheckpointError(
             f"{name}: weights do not fit a {skeleton.config.arch}/{skeleton.config.size} model: "
             + "; ".join(p for p in parts if p)
+            + ". The weights and the config come from different models; save the trained model again "
+            "with tokenfusion.checkpoint.save_checkpoint."
         )
     broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
