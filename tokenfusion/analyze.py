@@ -8,7 +8,8 @@ ImageFolder root's ``val/``) in batches, on the GPU when there is one, and write
 ``DIR/analysis.json``: per model the mean attention distance per layer, head and query kind -> key
 kind (pixels), the fusion weights over the set (mean, spread, per class), the ablation curves (top-1
 with each kind of token replaced from layer k onward, for every k; per class and per cue), and the
-minibatch CKA between every pair of layers of all models.
+minibatch CKA between every pair of layers of all models; with ``--measures ... class_sensitivity``
+also how much each explanation method's map changes between the predicted class and the runner-up.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .analysis import MEASURES, MODES, AnalysisError, analyze, open_data
+from .analysis import DEFAULT_MEASURES, MEASURES, MODES, AnalysisError, analyze, open_data
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import HELDOUT_SEED
 
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images", type=int, default=2000, help="number of images")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="SynthShapes seed / subset seed")
     parser.add_argument("--batch-size", type=int, default=250, help="images per batch (also the CKA minibatch)")
-    parser.add_argument("--measures", nargs="+", default=list(MEASURES), choices=MEASURES)
+    parser.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), choices=MEASURES,
+                        help="default: all but class_sensitivity (image by image, on --sensitivity-images)")
+    parser.add_argument("--sensitivity-images", type=int, default=32, help="images explained for class_sensitivity")
     parser.add_argument("--ablation-modes", nargs="+", default=["mean"], choices=MODES)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         data = open_data(args.data, [c.config for c in checkpoints.values()], list(names.pop()), args.images, args.seed)
         result = analyze({n: c.model for n, c in checkpoints.items()}, data, batch_size=args.batch_size,
                          device=args.device, measures=tuple(args.measures), ablation_modes=tuple(args.ablation_modes),
-                         workers=args.workers)
+                         workers=args.workers, sensitivity_images=args.sensitivity_images)
     except (AnalysisError, CheckpointError) as e:
         raise SystemExit(f"error: {e}") from None
     report = {

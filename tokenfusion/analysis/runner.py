@@ -13,14 +13,16 @@ from tqdm.auto import tqdm
 from ..models import TokenFusionModel
 from .ablation import AblationCurves
 from .attention_distance import AttentionDistance
+from .class_sensitivity import ClassSensitivity
 from .cka import MinibatchCKA
 from .data import AnalysisData
 from .features import layer_features
 from .fusion_stats import FusionStats
 
-__all__ = ["MEASURES", "analyze", "cka_comparisons"]
+__all__ = ["DEFAULT_MEASURES", "MEASURES", "analyze", "cka_comparisons"]
 
-MEASURES = ("attention_distance", "cka", "ablation", "fusion_weights")
+MEASURES = ("attention_distance", "cka", "ablation", "fusion_weights", "class_sensitivity")
+DEFAULT_MEASURES = MEASURES[:4]  # class sensitivity explains image by image: asked for by name
 
 
 def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,8 +52,9 @@ def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
 @torch.no_grad()
 def analyze(
     models: dict[str, TokenFusionModel], data: AnalysisData, *, batch_size: int = 256,
-    device: str | torch.device | None = None, measures: tuple[str, ...] = MEASURES,
+    device: str | torch.device | None = None, measures: tuple[str, ...] = DEFAULT_MEASURES,
     ablation_modes: tuple[str, ...] = ("mean",), workers: int = 0, progress: bool = True,
+    sensitivity_images: int = 32,
 ) -> dict[str, Any]:
     """Run every model of ``models`` (name -> model) over ``data`` in batches and return every measure
     of ``measures`` as plain numbers (see the README section "Analysis over a data set").
@@ -67,6 +70,7 @@ def analyze(
     fusion = {n: FusionStats(num_classes) for n, m in models.items() if m.structure.is_fusion}
     ablation = {n: AblationCurves(m, num_classes, ablation_modes, data.cues) for n, m in models.items()
                 if m.structure.token_kinds}
+    sensitivity = {n: ClassSensitivity(m, sensitivity_images) for n, m in models.items()}
     similarity = MinibatchCKA()
     feature_owner: dict[str, tuple[str, str]] = {}
     correct = defaultdict(int)
@@ -99,6 +103,10 @@ def analyze(
                 ablation[name].update(x, labels, trace.layouts)
                 seconds["ablation"] += time.perf_counter() - start
             del trace
+            if "class_sensitivity" in measures:
+                start = time.perf_counter()
+                sensitivity[name].update(x)
+                seconds["class_sensitivity"] += time.perf_counter() - start
         if "cka" in measures:
             start = time.perf_counter()
             similarity.update(features)
@@ -116,6 +124,8 @@ def analyze(
             entry["fusion_weights"] = fusion[name].result()
         if "ablation" in measures and name in ablation:
             entry["ablation"] = ablation[name].result()
+        if "class_sensitivity" in measures:
+            entry["class_sensitivity"] = sensitivity[name].result()
         out["models"][name] = entry
     if "cka" in measures and similarity.names:
         table = similarity.result()

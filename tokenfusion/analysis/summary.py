@@ -109,6 +109,16 @@ def cka_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sensitivity_section(report: dict[str, Any]) -> list[str]:
+    lines = ["| model | method | Spearman, predicted vs runner-up class | half L1 distance | images (blank) |",
+             "|---|---|---:|---:|---:|"]
+    for name, model in report["models"].items():
+        for method, s in model.get("class_sensitivity", {}).items():
+            lines.append(f"| `{name}` | {method} | {s['spearman']:.2f} | {s['l1']:.2f} | {s['pairs']} "
+                         f"({s['blank_pairs']}) |")
+    return lines
+
+
 def summary_markdown(report: dict[str, Any]) -> str:
     """The README section's tables and statements from one ``analysis.json``."""
     data = report["data"]
@@ -129,4 +139,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
         parts += ["", "**Representation similarity**: minibatch linear CKA, unbiased HSIC (Kornblith et al. 2019; "
                   "Nguyen et al. 2021), on the mean of each kind's tokens per layer (trunk stages: their global "
                   f"average), {report['cka']['batches']} minibatches.", "", *cka_section(report)]
+    if any("class_sensitivity" in m for m in report["models"].values()):
+        parts += ["", "**Class sensitivity of the maps**: each method's map for the predicted class against its "
+                  "map for the runner-up (Spearman 1 and distance 0: the map does not depend on the class).", "",
+                  *sensitivity_section(report)]
     return "\n".join(parts) + "\n"
