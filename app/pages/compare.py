@@ -1,23 +1,40 @@
-"""Compare: the same image through every loaded strategy, side by side, and how much their maps agree."""
+"""Compare: the same image through every loaded strategy, side by side, and how much their maps agree.
+
+Each model opens on its most faithful map (the one that scored best against the SynthShapes masks,
+``tokenfusion.explain.best_map``), with its scores as badges; the maps rerun alone (a fragment)
+when their control changes."""
 from __future__ import annotations
 
 import streamlit as st
 
+from app.estimates import SLOW_SECONDS, forward_cost, may_start
+from app.notices import knows_true_class, out_of_distribution, show_map_score
 from app.sidebar import require, selection
+from app.sources import ImageChoice
 from app.state import LoadedModel, ask, load_model
 from app.ui import DISPLAY_SIZE, duration
 from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data.transforms import model_view
-from tokenfusion.explain import Explainer, agreement_matrices, available_methods
+from tokenfusion.explain import (
+    Explainer, MapScore, agreement_matrices, available_methods, best_map, estimate_seconds, score_of, scores_for,
+)
 from tokenfusion.viz import agreement_figure, overlay_figure
 
 METHODS = {
+    "faithful": "each model's most faithful map: the one that scored best against the masks of held-out SynthShapes "
+                "images (pointing game, then energy on the object) among those that pass their sanity checks; "
+                "Grad-CAM at its default layer for a model without scores",
     "gradcam": "Grad-CAM at each model's default layer (the last trunk stage, or the last patch-token block)",
     "rollout": "attention rollout over patch tokens (no rollout for a CNN)",
     "integrated_gradients": "Integrated Gradients on the pixels",
     "occlusion": "Occlusion: the drop of the predicted logit under a sliding grey window",
 }
+LABELS = {"faithful": "most faithful", "gradcam": "gradcam", "rollout": "rollout",
+          "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}
+#: The map a model without scores opens on.
+FALLBACK = "gradcam"
 TOP_FRACTION = 0.2
+Target = tuple[str, str | None, str | None]  # (method, layer, kind)
 
 
 def _load_all() -> list[LoadedModel]:
@@ -31,6 +48,114 @@ def _load_all() -> list[LoadedModel]:
     return loaded
 
 
+def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
+    """The table of each model's prediction; rows out of a model's distribution marked, and said above it."""
+    strange = [loaded.name for loaded in models if out_of_distribution(loaded, choice)]
+    judged = any(knows_true_class(loaded, choice) for loaded in models)
+    rows = []
+    for loaded in models:
+        name, probability = ask(loaded, choice, Explainer.predict, loaded.class_names, k=3).value.top
+        row = {"model": loaded.name, "strategy": loaded.config.arch, "prediction": name,
+               "probability": f"{probability:.1%}"}
+        if judged:
+            row["correct"] = ("yes" if name == choice.true_class else "no") if knows_true_class(loaded, choice) else "—"
+        if strange:
+            row["out of distribution"] = "yes" if loaded.name in strange else "no"
+        rows.append(row)
+    if strange:
+        st.warning(f"**Out of distribution for {', '.join(strange)}.** Each of these must answer one of the classes "
+                   "it was trained on, and this image is not one of them: their rows are no predictions of what "
+                   "the image shows, and their maps show what they latch onto, not where an object of that class "
+                   "is. Explore says more for each model.", icon=":material/help:")
+    st.dataframe(rows, hide_index=True)
+
+
+def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Target | str:
+    """The map ``method`` asks of this model (``"faithful"``: its best-scored map), or why it has none."""
+    info = {m.name: m for m in available_methods(loaded.model)}
+    if method == "faithful":
+        best = best_map(scores or [], methods=info)
+        if best is not None and best.target in info[best.method].targets:
+            return best.method, *best.target
+        return FALLBACK, *info[FALLBACK].default
+    if method not in info or (method == "rollout" and (None, "patch") not in info[method].targets):
+        return f"No {method} for a {loaded.config.arch} model."
+    return (method, None, "patch") if method == "rollout" else (method, *info[method].default)
+
+
+def _seconds(loaded: LoadedModel, target: Target | str) -> float:
+    """The estimated time of the map (no measurement for a map read from the traced forward)."""
+    if isinstance(target, str):
+        return 0.0
+    method, layer, kind = target
+    if {m.name: m.family for m in available_methods(loaded.model)}[method] == "attention":
+        return 0.0
+    return estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind)
+
+
+@st.fragment
+def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
+    """Each model's map side by side, its scores under it, and the agreement of the maps."""
+    method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True, format_func=LABELS.get)
+    scores = {loaded.name: scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+              for loaded in models}
+    targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
+    estimate = sum(_seconds(loaded, targets[loaded.name]) for loaded in models)
+    request = ("compare", choice.key, method, tuple(loaded.key for loaded in models))
+    if not may_start(request, estimate, f"The {LABELS[method]} map of {len(models)} models"):
+        return
+    progress = st.progress(0.0, text="Computing the maps…") if estimate > SLOW_SECONDS else None
+    maps, blank, seconds = {}, [], 0.0
+    for i, (column, loaded) in enumerate(zip(st.columns(max(len(models), 1)), models)):
+        column.markdown(f"**{loaded.name}**")
+        target = targets[loaded.name]
+        if isinstance(target, str):
+            column.info(target)
+            continue
+        name, layer, kind = target
+        with st.spinner(f"{name} on {loaded.name}…"):
+            result = ask(loaded, choice, Explainer.explain, name, layer, kind=kind)
+        seconds += result.seconds
+        e = result.value
+        if e.blank:
+            blank.append(loaded.name)
+        else:
+            maps[loaded.name] = e.map
+        view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
+        column.plotly_chart(overlay_figure(view, e.map, hover="saliency", height=200),
+                            key=f"compare_fig_{loaded.name}", width="content")
+        where = " · ".join(str(p) for p in (e.layer, kind) if p) or "pixels"
+        column.caption(f"{name} · {where} · for '{loaded.class_names[e.target]}'"
+                       + (" · blank map" if e.blank else ""))
+        show_map_score(score_of(scores[loaded.name], name, layer, kind), column,
+                       scored=scores[loaded.name] is not None)
+        if progress is not None:
+            progress.progress((i + 1) / len(models), text=f"{loaded.name} done ({i + 1} of {len(models)})")
+    what = METHODS[method]
+    st.caption(f"{what[0].upper()}{what[1:]}; each map for the model's own prediction, with its scores on held-out "
+               f"SynthShapes images as badges (red: it fails a sanity check). A blank map means that layer does not "
+               f"move the score. All models computed in {duration(seconds)}.")
+    _agreement(maps, blank)
+
+
+def _agreement(maps: dict, blank: list[str]) -> None:
+    left_out = (f" Left out: {', '.join(blank)}, whose map is blank (constant: it ranks no pixel above another)."
+                if blank else "")
+    if len(maps) < 2:
+        st.info(f"Agreement needs maps from at least two models.{left_out}")
+        return
+    st.subheader("How much the maps agree")
+    matrices = agreement_matrices(maps, TOP_FRACTION)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(agreement_figure(list(maps), matrices["spearman"]), key="agree_rho")
+        st.caption("Spearman rank correlation of the maps, pixel by pixel (1: the same order of importance)."
+                   + left_out)
+    with right:
+        st.plotly_chart(agreement_figure(list(maps), matrices["iou"], zmin=0), key="agree_iou")
+        st.caption(f"Intersection over union of the top {TOP_FRACTION:.0%} most salient pixels of each map.")
+
+
 def compare() -> None:
     """Draw the Compare page."""
     selected = require()
@@ -40,48 +165,8 @@ def compare() -> None:
     st.title("Compare strategies")
     with st.spinner("Loading every checkpoint…"):
         models = _load_all()
-    method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True)
-    rows, maps, seconds = [], {}, 0.0
-    columns = st.columns(max(len(models), 1))
-    with st.spinner(f"Running {len(models)} models…"):
-        for column, loaded in zip(columns, models):
-            prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=3)
-            name, probability = prediction.value.top
-            seconds += prediction.seconds
-            rows.append({"model": loaded.name, "strategy": loaded.config.arch, "prediction": name,
-                         "probability": f"{probability:.1%}"}
-                        | ({"correct": "yes" if name == choice.true_class else "no"} if choice.true_class else {}))
-            column.markdown(f"**{loaded.name}**")
-            info = {m.name: m for m in available_methods(loaded.model)}
-            if method not in info or (method == "rollout" and (None, "patch") not in info[method].targets):
-                column.info(f"No {method} for a {loaded.config.arch} model.")
-                continue
-            kind = "patch" if method == "rollout" else None
-            result = ask(loaded, choice, Explainer.explain, method, kind=kind)
-            seconds += result.seconds
-            e = result.value
-            maps[loaded.name] = e.map
-            view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-            column.plotly_chart(overlay_figure(view, e.map, hover="saliency", height=200),
-                                key=f"compare_fig_{loaded.name}", width="content")
-            blank = " · blank map" if e.blank else ""
-            column.caption(f"{name} ({probability:.0%}) · {e.layer or 'pixels'}{blank}")
-    st.caption(f"{METHODS[method]}, for each model's own prediction (under each map: prediction, probability, "
-               f"layer; a blank map means that layer does not move the score). All models computed in "
-               f"{duration(seconds)}.")
-    st.dataframe(rows, hide_index=True)
-    if len(maps) < 2:
-        st.info("Agreement needs maps from at least two models.")
-        return
-    st.subheader("How much the maps agree")
-    matrices = agreement_matrices(maps, TOP_FRACTION)
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(agreement_figure(list(maps), matrices["spearman"]), key="agree_rho")
-        st.caption("Spearman rank correlation of the maps, pixel by pixel (1: the same order of importance).")
-    with right:
-        st.plotly_chart(agreement_figure(list(maps), matrices["iou"], zmin=0), key="agree_iou")
-        st.caption(f"Intersection over union of the top {TOP_FRACTION:.0%} most salient pixels of each map.")
+    _predictions(models, choice)
+    _maps(models, choice)
 
 
 compare()

@@ -1,37 +1,67 @@
 """Faithfulness: does a map point at what the model uses? Deletion / insertion curves, the pointing
-game against the SynthShapes mask, and the model-randomisation test, for the chosen image and model."""
+game against the SynthShapes mask, and the model-randomisation test, for the chosen image and model.
+
+The page opens on the model's most faithful map (the one that scored best against the masks of
+held-out images, ``tokenfusion.explain.best_map``) and shows each map's scores as badges; each view
+reruns alone (a fragment) when its own control changes."""
 from __future__ import annotations
 
 import streamlit as st
 
+from app.estimates import forward_cost, may_start
+from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
-from app.state import ask
-from app.ui import DISPLAY_SIZE, explain_line
+from app.sources import ImageChoice
+from app.state import LoadedModel, ask
+from app.ui import DISPLAY_SIZE, duration, explain_line
 from tokenfusion.data.transforms import mask_view, model_view
-from tokenfusion.explain import Explainer, available_methods, mask_scores
-from tokenfusion.viz import deletion_insertion_figure, overlay_figure, randomisation_figure
+from tokenfusion.explain import (
+    Explainer, MapScore, available_methods, best_map, faithfulness_seconds, mask_scores, randomisation_seconds,
+    score_of, scores_for,
+)
+from tokenfusion.viz import KIND_LABELS, deletion_insertion_figure, overlay_figure, randomisation_figure
 
 STEPS = 20
 RANDOMISATION_STEPS = 6
-SLOW = ("scorecam", "ablationcam", "occlusion", "integrated_gradients", "smoothgrad")
+#: The map a model without scores opens on.
+FALLBACK = "gradcam"
+Target = tuple[str, str | None, str | None]  # (method, layer, kind)
 
 
-def faithfulness() -> None:
-    """Draw the Faithfulness page."""
-    selected = require()
-    if selected is None:
-        return
-    loaded, choice = selected
-    st.title(f"Faithfulness · {loaded.name}")
+def _choices(loaded: LoadedModel, scores: list[MapScore] | None) -> tuple[list[Target], int]:
+    """The maps to choose from (every scored map of the model, best first, then each method at its
+    default target) and the index of the one to open on: the best-scored map, else Grad-CAM."""
     info = {m.name: m for m in available_methods(loaded.model)}
-    names = list(info)
-    left, right = st.columns(2)
-    method = left.selectbox("Map to test", names, index=names.index("gradcam"), key=f"faith_method:{loaded.name}",
-                            help="Each method at its default layer and token kind.")
-    baseline = right.radio("Deleted pixels become", ["blur", "mean"], key="faith_baseline", horizontal=True,
-                           format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
-    layer, kind = info[method].default
-    with st.spinner(f"Deleting and inserting pixels in {STEPS} steps…"):
+    scored = [s for s in scores or () if s.method in info and s.target in info[s.method].targets]
+    best = best_map(scored)
+    ranked = sorted(scored, key=lambda s: (bool(s.problems), -s.pointing_game, -s.mask_energy))
+    options = list(dict.fromkeys([(s.method, *s.target) for s in ranked] + [(m.name, *m.default)
+                                                                            for m in info.values()]))
+    opening = (best.method, *best.target) if best is not None else (FALLBACK, *info[FALLBACK].default)
+    return options, options.index(opening)
+
+
+def _label(loaded: LoadedModel, target: Target, scores: list[MapScore] | None) -> str:
+    method, layer, kind = target
+    where = ("CNN feature map" if layer in loaded.model.structure.trunk_stages else KIND_LABELS.get(kind or "", kind))
+    parts = [method] + [p for p in (layer, where) if p] if (layer or kind) else [method, "pixels"]
+    score = score_of(scores, *target)
+    mark = "" if score is None else f" — pointing {score.pointing_game:.0%}" + (" ⚠" if score.problems else "")
+    return " · ".join(parts) + mark
+
+
+@st.fragment
+def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: list[MapScore] | None) -> None:
+    """The map with its badges, its deletion and insertion curves, and the pointing game."""
+    method, layer, kind = target
+    baseline = st.radio("Deleted pixels become", ["blur", "mean"], key="faith_baseline", horizontal=True,
+                        format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
+    seconds = faithfulness_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=STEPS)
+    if not may_start(("faithfulness", loaded.key, choice.key, target, baseline), seconds,
+                     f"{method} and its deletion and insertion curves"):
+        return
+    with st.spinner(f"Computing {method}, then deleting and inserting pixels in {STEPS} steps "
+                    f"(about {duration(seconds)})…"):
         result = ask(loaded, choice, Explainer.faithfulness, method, layer, kind, baseline=baseline, steps=STEPS)
     saliency, deletion, insertion = result.value.saliency, result.value.deletion, result.value.insertion
     predicted = loaded.class_names[saliency.target]
@@ -42,6 +72,10 @@ def faithfulness() -> None:
     left, right = st.columns([1, 2])
     left.plotly_chart(overlay_figure(view, saliency.map, title=f"{method} · {saliency.layer or 'pixels'}",
                                      hover="saliency", outline=mask), key="faith_map", width="content")
+    show_map_score(score_of(scores, *target), left, scored=scores is not None)
+    if saliency.blank:
+        left.warning("This map is blank on this image: this layer does not move the score, and the curves below "
+                     "delete pixels in no meaningful order.", icon=":material/warning:")
     right.plotly_chart(deletion_insertion_figure(deletion, insertion, predicted), key="faith_curves")
     explain_line(f"The probability of '{predicted}' as the most salient pixels of the map are deleted (red: a faithful "
                  "map makes it fall fast, low AUC) or inserted into the baseline (green: rises fast, high AUC).",
@@ -51,28 +85,56 @@ def faithfulness() -> None:
     if mask is None:
         st.info("The pointing game needs the object's ground-truth mask, which only SynthShapes images have: "
                 "choose SynthShapes in the sidebar. Photos and uploads have no mask.")
+    elif not knows_true_class(loaded, choice):
+        st.info(f"The pointing game asks whether the map of the image's class points into its object; this model "
+                f"cannot predict '{choice.true_class}' (not one of its {len(loaded.class_names)} classes), so there "
+                "is no game to play.")
     else:
-        scores = mask_scores(saliency.map, mask)
+        scores_here = mask_scores(saliency.map, mask)
         a, b, c = st.columns(3)
-        a.metric("Pointing game", "hit" if scores.pointing else "miss",
+        a.metric("Pointing game", "hit" if scores_here.pointing else "miss",
                  help="Whether the map's maximum lies on the object (green outline).")
-        b.metric("Energy on the object", f"{scores.energy:.0%}", f"{scores.energy - scores.chance:+.0%} vs uniform",
+        b.metric("Energy on the object", f"{scores_here.energy:.0%}",
+                 f"{scores_here.energy - scores_here.chance:+.0%} vs uniform",
                  help="Share of the map's mass inside the mask; a uniform map scores the mask's area.")
-        c.metric("Object area", f"{scores.chance:.0%}")
+        c.metric("Object area", f"{scores_here.chance:.0%}")
         st.caption(f"True class: {choice.true_class}; predicted: {predicted}.")
 
+
+@st.fragment
+def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> None:
+    """The cascading randomisation test, run on request with its estimated time."""
+    method, layer, kind = target
     st.subheader("Randomisation test")
-    note = " (slow for this method)" if method in SLOW else ""
-    if not st.toggle(f"Run the model-randomisation test{note}", key="faith_randomise"):
+    seconds = randomisation_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=RANDOMISATION_STEPS)
+    if not st.toggle(f"Run the model-randomisation test (about {duration(seconds)})", key="faith_randomise"):
         st.caption("Re-initialises the model from the head down, in a copy, and checks that the map changes "
                    "(Adebayo et al. 2018).")
         return
-    with st.spinner("Randomising the model layer by layer…"):
+    with st.spinner(f"Randomising the model layer by layer (about {duration(seconds)})…"):
         check = ask(loaded, choice, Explainer.randomisation, method, layer, kind, steps=RANDOMISATION_STEPS)
     st.plotly_chart(randomisation_figure(check.value), key="faith_random")
     explain_line(f"Rank correlation of the {method} map of the trained model with the map after re-initialising more "
                  "and more of it; a map that depends on the learned weights falls towards 0 (mean "
                  f"{check.value.mean:.2f}).", check)
+
+
+def faithfulness() -> None:
+    """Draw the Faithfulness page."""
+    selected = require()
+    if selected is None:
+        return
+    loaded, choice = selected
+    st.title(f"Faithfulness · {loaded.name}")
+    show_out_of_distribution(loaded, choice, st)
+    scores = scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+    options, opening = _choices(loaded, scores)
+    target = st.selectbox("Map to test", options, index=opening, key=f"faith_method:{loaded.name}",
+                          format_func=lambda t: _label(loaded, t, scores),
+                          help="Opens on the map that scored best against the masks of held-out SynthShapes images "
+                               "for this model (⚠: fails a sanity check).")
+    _deletion(loaded, choice, target, scores)
+    _randomisation(loaded, choice, target)
 
 
 faithfulness()

@@ -37,7 +37,7 @@ def learn() -> None:
         f"The model sees a {config.img_size}×{config.img_size} crop of the image: {pixels:,} numbers (three colours "
         f"per pixel), normalised with mean {list(config.mean)} and std {list(config.std)}. This "
         f"`{config.arch}`/`{config.size}` model has **{parameters:,} parameters** and spends "
-        f"**{flops / 1e6:,.1f} MFLOPs** on one image."
+        f"**{f'{flops / 1e9:,.1f} GFLOPs' if flops >= 1e9 else f'{flops / 1e6:,.1f} MFLOPs'}** on one image."
     )
 
     st.header("2 · CNN tokens: local features")

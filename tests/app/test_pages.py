@@ -8,9 +8,20 @@ from tokenfusion.models import ARCHITECTURES
 from .helpers import charts, no_exception, texts
 
 
+def started(at):
+    """Click the start button of work estimated above a few seconds, when the page shows one (it
+    does on a loaded machine)."""
+    for _ in range(3):
+        buttons = [b for b in at.button if b.label.startswith("Start (")]
+        if not buttons:
+            break
+        buttons[0].click().run()
+    return at
+
+
 def test_compare_runs_every_strategy_side_by_side(app) -> None:
     at = app()
-    at.switch_page("pages/compare.py").run()
+    started(at.switch_page("pages/compare.py").run())
     no_exception(at)
     assert texts(at.title) == ["Compare strategies"]
     table = at.dataframe[0].value
@@ -24,7 +35,7 @@ def test_compare_runs_every_strategy_side_by_side(app) -> None:
 def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
     at = app()
     at.sidebar.radio(key="image_source").set_value("Photo")
-    at.switch_page("pages/compare.py").run()
+    started(at.switch_page("pages/compare.py").run())
     no_exception(at)
     assert "correct" not in at.dataframe[0].value.columns
     assert len(charts(at)) == len(ARCHITECTURES) + 2
@@ -64,23 +75,24 @@ def test_learn_walks_from_pixels_to_fusion(app, arch: str) -> None:
 
 def test_faithfulness_on_a_synthshapes_image_plays_the_pointing_game(app) -> None:
     at = app()
-    at.switch_page("pages/faithfulness.py").run()
+    started(at.switch_page("pages/faithfulness.py").run())
     no_exception(at)
     assert [m.label for m in at.metric] == ["Pointing game", "Energy on the object", "Object area"]
     assert at.metric[0].value in ("hit", "miss")
     assert len(charts(at)) == 2  # the map with the mask outline, and the curves
     assert any("deleted" in c and "Computed in" in c for c in texts(at.caption))
-    at.toggle(key="faith_randomise").set_value(True).run()
+    started(at.toggle(key="faith_randomise").set_value(True).run())
     no_exception(at)
     assert len(charts(at)) == 3
-    assert any(c.startswith("Rank correlation of the gradcam map") for c in texts(at.caption))
+    method = at.selectbox(key="faith_method:early").value[0]
+    assert any(c.startswith(f"Rank correlation of the {method} map") for c in texts(at.caption))
 
 
 def test_faithfulness_other_method_and_baseline(app) -> None:
     at = app()
-    at.switch_page("pages/faithfulness.py").run()
-    at.selectbox(key="faith_method:early").set_value("rollout")
-    at.radio(key="faith_baseline").set_value("mean").run()
+    started(at.switch_page("pages/faithfulness.py").run())
+    at.selectbox(key="faith_method:early").set_value(("rollout", None, "patch"))
+    started(at.radio(key="faith_baseline").set_value("mean").run())
     no_exception(at)
     assert len(charts(at)) == 2
 
@@ -88,7 +100,7 @@ def test_faithfulness_other_method_and_baseline(app) -> None:
 def test_faithfulness_on_a_photo_explains_why_there_is_no_pointing_game(app) -> None:
     at = app()
     at.sidebar.radio(key="image_source").set_value("Photo")
-    at.switch_page("pages/faithfulness.py").run()
+    started(at.switch_page("pages/faithfulness.py").run())
     no_exception(at)
     assert any("needs the object's ground-truth mask" in i for i in texts(at.info))
     assert not at.metric
@@ -105,3 +117,42 @@ def test_model_card_reads_the_checkpoint(app) -> None:
     assert len(charts(at)) == 1  # training curves
     assert "training time" in at.table[0].value.index
     assert at.json  # provenance
+
+
+def test_compare_and_faithfulness_open_on_each_models_most_faithful_map(app, checkpoint_dir) -> None:
+    from tokenfusion.explain import best_map, scores_for
+
+    at = started(app().switch_page("pages/compare.py").run())
+    no_exception(at)
+    badges = [m for m in texts(at.markdown) if "badge[pointing" in m]
+    scored = {arch: scores_for(checkpoint_dir / f"{arch}.pt") for arch in ARCHITECTURES}
+    assert len(badges) == sum(s is not None for s in scored.values())  # every scored map carries its scores
+    assert any(c.startswith("Each model's most faithful map") for c in texts(at.caption))
+    best = best_map(scored["early"]) if scored["early"] else None
+    started(at.switch_page("pages/faithfulness.py").run())
+    no_exception(at)
+    opened = at.selectbox(key="faith_method:early").value
+    assert opened == ((best.method, *best.target) if best else ("gradcam", "trunk.stage2", "cnn"))
+    if best:
+        assert any(f"pointing {best.pointing_game:.0%}" in m for m in texts(at.markdown))
+
+
+def test_a_model_that_cannot_predict_the_true_class_is_neither_right_nor_wrong(app, tmp_path) -> None:
+    import torch
+
+    from tokenfusion.checkpoint import save_checkpoint
+    from tokenfusion.models import create
+
+    torch.manual_seed(0)
+    names = [f"imagenet class {i}" for i in range(10)]
+    save_checkpoint(tmp_path / "other.pt", create("early", "tiny", num_classes=10), class_names=names,
+                    training=dict(dataset="imagenet"))
+    at = started(app(tmp_path).switch_page("pages/compare.py").run())
+    no_exception(at)
+    table = at.dataframe[0].value
+    assert "correct" not in table.columns and list(table["out of distribution"]) == ["yes"]
+    assert any("Out of distribution for other" in w for w in texts(at.warning))
+    started(at.switch_page("pages/faithfulness.py").run())
+    no_exception(at)
+    assert any("cannot predict 'striped cross'" in i for i in texts(at.info)) and not at.metric
+    assert any("Not one of this model's classes" in w for w in texts(at.warning))
