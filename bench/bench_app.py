@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from app.harness import CHROMIUM, CHROMIUM_ARGS, apptest_navigation, start_server, wait_until_healthy  # noqa: E402
+from bench.provenance import commit  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "app_cpu.json"
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
@@ -159,6 +160,7 @@ def main() -> None:
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
         "command": shlex.join(["python", *sys.argv]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

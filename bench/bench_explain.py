@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-from tokenfusion.explain import branch_ablation, explain, fusion_weights
-from tokenfusion.models import create
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.provenance import provenance  # noqa: E402
+from tokenfusion.explain import branch_ablation, explain, fusion_weights  # noqa: E402
+from tokenfusion.models import create  # noqa: E402
 
 TARGETS_MS = {"attention": 20, "rollout": 20, "fusion_weights": 20, "gradcam": 50, "integrated_gradients": 500}
 
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    started = provenance(torch.get_num_threads())
     results: dict[str, dict[str, float]] = {}
     sizes = [("tiny", 48, args.repeats, True)]
     if not args.skip_small:
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.arch:>9} {size:>5} {px:>3}px  {name:<22} {ms:9.1f} ms{verdict}", flush=True)
     report = {
         "command": "python bench/bench_explain.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "arch": args.arch, "batch": 1, "threads": torch.get_num_threads(), "repeats": args.repeats,
+        **started, "arch": args.arch, "batch": 1, "repeats": args.repeats,
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "targets_ms": TARGETS_MS, "ms": results,
     }

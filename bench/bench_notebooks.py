@@ -16,13 +16,11 @@ top to bottom within ``TARGET_WALL_S``, is recorded with them.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import resource
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,19 +29,13 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.provenance import provenance  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "bench" / "results" / "notebooks_cpu.json"
 TARGET_WALL_S = 180  # each notebook, top to bottom, on a 2-core laptop CPU
-
-
-def _commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the notebooks or the library differ from it."""
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "notebooks", "tokenfusion", "train"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return commit + ("-dirty" if changed else "")
 
 
 def _children_cpu_s() -> float:
@@ -78,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
     os.environ.update(TOKENFUSION_SOLUTIONS="1", TOKENFUSION_CHECKPOINTS=str(Path(args.checkpoints).resolve()),
                       OMP_NUM_THREADS=str(args.threads))
-    load_average = [round(x, 2) for x in os.getloadavg()]
+    started = provenance(args.threads)
     results = []
     for path in paths:
         row = {"notebook": path.name, **run_notebook(path, args.timeout)}
@@ -88,15 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "classroom notebooks, top to bottom from a clean kernel (nbclient), exercises in solution mode",
         "command": shlex.join(["python", "bench/bench_notebooks.py", *(argv if argv is not None else sys.argv[1:])]),
-        "threads": args.threads,
-        "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "load_average": load_average,
+        **started,
         "target_wall_s": TARGET_WALL_S,
         "note": "wall_s depends on the machine's load; kernel_cpu_s (user + system CPU of the kernel) "
                 "approximates the wall time of a 1-thread run on a quiet machine",

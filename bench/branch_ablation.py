@@ -9,11 +9,8 @@ Writes ``bench/results/branch_ablation.json`` with the date, commit, threads and
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train/ is a folder of the repository, not part of the installed library
+from bench.provenance import provenance  # noqa: E402
 from train.evaluate import evaluate_checkpoint  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "branch_ablation.json"
@@ -35,18 +33,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    load_average = [round(x, 2) for x in os.getloadavg()]
+    started = provenance(args.threads)
     rows = []
     for arch in FUSION:
         result = evaluate_checkpoint(Path(args.checkpoints) / f"{arch}.pt", samples=args.samples, ablate_tokens=True)
         rows.append({"arch": arch, **{k: result[k] for k in ("top1", "top1_without_cnn_tokens", "top1_without_patch_tokens")}})
         print(f"{arch:>10}: top-1 {rows[-1]['top1']:.2f}%, without CNN tokens {rows[-1]['top1_without_cnn_tokens']:.2f}%, "
               f"without patch tokens {rows[-1]['top1_without_patch_tokens']:.2f}%", flush=True)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {
         "command": shlex.join(["python", "bench/branch_ablation.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit, "threads": args.threads, "load_average": load_average, "torch": torch.__version__,
+        **started, "torch": torch.__version__,
         "samples": args.samples, "results": rows,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
