@@ -177,7 +177,7 @@ def results_summary(root: Path) -> str:
 
 def notebook_times(root: Path) -> str:
     """One row per notebook from ``bench/bench_notebooks.py``: wall and kernel CPU time, against the target
-    the script records (judged on CPU time: a one-thread notebook's wall time on a quiet machine)."""
+    the script records (judged on CPU time, which the load inflates less than wall time)."""
     report = _load(root, "notebooks_cpu.json")
     target = report.get("target_wall_s")
     head = "| notebook | wall time | kernel CPU time |" + (f" CPU time <= {target:g} s |" if target else "")
@@ -185,8 +185,8 @@ def notebook_times(root: Path) -> str:
             + (f" {_met(r['kernel_cpu_s'], target)} |" if target else "") for r in report["results"]]
     rule = "|---|---:|---:|" + ("---|" if target else "")
     return (f"{head}\n{rule}\n" + "\n".join(rows) + f"\n\n`{report['command']}` ({provenance(report)}), in the "
-            "solution mode the tests use. Wall time grows with the machine's load; the kernel's CPU time is about "
-            "the wall time of a quiet machine.\n")
+            "solution mode the tests use. Wall time grows with the machine's load, CPU time less (cores shared with "
+            "other work also run each instruction slower): read both against the load average.\n")
 
 
 def notebook_runtime(root: Path, notebook: str) -> str:
