@@ -5,7 +5,7 @@
 
 Runs every checkpoint over the same images (held-out SynthShapes, or a random subset of an
 ImageFolder root's ``val/``) in batches, on the GPU when there is one, and writes
-``DIR/analysis.json``: per model the mean attention distance per layer, head and query kind -> key
+``DIR/analysis.json`` (and every figure in ``DIR/figures.html``): per model the mean attention distance per layer, head and query kind -> key
 kind (pixels), the fusion weights over the set (mean, spread, per class), the ablation curves (top-1
 with each kind of token replaced from layer k onward, for every k; per class and per cue), and the
 minibatch CKA between every pair of layers of all models; with ``--measures ... class_sensitivity``
@@ -27,7 +27,7 @@ from .analysis import DEFAULT_MEASURES, MEASURES, MODES, AnalysisError, analyze,
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import HELDOUT_SEED
 
-__all__ = ["main"]
+__all__ = ["main", "write_figures"]
 
 
 def _checkpoint_files(paths: list[Path]) -> list[Path]:
@@ -38,6 +38,26 @@ def _checkpoint_files(paths: list[Path]) -> list[Path]:
             raise AnalysisError(f"{path} holds no *.pt checkpoint")
         files += found
     return files
+
+
+def write_figures(report: dict, path: Path) -> None:
+    """One HTML page (plotly.js embedded: it opens offline) with every figure of ``report``."""
+    from .viz.analysis import ablation_curves_figure, attention_distance_figure, cka_figure, fusion_share_figure
+
+    figures = []
+    for name, model in report["models"].items():
+        if "ablation" in model:
+            figures.append((f"{name}: ablation curves", ablation_curves_figure(model["ablation"])))
+        if model.get("attention_distance"):
+            figures.append((f"{name}: mean attention distance",
+                            attention_distance_figure(model["attention_distance"], model["attention_distance_uniform"])))
+        if "fusion_weights" in model and "cnn" in model["fusion_weights"]:
+            figures.append((f"{name}: fusion weights", fusion_share_figure(model["fusion_weights"])))
+    for comparison in report.get("cka", {}).get("comparisons", []):
+        figures.append((f"CKA {comparison['a']} vs {comparison['b']}", cka_figure(comparison)))
+    parts = [f"<h3>{title}</h3>" + fig.to_html(full_html=False, include_plotlyjs=i == 0)
+             for i, (title, fig) in enumerate(figures)]
+    path.write_text("<html><head><meta charset='utf-8'></head><body>" + "".join(parts) + "</body></html>")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -83,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "analysis.json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out / 'analysis.json'} ({result['images']} images, {len(checkpoints)} models)")
+    write_figures(report, args.out / "figures.html")
+    print(f"wrote {args.out / 'analysis.json'} and figures.html ({result['images']} images, {len(checkpoints)} models)")
     return report
 
 

@@ -32,6 +32,8 @@ def test_command_writes_every_measure(tmp_path: Path) -> None:
     assert ("early", "vit", "patch") in pairs and ("early", "early", "cnn") in pairs
     for key in ("date", "command", "threads", "load_average", "seconds"):
         assert key in report
+    page = (tmp_path / "figures.html").read_text()
+    assert page.count("<h3>") == 2 + 2 + 1 + len(report["cka"]["comparisons"]) and "early: ablation curves" in page
     summary = summary_markdown(report)
     assert f"| `early` | CNN | 4 | {early['top1']:.1f}% | {curve['top1'][0]:.1f}% (" in summary
     assert "| `early` | `vit` | patch |" in summary and "Over 16 held-out SynthShapes images" in summary

@@ -1,5 +1,5 @@
 """Measures over a data set, accumulated batch by batch: mean attention distance, minibatch CKA,
-ablation curves and fusion weights of every loaded model. ``python -m tokenfusion.analyze`` runs
+ablation curves, fusion weights and the class sensitivity of explanation maps, for every loaded model. ``python -m tokenfusion.analyze`` runs
 them from the command line; :func:`analyze` from Python."""
 from .ablation import MODES, AblationCurves, Recording, ablate_from, ablation_sites
 from .attention_distance import AttentionDistance, mean_attention_distance, token_centres

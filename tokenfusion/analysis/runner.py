@@ -57,7 +57,8 @@ def analyze(
     sensitivity_images: int = 32,
 ) -> dict[str, Any]:
     """Run every model of ``models`` (name -> model) over ``data`` in batches and return every measure
-    of ``measures`` as plain numbers (see the README section "Analysis over a data set").
+    of ``measures`` as plain numbers (the README section "What the shipped models show over a data set"
+    describes each).
     ``device``: default the GPU when there is one. Memory does not grow with the number of images."""
     unknown = set(measures) - set(MEASURES)
     if unknown:

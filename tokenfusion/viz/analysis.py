@@ -1,0 +1,82 @@
+"""Figures of an analysis over a data set (the plain numbers of ``tokenfusion.analysis``'s JSON)."""
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .style import KIND_COLOURS, KIND_LABELS, compact
+
+__all__ = ["ablation_curves_figure", "attention_distance_figure", "cka_figure", "fusion_share_figure"]
+
+_CUE_DASH = {"top1": "solid", "shape": "dash", "texture": "dot"}
+_KEY_SYMBOL = {"cnn": "circle", "patch": "diamond"}
+
+
+def ablation_curves_figure(ablation: dict[str, Any], mode: str = "mean", *, height: int = 320) -> go.Figure:
+    """Top-1 (solid) and each cue alone (dashed: shape, dotted: texture) against the place ``k`` from
+    which one kind of token is removed; ``k = L + 1`` is the intact model. ``ablation``: one model's
+    ``"ablation"`` entry."""
+    fig = go.Figure()
+    for kind, entry in ablation.items():
+        curve = entry[mode]
+        places = [*entry["sites"], "none"]
+        for measure in (m for m in _CUE_DASH if m in curve):
+            fig.add_trace(go.Scatter(
+                x=list(range(1, len(places) + 1)), y=curve[measure], customdata=places, mode="lines+markers",
+                name=f"{KIND_LABELS[kind]} removed: {measure}", line=dict(color=KIND_COLOURS[kind],
+                                                                          dash=_CUE_DASH[measure]),
+                hovertemplate=f"{measure}: %{{y:.1f}}%<br>from %{{customdata}} on<extra></extra>",
+            ))
+    fig.update_xaxes(title="removed from place k on (last: nothing removed)", dtick=1)
+    fig.update_yaxes(title="accuracy (%)", range=[0, 101])
+    return compact(fig, height)
+
+
+def attention_distance_figure(distance: dict[str, Any], uniform: dict[str, Any], *, height: int = 320) -> go.Figure:
+    """Mean attention distance (pixels), one dot per head, coloured by query kind, shaped by key kind,
+    for every layer of every stream; a dotted line per stream and pair: uniform attention."""
+    fig = go.Figure()
+    for stream, layers in distance.items():
+        names = list(layers)
+        for pair in layers[names[0]]:
+            query, key = pair.split("->")
+            xs = [layer for layer in names for _ in layers[layer][pair]]
+            ys = [d for layer in names for d in layers[layer][pair]]
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="markers", name=f"{stream}: {pair}",
+                marker=dict(color=KIND_COLOURS[query], symbol=_KEY_SYMBOL[key], size=8, opacity=0.8),
+                hovertemplate=f"{pair}<br>%{{x}}: %{{y:.1f}} px<extra></extra>",
+            ))
+            fig.add_trace(go.Scatter(x=[names[0], names[-1]], y=[uniform[stream][pair]] * 2, mode="lines",
+                                     line=dict(color=KIND_COLOURS[query], dash="dot", width=1), showlegend=False,
+                                     hovertemplate=f"uniform attention, {pair}: %{{y:.1f}} px<extra></extra>"))
+    fig.update_xaxes(title="layer")
+    fig.update_yaxes(title="mean attention distance (px)", rangemode="tozero")
+    return compact(fig, height)
+
+
+def cka_figure(comparison: dict[str, Any], *, height: int = 320) -> go.Figure:
+    """One block of the CKA table: rows the first model's features, columns the second's."""
+    fig = go.Figure(go.Heatmap(
+        z=comparison["cka"], x=[c.split("/", 1)[1] for c in comparison["cols"]],
+        y=[r.split("/", 1)[1] for r in comparison["rows"]], zmin=0, zmax=1, colorscale="Viridis",
+        hovertemplate="%{y} vs %{x}<br>CKA %{z:.2f}<extra></extra>",
+    ))
+    fig.update_xaxes(title=comparison["b"])
+    fig.update_yaxes(title=comparison["a"], autorange="reversed")
+    return compact(fig, height, title=f"CKA: {comparison['a']} vs {comparison['b']}")
+
+
+def fusion_share_figure(fusion: dict[str, Any], *, height: int = 300) -> go.Figure:
+    """The class token's attention share on each kind per layer: mean over images and heads, bars of
+    one standard deviation over images (mean over heads)."""
+    fig = go.Figure()
+    for kind in (k for k in ("cnn", "patch") if k in fusion):
+        mean = [sum(row) / len(row) for row in fusion[kind]["cls_share_mean"]]
+        spread = [sum(row) / len(row) for row in fusion[kind]["cls_share_std"]]
+        fig.add_trace(go.Bar(x=fusion["layers"], y=mean, name=KIND_LABELS[kind], marker_color=KIND_COLOURS[kind],
+                             error_y=dict(type="data", array=spread)))
+    fig.update_xaxes(title="layer")
+    fig.update_yaxes(title="class token's attention share", range=[0, 1])
+    return compact(fig, height)
