@@ -286,6 +286,10 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
     trunk = _on_feature_map
     tokens = lambda r: r["layer"] is not None and not _on_feature_map(r)  # noqa: E731
     out = []
+    stale = sorted({r["arch"] for r in rows if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
+    if stale:
+        out.append(f"- Not yet rescored with blank maps as misses, so their pointing game still counts blank maps as "
+                   f"hits and their randomisation ρ averages them in: {', '.join(f'`{a}`' for a in stale)}.")
     default = _default_rows(rows, "gradcam")
     met = [r for r in default if r["pointing_game"] >= 0.9]
     out.append(f"- Grad-CAM at its default layer meets the pointing-game target (>= 0.90) on {len(met)} of "

@@ -118,4 +118,5 @@ def test_findings_quote_the_rows():
     assert "below chance (0.31) on `late` gradcam on CNN feature map (0.18)" in text
     assert "1 of these 2 maps have insertion AUC below deletion" in text and "ScoreCAM 0.96" in text
     assert "Rollout over CNN tokens points into the object 0.51 of the time in `late`" in text
-    assert "Grad-CAM 0.10; rollout 0.63" in text
+    assert "Grad-CAM 0.10; rollout 0.63" in text and "Not yet rescored" not in text
+    assert "Not yet rescored with blank maps as misses" in findings(rows + [{**rows[0], "blank_maps": None}], 0.31)
