@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st  # noqa: E402
 
 from app.sidebar import draw_sidebar  # noqa: E402
+from app import url  # noqa: E402
 from app.ui import guarded  # noqa: E402
 
 st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
@@ -22,5 +23,7 @@ page = st.navigation([
     st.Page("pages/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ])
+guarded(url.start, "the link to this view")
 if guarded(draw_sidebar, "the sidebar"):  # every page reads the sidebar's selection
     guarded(page.run, f"the {page.title} page")
+guarded(lambda: url.write(prune=True), "the link to this view")

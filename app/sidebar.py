@@ -15,7 +15,7 @@ from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data import CLASS_NAMES
 from tokenfusion.data.images import ImageError
 
-from . import state
+from . import state, url
 from .sources import (
     CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, UploadFolder, checkpoint_dir, list_checkpoints,
     photo_image, photo_names, synthshapes_image,
@@ -27,6 +27,7 @@ __all__ = ["Selection", "draw_sidebar", "require", "selection"]
 SOURCES = ("SynthShapes", "Photo", "Upload")
 DEFAULT_MODEL = "early"
 DEFAULT_CLASS = "striped cross"
+MAX_EXAMPLE = 9999
 _SELECTION = "_selection"
 _UPLOADED_MODELS = "_uploaded_models"
 _SEEN_UPLOADS = "_seen_checkpoint_uploads"
@@ -108,7 +109,8 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
             "with `-- --checkpoints DIR`, or upload one below."
         )
         return
-    if st.session_state.get("model_name") not in names:
+    url.bind("model", "model_name", DEFAULT_MODEL if DEFAULT_MODEL in names else names[0], names)
+    if st.session_state["model_name"] not in names:  # its file went away
         st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
     name = slot.selectbox("Model", names, key="model_name", help=f"Checkpoints in {selection.folder}")
     try:
@@ -126,18 +128,24 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
 
 
 def _pick_image(selection: Selection) -> None:
+    url.bind("image", "image_source", SOURCES[0], SOURCES)
     source = st.radio("Image", SOURCES, key="image_source", horizontal=True)
     size = selection.model.config.img_size if selection.model else 48
     if source == "SynthShapes":
-        name = st.selectbox("Class", CLASS_NAMES, index=CLASS_NAMES.index(DEFAULT_CLASS), key="synth_class")
-        example = st.number_input("Example", min_value=0, max_value=9999, value=0, key="synth_example",
+        url.bind("class", "synth_class", DEFAULT_CLASS, CLASS_NAMES)
+        url.bind("example", "synth_example", 0, lambda v: isinstance(v, int) and 0 <= v <= MAX_EXAMPLE)
+        name = st.selectbox("Class", CLASS_NAMES, key="synth_class")
+        example = st.number_input("Example", min_value=0, max_value=MAX_EXAMPLE, key="synth_example",
                                   help=f"Images of the held-out SynthShapes seed {SYNTH_SEED}, never trained on.")
         selection.image = _synthshapes(int(example) * len(CLASS_NAMES) + CLASS_NAMES.index(name), size)
     elif source == "Photo":
+        url.bind("photo", "photo_name", photo_names()[0], photo_names())
         selection.image = _photo(st.selectbox("Photo", photo_names(), key="photo_name",
                                               help="Public-domain / CC0 photos, see assets/photos/LICENSE.md"))
     else:
-        upload = st.file_uploader("Upload an image", type=IMAGE_TYPES, key="image_file")
+        # Any type reaches the decoder, which says why a file is refused: a type the uploader refused in
+        # the browser (an SVG) would leave the previous file, and its error, on the page.
+        upload = st.file_uploader("Upload an image", key="image_file", help=f"One of {', '.join(IMAGE_TYPES)}.")
         if upload is None:
             selection.image_hint = "Upload an image in the sidebar (JPEG, PNG, WebP, BMP, GIF or TIFF)."
             return

@@ -4,15 +4,17 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
+from app.notices import knows_true_class, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
+from app import url
 from app.state import DEVICE, LoadedModel, ask
-from app.ui import DISPLAY_SIZE, explain_line
+from app.ui import DISPLAY_SIZE, explain_line, fragment
 from tokenfusion.data.transforms import model_view
-from tokenfusion.explain import Explainer, MethodInfo, available_methods
+from tokenfusion.explain import Explainer, MethodInfo, Prediction, available_methods
 from tokenfusion.viz import (
-    KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure, overlay_figure,
-    topk_figure,
+    KIND_COLOURS, KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure,
+    overlay_figure, overlays_figure, token_picker_figure, topk_figure,
 )
 
 HEAD_FUSIONS = ["mean", "max", "min"]
@@ -39,6 +41,7 @@ def _attention_layers(info: dict[str, MethodInfo]) -> dict[str, list[tuple[str, 
     return layers
 
 
+@fragment
 def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
     st.subheader("Where the class token looks: CNN tokens vs patch tokens")
     layers = _attention_layers(info)
@@ -52,8 +55,12 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
     depth = max(len(v) for v in layers.values())
     options: dict[str, object] = {}
     if mode == "one layer":
-        step = middle.slider("Layer", 1, depth, depth, key=f"att_layer:{key}") if depth > 1 else 1
+        step = 1
+        if depth > 1:
+            url.bind("layer", f"att_layer:{key}", depth, range(1, depth + 1))
+            step = middle.slider("Layer", 1, depth, key=f"att_layer:{key}")
         heads = ["mean", "max", "min", *range(loaded.config.num_heads)]
+        url.bind("head", f"att_head:{key}", "mean", heads)
         head = right.selectbox("Heads", heads, key=f"att_head:{key}",
                                format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
         options["head"] = head
@@ -83,8 +90,99 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
             st.plotly_chart(overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
                                            showscale=True), key=f"att_fig_{kind}", width="content")
             explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
+    url.write()  # a fragment rerun changes the view too
 
 
+def _picked(event: object) -> tuple[int, int] | None:
+    """The ``(row, column)`` of the token clicked in a :func:`token_picker_figure`, if any."""
+    points = event.selection.points if event is not None and hasattr(event, "selection") else []
+    return tuple(int(v) for v in points[0]["customdata"]) if points else None
+
+
+@fragment
+def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> None:
+    st.subheader("Token inspector: click any token to see where it looks")
+    structure = loaded.model.structure
+    layers = structure.attention_layers()
+    if not layers:
+        st.info("A CNN has no tokens and no attention: there is no token to inspect.")
+        return
+    key = loaded.name
+    left, middle, right = st.columns([2, 1, 1])
+    layer = left.select_slider("Layer", layers, value=layers[-1], key=f"tok_layer:{key}")
+    head = middle.selectbox("Heads", ["mean", "max", *range(loaded.config.num_heads)], key=f"tok_head:{key}",
+                            format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
+    kinds = list(structure.stream_of(layer).kinds)
+    kind = right.radio("Query token", kinds, key=f"tok_kind:{key}", format_func=lambda k: KIND_LABELS[k],
+                       horizontal=True)
+    grid = ask(loaded, choice, Explainer.token_grid, layer, kind).value
+    picked_key = f"tok_cell:{key}:{kind}"
+    cell = st.session_state.get(picked_key, (grid[0] // 2, grid[1] // 2))
+    cell = (min(cell[0], grid[0] - 1), min(cell[1], grid[1] - 1))
+    columns = st.columns([1, 2])
+    with columns[0]:
+        event = st.plotly_chart(
+            token_picker_figure(view, grid, colour=KIND_COLOURS[kind], selected=cell, height=300),
+            key=f"tok_picker_{kind}", on_select="rerun", selection_mode="points", width="content")
+        if (clicked := _picked(event)) is not None and clicked != cell and clicked[0] < grid[0] and clicked[1] < grid[1]:
+            st.session_state[picked_key] = cell = clicked
+        st.caption(f"{KIND_LABELS[kind].capitalize()}: click one (row, column).")
+    result = ask(loaded, choice, Explainer.token_attention, layer, kind, cell, head)
+    t = result.value
+    panels = [(f"over {KIND_LABELS[k]}", m) for k, m in t.maps.items()]
+    if t.cross is not None:
+        panels.append((f"cross-attention over CNN keys ({t.cross_layer})", t.cross))
+    with columns[1]:
+        for column, (title, heat) in zip(st.columns(len(panels)), panels):
+            column.plotly_chart(overlay_figure(view, heat, title=title, hover="weight", box=t.box,
+                                               box_size=loaded.config.img_size, height=260),
+                                key=f"tok_map_{title}", width="content")
+    where = ("its patch" if kind == "patch" else "its receptive field, measured: the pixels whose change moves it")
+    explain_line(f"Attention of the {KIND_LABELS[kind][:-1]} at row {cell[0]}, column {cell[1]} (position {t.index} "
+                 f"of the sequence) at {layer}; {t.on_class:.0%} of it goes to class tokens. Green: {where}.", result)
+
+
+@fragment
+def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -> None:
+    st.subheader("What if: remove one kind of token from layer k on")
+    structure = loaded.model.structure
+    if not structure.is_fusion:
+        st.info(f"A {loaded.config.arch} model has one kind of token only: there is no other kind to fall back on.")
+        return
+    key = loaded.name
+    left, middle, right = st.columns(3)
+    kind = left.radio("Remove", structure.token_kinds, key=f"wi_kind:{key}", horizontal=True,
+                      format_func=lambda k: KIND_LABELS[k])
+    mode = middle.radio("Replace by", ["mean", "zero"], key=f"wi_mode:{key}", horizontal=True,
+                        format_func=lambda m: "their mean" if m == "mean" else "zero")
+    places = ask(loaded, choice, Explainer.places, kind).value
+    start = right.select_slider("From", places, value=places[0], key=f"wi_from:{key}",
+                                help="Every place that reads this kind of token, in forward order; a layerwise "
+                                     "cross-attention is closed.")
+    result = ask(loaded, choice, Explainer.what_if, kind, places.index(start) + 1, mode, loaded.class_names, 5)
+    after = result.value
+    before, now = st.columns(2)
+    before.plotly_chart(topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
+    before.caption("Unchanged model.")
+    now.plotly_chart(topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
+    now.caption(f"{KIND_LABELS[kind].capitalize()} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
+                f"{', '.join(after.places)}.")
+    if after.fusion.layers:
+        now.plotly_chart(attention_share_figure(after.fusion), key="wi_shares")
+    maps = [(f"rollout over {KIND_LABELS[k]}, after", e.map) for k, e in after.maps.items()]
+    if maps:
+        st.plotly_chart(overlays_figure(_view(loaded, choice), maps, columns=len(maps), hover="rollout",
+                                        panel_height=200), key="wi_maps", width="content")
+    explain_line(f"Prediction, attention shares and rollout with the {KIND_LABELS[kind]} gone: "
+                 f"'{prediction.names[0]}' {prediction.probabilities[0]:.0%} becomes "
+                 f"'{after.prediction.names[0]}' {after.prediction.probabilities[0]:.0%}.", result)
+
+
+def _view(loaded: LoadedModel, choice: ImageChoice) -> Image.Image:
+    return model_view(choice.image, loaded.config, DISPLAY_SIZE)
+
+
+@fragment
 def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
     st.subheader("Fusion weights: how much of each kind of token the model uses")
     if not loaded.model.structure.is_fusion:
@@ -107,6 +205,7 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
                  "CNN share per head (right).", result)
 
 
+@fragment
 def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
     st.subheader("Grad-CAM and attribution gallery")
     names = [m.name for m in info.values() if m.family in ("cam", "attribution")]
@@ -114,8 +213,8 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     left, right = st.columns([2, 1])
     cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
     default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
-    chosen = left.multiselect("Methods", names, default=default,
-                              key=f"gallery_methods:{loaded.name}",
+    url.bind("methods", f"gallery_methods:{loaded.name}", default, names)
+    chosen = left.multiselect("Methods", names, key=f"gallery_methods:{loaded.name}",
                               help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
     targets = list(cams[0].targets) if cams else []
     target = right.selectbox("CAM layer", targets, index=targets.index(cams[0].default) if cams else 0,
@@ -132,6 +231,7 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"
             blank = " The map is blank: this layer does not move the score." if e.blank else ""
             explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
+    url.write()
 
 
 def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
@@ -166,15 +266,16 @@ def explore() -> None:
     left, right = st.columns([1, 2])
     left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
     with right:
+        show_out_of_distribution(loaded, choice, st)  # before the chart it qualifies
         with st.spinner("Running the model…"):
             prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=5)
-        st.plotly_chart(topk_figure(prediction.value, true_class=choice.true_class), key="topk_fig")
-        truth = " The true class is green." if choice.true_class else ""
-        explain_line(f"The five most probable classes and their softmax probability.{truth}", prediction)
-        if choice.true_class is None and loaded.checkpoint.training.get("dataset") == "synthshapes":
-            st.caption("This model has only ever seen SynthShapes: on this image its prediction is out of "
-                       "distribution, and the maps below show what it latches onto.")
+        truth = choice.true_class if knows_true_class(loaded, choice) else None
+        st.plotly_chart(topk_figure(prediction.value, true_class=truth), key="topk_fig")
+        explain_line("The five most probable classes and their softmax probability."
+                     + (" The true class is green." if truth else ""), prediction)
     _attention(loaded, choice, info, view)
+    _inspector(loaded, choice, view)
+    _what_if(loaded, choice, prediction.value)
     _fusion(loaded, choice)
     _gallery(loaded, choice, info, view)
     _ablation(loaded, choice, prediction.value.names[0])

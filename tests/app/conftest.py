@@ -56,10 +56,14 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def app(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
-    """``app(folder=None)``: the app, run once, on ``checkpoint_dir`` (or ``folder``)."""
+    """``app(folder=None, query=None)``: the app, run once, on ``checkpoint_dir`` (or ``folder``),
+    opened with the URL query ``query`` (``{"model": "late"}``)."""
 
-    def start(folder: Path | None = None) -> AppTest:
+    def start(folder: Path | None = None, query: dict[str, str | list[str]] | None = None) -> AppTest:
         monkeypatch.setenv("TOKENFUSION_CHECKPOINTS", str(folder or checkpoint_dir))
-        return AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+        for name, value in (query or {}).items():
+            at.query_params[name] = value
+        return at.run()
 
     return start

@@ -5,13 +5,16 @@ import pytest
 
 from .helpers import chart_titles, charts, no_exception, texts
 
-# charts per strategy: top-k + attention (per kind) + fusion + gallery (3 defaults) + ablation
+# charts per strategy: top-k + attention (per kind) + token inspector (picker + its maps) + what-if (before,
+# after, shares after, rollout after) + fusion + gallery (3 defaults) + ablation
 EXPECTED = {
-    "cnn": dict(charts=1 + 0 + 0 + 3 + 0, infos=["A CNN has no tokens", "one kind of token", "one branch only"]),
-    "vit": dict(charts=1 + 1 + 0 + 3 + 0, infos=["no CNN tokens", "one kind of token", "one branch only"]),
-    "late": dict(charts=1 + 2 + 2 + 3 + 1, infos=[]),
-    "early": dict(charts=1 + 2 + 2 + 3 + 1, infos=[]),
-    "layerwise": dict(charts=1 + 2 + 1 + 3 + 1, infos=[]),
+    "cnn": dict(charts=1 + 0 + 0 + 0 + 0 + 3 + 0,
+                infos=["A CNN has no tokens", "no token to inspect", "one kind of token", "one branch only"]),
+    "vit": dict(charts=1 + 1 + 2 + 0 + 0 + 3 + 0,
+                infos=["no CNN tokens", "no other kind to fall back on", "one kind of token", "one branch only"]),
+    "late": dict(charts=1 + 2 + 3 + 4 + 2 + 3 + 1, infos=[]),
+    "early": dict(charts=1 + 2 + 3 + 4 + 2 + 3 + 1, infos=[]),
+    "layerwise": dict(charts=1 + 2 + 3 + 3 + 1 + 3 + 1, infos=[]),
 }
 
 
@@ -27,7 +30,9 @@ def test_opens_on_a_synthshapes_sample_with_every_view(app) -> None:
                   "Attention of the class token over patch tokens", "Share of attention", "gradcam at trunk.",
                   "layercam at", "integrated_gradients on the pixels", "Change of the"):
         assert any(c.startswith(start) and "Computed in" in c for c in captions), (start, captions)
-    assert [s.value for s in at.subheader][:2] == ["Where the class token looks: CNN tokens vs patch tokens",
+    assert [s.value for s in at.subheader][:4] == ["Where the class token looks: CNN tokens vs patch tokens",
+                                                  "Token inspector: click any token to see where it looks",
+                                                  "What if: remove one kind of token from layer k on",
                                                   "Fusion weights: how much of each kind of token the model uses"]
 
 

@@ -20,6 +20,9 @@ from tests.data.test_images import huge_png_header
 from tokenfusion.models import ARCHITECTURES, create
 
 from .helpers import charts, no_exception, png, texts
+from .test_explore import EXPECTED
+
+EXPLORE_CHARTS = EXPECTED["early"]["charts"]  # every view of Explore on the default model
 
 
 def upload_image(at, name: str, data: bytes):
@@ -82,7 +85,7 @@ def test_good_uploads_are_explored(app, name: str, data: bytes, note: str | None
     assert any(f"upload {name}" in c for c in texts(at.sidebar.caption))
     if note:
         assert any(note in c for c in texts(at.sidebar.caption))
-    assert len(charts(at)) == 9
+    assert len(charts(at)) == EXPLORE_CHARTS
 
 
 @pytest.mark.parametrize(("name", "data", "message"), [
@@ -104,7 +107,7 @@ def test_bad_uploads_say_why_and_the_app_keeps_serving(app, name: str, data: byt
     at.switch_page("pages/explore.py").run()
     at.sidebar.radio(key="image_source").set_value("SynthShapes").run()  # and the next request works
     no_exception(at)
-    assert not at.error and len(charts(at)) == 9
+    assert not at.error and len(charts(at)) == EXPLORE_CHARTS
 
 
 @pytest.mark.parametrize("photo", ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"])
@@ -114,7 +117,7 @@ def test_shipped_photos(app, photo: str) -> None:
     at.sidebar.selectbox(key="photo_name").set_value(photo).run()
     no_exception(at)
     assert any(f"photo {photo}" in c for c in texts(at.sidebar.caption))
-    assert len(charts(at)) == 9
+    assert len(charts(at)) == EXPLORE_CHARTS
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def test_bad_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, checkpoin
     errors = texts(at.sidebar.error)
     assert len(errors) == 1 and message in errors[0], errors
     assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
-    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == 9
+    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == EXPLORE_CHARTS
     assert not SENTINEL.exists()  # nothing in the file was ever run
 
 
@@ -242,7 +245,7 @@ def test_malformed_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, che
     errors = texts(at.sidebar.error)
     assert len(errors) == 1 and errors[0].startswith("odd.pt") and message in errors[0], errors
     assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
-    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == 9
+    assert texts(at.title) == ["Explore · early"] and len(charts(at)) == EXPLORE_CHARTS
 
 
 def test_an_unexpected_error_in_a_page_is_a_plain_message_and_the_app_keeps_serving(app, monkeypatch) -> None:
@@ -263,7 +266,7 @@ def test_an_unexpected_error_in_a_page_is_a_plain_message_and_the_app_keeps_serv
     monkeypatch.undo()
     at.run()  # the next run draws the page again
     no_exception(at)
-    assert not at.error and len(charts(at)) == 9
+    assert not at.error and len(charts(at)) == EXPLORE_CHARTS
 
 
 def test_an_unexpected_error_while_loading_a_model_is_reported_with_details(app, checkpoint_dir: Path,

@@ -25,8 +25,9 @@ from .metrics import Curve, Randomisation, deletion_curve, insertion_curve, rand
 from .prediction import Prediction, top_k
 from .registry import ATTRIBUTIONS, MethodInfo, available_methods, resolve
 from .result import Explanation
+from .tokens import TokenAttention, token_attention
 
-__all__ = ["Explainer", "Faithfulness", "Inside", "explain"]
+__all__ = ["Explainer", "Faithfulness", "Inside", "WhatIf", "explain"]
 
 
 @dataclass
@@ -48,6 +49,22 @@ class Inside:
     sequences: list[dict[str, str | int]]
     rollout: dict[str, list[tuple[str, Tensor]]]
     channels: list[tuple[int, Tensor]]
+
+
+@dataclass
+class WhatIf:
+    """The model run again with ``kind`` tokens replaced by their ``mode`` (mean or zero) at every
+    place that reads them from ``from_layer`` on (1-based, ``places`` names them; a ``layerwise``
+    cross-attention is closed): its top-k ``prediction``, its ``fusion`` weights and its rollout
+    ``maps`` per kind, to set beside the unchanged ones."""
+
+    kind: str
+    from_layer: int
+    mode: str
+    places: list[str]
+    prediction: Prediction
+    fusion: FusionWeights
+    maps: dict[str, Explanation]
 
 
 class Explainer:
@@ -127,6 +144,40 @@ class Explainer:
             return Explainer(model, image).explain(method, layer, reference.target, kind=kind)
 
         return randomisation_check(self.model, self.x, again, steps=steps, reference=reference)
+
+    def token_attention(
+        self, layer: str, kind: str, cell: tuple[int, int], head: int | str | None = "mean"
+    ) -> TokenAttention:
+        """Where the ``kind`` token at grid ``cell`` looks at ``layer``, and where it sits in the image."""
+        return token_attention(self.model, self.x, self.trace, layer, kind, cell, head)
+
+    def token_grid(self, layer: str, kind: str) -> tuple[int, int]:
+        """The ``(h, w)`` grid of ``kind`` tokens in the sequence of ``layer``."""
+        return self.trace.layouts[layer].grid(kind)
+
+    def places(self, kind: str) -> list[str]:
+        """The modules that read ``kind`` tokens, in forward order: what :meth:`what_if` can remove."""
+        from ..analysis.ablation import ablation_sites  # the analysis package builds on this one
+
+        return [name for name, _ in ablation_sites(self.model.structure, kind)]
+
+    def what_if(self, kind: str, from_layer: int = 1, mode: str = "mean", class_names: list[str] | None = None,
+                k: int = 5) -> WhatIf:
+        """Remove ``kind`` tokens (replace them by their ``mode``) from place ``from_layer`` on and run
+        the traced forward again: prediction, fusion weights and rollout maps with the tokens gone."""
+        from ..analysis.ablation import ablate_from
+
+        places = self.places(kind)
+        with ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):
+            logits, trace = traced(self.model, self.x)
+        names = class_names or [str(i) for i in range(logits.shape[-1])]
+        maps = {}
+        for info_kind in self.model.structure.token_kinds:
+            if ("rollout" in self.methods and (None, info_kind) in self.methods["rollout"].targets):
+                maps[info_kind] = attention.attention_rollout(self.model, self.x, info_kind, trace=trace,
+                                                              logits=logits)
+        return WhatIf(kind, from_layer, mode, places[from_layer - 1:], top_k(logits, names, k),
+                      fusion_weights_of(trace), maps)
 
     def inside(self, channels: int = 6) -> Inside:
         """The anatomy of this forward (for the Learn page and notebook 01)."""

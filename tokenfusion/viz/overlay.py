@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .style import MAP_COLOURSCALE, OUTLINE_COLOUR, as_array, compact
 
-__all__ = ["grid_figure", "overlay_figure", "overlays_figure", "pixels_figure", "token_grid_figure"]
+__all__ = ["grid_figure", "overlay_figure", "token_picker_figure", "overlays_figure", "pixels_figure", "token_grid_figure"]
 
 
 def _image_axes(fig: go.Figure) -> None:
@@ -34,11 +34,14 @@ def _heat(picture: np.ndarray, heat: np.ndarray, opacity: float, hover: str, sho
 def overlay_figure(
     image: Image.Image | np.ndarray, heat: Tensor | np.ndarray, *, title: str | None = None, opacity: float = 0.55,
     hover: str = "value", showscale: bool = False, zmin: float | None = None, zmax: float | None = None,
-    outline: Tensor | np.ndarray | None = None, height: int = 300,
+    outline: Tensor | np.ndarray | None = None, box: tuple[float, float, float, float] | None = None,
+    box_size: int | None = None, height: int = 300,
 ) -> go.Figure:
     """``heat`` ``(h, w)`` (a token grid or a full-resolution map) laid over ``image``; each cell of
     the grid covers its own block of pixels, so token maps show their tokens as squares.
-    ``outline``, a bool mask of any resolution over the same extent, is drawn as a green contour.
+    ``outline``, a bool mask of any resolution over the same extent, is drawn as a green contour;
+    ``box`` ``(left, top, right, bottom)``, in pixels of an input ``box_size`` px wide (default: the
+    image's), as a green rectangle.
     The figure is as wide as the image is tall (plus the colour bar), so it sits beside its neighbours."""
     picture = np.asarray(image)
     fig = go.Figure([go.Image(z=picture, hoverinfo="skip"),
@@ -51,6 +54,10 @@ def overlay_figure(
             contours=dict(start=0.5, end=0.5, coloring="lines"), line=dict(width=2),
             colorscale=[[0, OUTLINE_COLOUR], [1, OUTLINE_COLOUR]], showscale=False, hoverinfo="skip",
         ))
+    if box is not None:
+        scale = picture.shape[1] / (box_size or picture.shape[1])
+        left, top, right, bottom = (v * scale - 0.5 for v in box)
+        fig.add_shape(type="rect", x0=left, y0=top, x1=right, y1=bottom, line=dict(color=OUTLINE_COLOUR, width=3))
     _image_axes(fig)
     return compact(fig, height, title, width=_square_width(height, title, showscale))
 
@@ -100,6 +107,32 @@ def token_grid_figure(
         y = j * height_px / h - 0.5
         fig.add_shape(type="line", x0=-0.5, x1=width_px - 0.5, y0=y, y1=y, line=line)
     _image_axes(fig)
+    return compact(fig, height, title, width=_square_width(height, title, False))
+
+
+def token_picker_figure(
+    image: Image.Image | np.ndarray, grid: tuple[int, int], *, colour: str, selected: tuple[int, int] | None = None,
+    title: str | None = None, height: int = 300,
+) -> go.Figure:
+    """``image`` with one clickable marker at the centre of each cell of ``grid`` ``(h, w)``, point
+    ``i`` being cell ``divmod(i, w)``; the ``selected`` cell is drawn larger. For
+    ``st.plotly_chart(..., on_select="rerun", selection_mode="points")``."""
+    picture = np.asarray(image)
+    height_px, width_px = picture.shape[:2]
+    h, w = grid
+    rows, cols = np.divmod(np.arange(h * w), w)
+    sizes = np.full(h * w, 9)
+    if selected is not None:
+        sizes[selected[0] * w + selected[1]] = 18
+    fig = go.Figure([
+        go.Image(z=picture, hoverinfo="skip"),
+        go.Scatter(x=(cols + 0.5) * width_px / w - 0.5, y=(rows + 0.5) * height_px / h - 0.5, mode="markers",
+                   marker=dict(size=sizes, color=colour, line=dict(color="white", width=1)),
+                   customdata=np.stack([rows, cols], 1), showlegend=False,
+                   hovertemplate="row %{customdata[0]}, column %{customdata[1]}<extra>click to inspect</extra>"),
+    ])
+    _image_axes(fig)
+    fig.update_layout(clickmode="event+select", dragmode=False)
     return compact(fig, height, title, width=_square_width(height, title, False))
 
 
