@@ -9,6 +9,7 @@ Playwright fails the test; elsewhere it is skipped.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,14 @@ def chart_titles(page: Page) -> list[str]:
     return page.locator(".js-plotly-plot .gtitle").all_text_contents()
 
 
+def start_if_asked(page: Page) -> None:
+    """Click the start button of work estimated above a few seconds, when the page shows one."""
+    button = page.get_by_role("button", name=re.compile(r"^Start \("))
+    if button.count():
+        button.first.click()
+        settle(page)
+
+
 def go_to(page: Page, name: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text=PAGES[name]).first.click()
     page.wait_for_function(f"document.querySelector('h1') && document.querySelector('h1').innerText.startsWith("
@@ -154,6 +163,7 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
 
     for name in ("compare", "learn", "faithfulness", "model_card"):
         go_to(page, name)
+        start_if_asked(page)
         no_exception(page)
         wait_for_count(page, PLOT, 1)
         if name == "learn":  # Graphviz draws its svg in the browser, after the run has ended
@@ -189,3 +199,12 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
     settle(page)
     no_exception(page)
     assert "truncated" in page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+
+    page.get_by_role("radiogroup", name="Image").get_by_text("Photo", exact=True).click()
+    page.wait_for_selector("text=photo ")
+    settle(page)
+    no_exception(page)
+    wait_for_count(page, PLOT, 1)
+    notice = page.locator('[data-testid="stAlert"]', has_text="Out of distribution").first
+    assert "knows its 12 synthetic classes" in notice.inner_text()
+    assert notice.bounding_box()["y"] < page.locator(PLOT).first.bounding_box()["y"]  # said before the prediction
