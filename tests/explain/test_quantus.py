@@ -98,6 +98,13 @@ class _Linear(nn.Linear):
     reset_parameters = _Conv.reset_parameters
 
 
+class _Net(nn.Sequential):
+    """A plain stack that declares its parts as the library's models do."""
+
+    def parts_in_forward_order(self) -> list[str]:
+        return [name for name, child in self.named_children() if any(True for _ in child.parameters())]
+
+
 def _saliency(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
     """Gradient x input of the target logit, summed over channels: ``(B, H, W)``."""
     x = x.clone().requires_grad_(True)
@@ -107,7 +114,7 @@ def _saliency(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
 
 def test_randomisation_cascade_matches_quantus_mprt():
     torch.manual_seed(0)
-    model = nn.Sequential(_Conv(3, 4, 3, padding=1), nn.ReLU(), _Conv(4, 4, 3, padding=1), nn.ReLU(),
+    model = _Net(_Conv(3, 4, 3, padding=1), nn.ReLU(), _Conv(4, 4, 3, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), _Linear(4, 3)).eval()
     with torch.no_grad():  # "trained" weights, unlike any re-initialisation
         for p in model.parameters():
