@@ -156,3 +156,28 @@ def test_a_model_that_cannot_predict_the_true_class_is_neither_right_nor_wrong(a
     no_exception(at)
     assert any("cannot predict 'striped cross'" in i for i in texts(at.info)) and not at.metric
     assert any("Not one of this model's classes" in w for w in texts(at.warning))
+
+
+def test_a_blank_map_is_left_out_of_the_agreement_and_named(app, tmp_path) -> None:
+    import torch
+
+    from tokenfusion.checkpoint import save_checkpoint
+    from tokenfusion.data import CLASS_NAMES
+    from tokenfusion.models import create
+
+    for seed, name in enumerate(("one", "two", "flat")):
+        torch.manual_seed(seed)
+        model = create("early", "tiny")
+        if name == "flat":  # a zero head: every logit 0, no gradient, a blank Grad-CAM
+            head = next(m for m in model.modules()
+                        if isinstance(m, torch.nn.Linear) and m.out_features == len(CLASS_NAMES))
+            torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
+        save_checkpoint(tmp_path / f"{name}.pt", model, class_names=list(CLASS_NAMES),
+                        training=dict(dataset="synthshapes"))
+    at = started(app(tmp_path).switch_page("pages/compare.py").run())
+    started(at.radio(key="compare_method").set_value("gradcam").run())
+    no_exception(at)
+    captions = texts(at.caption)
+    assert any(c.startswith("gradcam") and c.endswith("blank map") for c in captions)
+    assert any("Left out: flat, whose map is blank" in c for c in captions)
+    assert len(charts(at)) == 3 + 2  # three maps; two agreement matrices over the two that are not blank
