@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -33,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train.data import build_datasets, build_loaders  # noqa: E402
 from train.engine import apply_preset, get_args_parser  # noqa: E402
 from train.presets import resolve_preset  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPU_PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16
@@ -48,15 +47,6 @@ def default_peak(device: torch.device, threads: int) -> tuple[float, str]:
     peak = threads * 2 * 2 * lanes * CPU_ASSUMED_GHZ * 1e9 / 1e12
     return peak, (f"default: FP32 vector peak, {threads} threads x 2 FMA units x 2 FLOP x {lanes} lanes "
                   f"x {CPU_ASSUMED_GHZ} GHz (assumed clock)")
-
-
-def _commit() -> str | None:
-    """The repository's HEAD commit, None outside a git checkout."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def images_per_second(arch: str, size: str, batch: int, steps: int, device: torch.device, bf16: bool,
@@ -133,6 +123,7 @@ def main(argv: list[str] | None = None) -> Path:
         peak_tflops, peak_source = default_peak(device, torch.get_num_threads())
     else:
         peak_tflops, peak_source = args.peak_tflops, "--peak-tflops"
+    where = provenance(torch.get_num_threads())  # taken before the measurement, as the docs quote it
     rows = []
     for arch in args.arch:
         ips = images_per_second(arch, size, args.batch_size, args.steps, device, bf16=amp, channels_last=channels_last,
@@ -155,12 +146,10 @@ def main(argv: list[str] | None = None) -> Path:
     out = args.out or RESULTS / ("train_gpu.json" if on_gpu else "train_cpu.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "command": " ".join(["python", "bench/bench_train.py", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
+        "command": " ".join(["python", "bench/bench_train.py", *(sys.argv[1:] if argv is None else argv)]), **where,
         "torch": str(torch.__version__), "device": torch.cuda.get_device_name() if on_gpu else f"cpu x{os.cpu_count()}",
-        "threads": torch.get_num_threads(), "batch_size": args.batch_size, "amp_bf16": amp,
-        "channels_last": channels_last, "compile": args.compile, "peak_tflops": peak_tflops, "peak_source": peak_source,
-        "load_average": os.getloadavg(), "rows": rows, "loader_images_per_s": loader,
+        "batch_size": args.batch_size, "amp_bf16": amp, "channels_last": channels_last, "compile": args.compile,
+        "peak_tflops": peak_tflops, "peak_source": peak_source, "rows": rows, "loader_images_per_s": loader,
     }, indent=2))
     print(f"wrote {out}")
     return out
