@@ -23,7 +23,7 @@ def forward_cost(loaded: LoadedModel) -> ForwardCost:
         return measure_forward(model)
 
 
-def may_start(request: tuple, seconds: float, what: str, where=st) -> bool:
+def may_start(request: tuple, seconds: float, what: str) -> bool:
     """True when the work named by ``request`` (a hashable description: model, image, method...)
     is quick (estimated ``seconds`` at most :data:`SLOW_SECONDS`) or was started before in this
     session (its results are cached); otherwise shows ``what`` with its estimated time and a button,
@@ -31,9 +31,9 @@ def may_start(request: tuple, seconds: float, what: str, where=st) -> bool:
     started = st.session_state.setdefault(_STARTED, set())
     if seconds <= SLOW_SECONDS or request in started:
         return True
-    where.info(f"{what} takes about {duration(seconds)} on this machine (estimated from the measured time of "
+    st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from the measured time of "
                "one forward pass times the passes it needs).", icon=":material/schedule:")
-    if where.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
+    if st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
         started.add(request)
         return True
     return False

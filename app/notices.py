@@ -2,6 +2,7 @@
 distribution, a true class the model cannot predict, and each map's scores against the masks."""
 from __future__ import annotations
 
+import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from tokenfusion.explain import MapScore
@@ -37,12 +38,12 @@ def out_of_distribution(loaded: LoadedModel, choice: ImageChoice) -> str | None:
     return None
 
 
-def show_out_of_distribution(loaded: LoadedModel, choice: ImageChoice, where: DeltaGenerator) -> bool:
-    """Draw :func:`out_of_distribution`'s warning in ``where`` (a page, a column), before the
-    prediction it qualifies. True when there was one to draw."""
+def show_out_of_distribution(loaded: LoadedModel, choice: ImageChoice, where: DeltaGenerator | None = None) -> bool:
+    """Draw :func:`out_of_distribution`'s warning in ``where`` (a column; default: the page), before
+    the prediction it qualifies. True when there was one to draw."""
     message = out_of_distribution(loaded, choice)
     if message is not None:
-        where.warning(message, icon=":material/help:")
+        (where or st).warning(message, icon=":material/help:")
     return message is not None
 
 

@@ -57,8 +57,9 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
         name, probability = ask(loaded, choice, Explainer.predict, loaded.class_names, k=3).value.top
         row = {"model": loaded.name, "strategy": loaded.config.arch, "prediction": name,
                "probability": f"{probability:.1%}"}
-        if judged:
-            row["correct"] = ("yes" if name == choice.true_class else "no") if knows_true_class(loaded, choice) else "—"
+        if judged:  # "—": this model cannot predict the image's class
+            right = "yes" if name == choice.true_class else "no"
+            row["correct"] = right if knows_true_class(loaded, choice) else "—"
         if strange:
             row["out of distribution"] = "yes" if loaded.name in strange else "no"
         rows.append(row)

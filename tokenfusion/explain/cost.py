@@ -60,10 +60,13 @@ class Passes:
 
 
 def _median_seconds(model: TokenFusionModel, x: torch.Tensor, repeats: int) -> float:
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)  # a GPU returns before it has finished
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         model(x)
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
