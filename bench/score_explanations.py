@@ -10,9 +10,10 @@ seeds) and records: pointing game (a blank map is a miss) and energy inside the 
 number of blank maps, deletion and insertion AUC (target probability, ``--steps`` steps,
 ``--baseline``), the mean Spearman correlation of the cascading randomisation check (lower is
 better) over those of the first ``--random-images`` images whose trained map is not blank (a
-constant map has no ranks to correlate), and milliseconds per explanation. The JSON file also holds the command, date, commit, threads and
-load average; ``python -m train.report`` puts :func:`summary_table` and :func:`target_checks` of
-the files into the README.
+constant map has no ranks to correlate), and milliseconds per explanation. The JSON file also
+holds the command, date, commit, threads and load average; ``python -m train.report`` puts
+:func:`summary_table`, :func:`target_checks`, :func:`findings` and :func:`before_after` of the
+files into the README.
 """
 from __future__ import annotations
 
@@ -252,13 +253,14 @@ def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> s
              < 1e-9]
     fell = [r for r in fresh if r["pointing_game"] < old[_key(r)]["pointing_game"]]
     text = (f"\n\nOver all {len(fresh)} method/layer rows scored both times, the pointing game fell in {len(fell)}; "
-            f"in {len(exact)} of the {len(fresh)} the fall is exactly the share of blank maps (the maps themselves "
-            "did not change)")
+            f"in {len(exact)} of the {len(fresh)} it moved by exactly the share of blank maps, as it does when only "
+            "the rule changed")
     odd = [r for r in fresh if r not in exact]
     if odd:
-        text += ("; not in " + "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} "
-                                          f"({old[_key(r)]['pointing_game']:.3f} to {r['pointing_game']:.3f}, "
-                                          f"{r['blank_maps']} blank)" for r in odd))
+        text += ("; the others moved by something else, so some of their maps differ between the two runs: " +
+                 "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} "
+                           f"({old[_key(r)]['pointing_game']:.3f} to {r['pointing_game']:.3f}, {r['blank_maps']} blank)"
+                           for r in odd))
     text += "."
     if stale:
         text += f" Not rescored yet, so not in this table: {', '.join(f'`{a}`' for a in stale)}."
@@ -269,6 +271,10 @@ def _span(values: list[float]) -> str:
     """``lo-hi`` of ``values`` at two decimals, one figure when they round alike."""
     lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
     return lo if lo == hi else f"{lo} to {hi}" if min(values) < 0 else f"{lo}-{hi}"
+
+
+def _count_span(counts: list[int]) -> str:
+    return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def _where(rows: list[dict[str, Any]], key: str) -> str:
@@ -292,9 +298,9 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
                    f"hits and their randomisation ρ averages them in: {', '.join(f'`{a}`' for a in stale)}.")
     default = _default_rows(rows, "gradcam")
     met = [r for r in default if r["pointing_game"] >= 0.9]
+    default = sorted(default, key=lambda r: ARCHITECTURES.index(r["arch"]))
     out.append(f"- Grad-CAM at its default layer meets the pointing-game target (>= 0.90) on {len(met)} of "
-               f"{len(default)} models: " + ", ".join(f"`{r['arch']}` {r['pointing_game']:.2f}" for r in
-                                                    sorted(default, key=lambda r: ARCHITECTURES.index(r["arch"]))) + ".")
+               f"{len(default)} models: " + ", ".join(f"`{r['arch']}` {r['pointing_game']:.2f}" for r in default) + ".")
     cams = pick("gradcam", t=transformer)
     if cams:
         blank = [r["blank_maps"] for r in cams if r.get("blank_maps") is not None]
@@ -303,7 +309,7 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
         line = (f"- Where the decision passes through a transformer, Grad-CAM on the trunk or on token layers points "
                 f"into the object {_span([r['pointing_game'] for r in cams])} of the time")
         if blank:
-            line += f"; its map is blank on {min(blank)}-{max(blank)} of the {cams[0]['images']} images per row"
+            line += f"; its map is blank on {_count_span(blank)} of the {cams[0]['images']} images per row"
         if below:
             line += f"; below chance ({chance:.2f}) on " + _where(below, "pointing_game")
         line += f". {len(worse)} of these {len(cams)} maps have insertion AUC below deletion."
@@ -326,7 +332,8 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
             line += "; the class token's last attention over CNN tokens: " + ", ".join(
                 f"{r['pointing_game']:.2f} in `{r['arch']}` (`{r['layer']}`)" for r in attention_cnn)
         if rollout_patch:
-            line += (f". Rollout over patch tokens in the fusion models: {_span([r['pointing_game'] for r in rollout_patch])}"
+            line += (". Rollout over patch tokens in the fusion models: "
+                     f"{_span([r['pointing_game'] for r in rollout_patch])}"
                      f" (chance {chance:.2f})")
         if rollout_vit:
             line += f"; in the `vit`, {rollout_vit[0]['pointing_game']:.2f}"
@@ -350,7 +357,7 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
                 "re-initialised from the head down (lower: the map depends more on the weights): " +
                 "; ".join(f"{name} {_span(values)}" for name, values in groups))
         if used:
-            line += (f". Blank maps are left out of the check: a row averages {min(used)}-{max(used)} of the first "
+            line += (f". Blank maps are left out of the check: a row averages {_count_span(used)} of the first "
                      "images")
         out.append(line + ".")
     return "\n".join(out) + "\n"
@@ -397,7 +404,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
     p.add_argument("--baseline", choices=["blur", "mean"], default="blur", help="deletion/insertion baseline")
     p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
-    p.add_argument("--random-images", type=int, default=20, help="first images that get the randomisation check (blank maps skipped)")
+    p.add_argument("--random-images", type=int, default=20,
+                   help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p

@@ -99,8 +99,9 @@ def test_before_after_checks_each_fall_against_the_blank_maps():
     assert "| `late` | gradcam | CNN feature map | 0.50 | 0.40 | 1/10 |" in text
     assert "| `late` | gradcam | patch tokens, `fusion_blocks.0.norm1` | 0.70 | 0.10 | 5/10 |" in text
     # 0.7 - 0.1 is not 5 blank maps of 10: the maps changed, and the text says where.
-    assert "fell in 2; in 1 of the 2 the fall is exactly the share of blank maps" in text
-    assert "not in `late` gradcam on patch tokens, `fusion_blocks.0.norm1` (0.700 to 0.100, 5 blank)" in text
+    assert "fell in 2; in 1 of the 2 it moved by exactly the share of blank maps" in text
+    assert "differ between the two runs: `late` gradcam on patch tokens, `fusion_blocks.0.norm1` (0.700 to 0.100, " \
+           "5 blank)" in text
     assert "Not rescored yet, so not in this table: `cnn`." in text
 
 
