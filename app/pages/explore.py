@@ -93,10 +93,12 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
     url.write()  # a fragment rerun changes the view too
 
 
-def _picked(event: object) -> tuple[int, int] | None:
-    """The ``(row, column)`` of the token clicked in a :func:`token_picker_figure`, if any."""
+def _picked(event: object, grid: tuple[int, int]) -> tuple[int, int] | None:
+    """The ``(row, column)`` of the token clicked in a :func:`token_picker_figure` of ``grid``, if any
+    (its point ``i`` is cell ``divmod(i, w)``)."""
     points = event.selection.points if event is not None and hasattr(event, "selection") else []
-    return tuple(int(v) for v in points[0]["customdata"]) if points else None
+    index = points[0].get("point_index") if points else None
+    return divmod(int(index), grid[1]) if index is not None and 0 <= index < grid[0] * grid[1] else None
 
 
 @fragment
@@ -123,10 +125,11 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
     with columns[0]:
         event = st.plotly_chart(
             token_picker_figure(view, grid, colour=KIND_COLOURS[kind], selected=cell, height=300),
-            key=f"tok_picker_{kind}", on_select="rerun", selection_mode="points", width="content")
-        if (clicked := _picked(event)) is not None and clicked != cell and clicked[0] < grid[0] and clicked[1] < grid[1]:
-            st.session_state[picked_key] = cell = clicked
-        st.caption(f"{KIND_LABELS[kind].capitalize()}: click one (row, column).")
+            key=f"tok_picker:{kind}:{cell}", on_select="rerun", selection_mode="points", width="content")
+        if (clicked := _picked(event, grid)) is not None and clicked != cell:
+            st.session_state[picked_key] = clicked
+            st.rerun(scope="fragment")  # redraw with the new token, on a picker with no selection left
+        st.caption(f"{KIND_LABELS[kind][0].upper()}{KIND_LABELS[kind][1:]}: click one to inspect it.")
     result = ask(loaded, choice, Explainer.token_attention, layer, kind, cell, head)
     t = result.value
     panels = [(f"over {KIND_LABELS[k]}", m) for k, m in t.maps.items()]

@@ -208,3 +208,73 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
     notice = page.locator('[data-testid="stAlert"]', has_text="Out of distribution").first
     assert "knows its 12 synthetic classes" in notice.inner_text()
     assert notice.bounding_box()["y"] < page.locator(PLOT).first.bounding_box()["y"]  # said before the prediction
+
+
+# --- Explore as an instrument ------------------------------------------------------------------------
+
+def _caption(page: Page, start: str) -> str:
+    texts = [t for t in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts() if t.startswith(start)]
+    assert texts, f"no caption starting with {start!r}"
+    return texts[0]
+
+
+def _open(page: Page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("h1")
+    settle(page)
+    no_exception(page)
+
+
+def test_clicking_a_token_shows_where_it_looks(diagnosed: Page, server: str) -> None:
+    page = diagnosed
+    _open(page, server)
+    assert "row 3, column 3" in _caption(page, "Attention of the CNN token")  # the grid's centre to start
+    picker = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".scatterlayer .point")).first
+    picker.scroll_into_view_if_needed()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    shows = ("(cell) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+             ".some(c => c.innerText.startsWith('Attention of the CNN token at ' + cell))")
+    for index, cell in ((35, "row 5, column 5"), (8, "row 1, column 2")):  # point i is cell divmod(i, 6)
+        point = picker.locator(".scatterlayer .point").nth(index)
+        for attempt in range(3):  # a click that lands while plotly is still wiring the chart is lost
+            point.click(force=True)
+            try:
+                page.wait_for_function(shows, arg=cell, timeout=60_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+        settle(page)
+        no_exception(page)
+    assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 1, column 2")
+
+
+def _prediction_change(page: Page) -> tuple[str, str]:
+    caption = _caption(page, "Prediction, attention shares and rollout")
+    before, after = re.findall(r"'[^']+' \d+%", caption)[:2]
+    return before, after
+
+
+def test_removing_cnn_tokens_moves_the_prediction(diagnosed: Page, server: str) -> None:
+    page = diagnosed
+    _open(page, server)
+    before, after = _prediction_change(page)  # from the first place on, by default
+    assert before != after
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="From").get_by_role("slider")
+    thumb.focus()
+    thumb.press("End")  # remove them from the last place only
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                           ".some(c => c.innerText.includes('replaced by their mean at blocks.3.'))")
+    settle(page)
+    no_exception(page)
+    assert _prediction_change(page)[1] != after
+
+
+def test_a_link_opens_the_view_it_names(diagnosed: Page, server: str) -> None:
+    page = diagnosed
+    _open(page, f"{server}/?model=late&layer=2&head=1")
+    assert page.locator("h1").first.inner_text() == "Explore · late"
+    layer = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").first
+    assert layer.locator('[data-testid="stSliderThumbValue"]').inner_text() == "2"
+    assert "model=late" in page.url and "layer=2" in page.url and "head=1" in page.url

@@ -127,7 +127,8 @@ def token_picker_figure(
     fig = go.Figure([
         go.Image(z=picture, hoverinfo="skip"),
         go.Scatter(x=(cols + 0.5) * width_px / w - 0.5, y=(rows + 0.5) * height_px / h - 0.5, mode="markers",
-                   marker=dict(size=sizes, color=colour, line=dict(color="white", width=1)),
+                   marker=dict(size=sizes, color=colour, opacity=0.85, line=dict(color="white", width=1.5)),
+                   selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0.85)),
                    customdata=np.stack([rows, cols], 1), showlegend=False,
                    hovertemplate="row %{customdata[0]}, column %{customdata[1]}<extra>click to inspect</extra>"),
     ])
