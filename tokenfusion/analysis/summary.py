@@ -127,7 +127,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
     parts = [f"Over {where}, every model on the same images.", "",
              "**Ablation curves** (each kind of token replaced by its per-image mean at every place it is read "
              "from place k on; `layerwise`'s CNN tokens: its cross-attention closed from place k on). The mean "
-             "keeps what a bag of tokens holds (colour and texture statistics) and removes where each token is.",
+             "keeps each image's statistics of those tokens (which can hold colour and texture) and removes where "
+             "each token is.",
              "", *ablation_section(report), "",
              "**Mean attention distance** (Dosovitskiy et al. 2020): attention-weighted pixel distance between "
              "token centres, class tokens left out, against uniform attention over the same keys.", "",
