@@ -23,6 +23,7 @@ import nbformat
 
 from bench.score_explanations import before_after_text, chance_level, findings_text, summary_table, target_checks
 from tokenfusion.data import TRAIN_SEED, val_seed
+from tokenfusion.analysis.summary import summary_markdown
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
@@ -322,6 +323,32 @@ def threads_and_jobs(root: Path) -> str:
             f"epochs); bench: `{bench['command']}` ({provenance(bench)}).\n")
 
 
+def analysis_section(root: Path) -> str:
+    """What the shipped models show over held-out SynthShapes (:func:`~tokenfusion.analysis.summary.summary_markdown`
+    of the analysis ``bench/bench_analysis.py`` keeps), and what the analysis costs on this CPU."""
+    bench = _load(root, "analysis_cpu.json")
+    tiny, memory, small, targets = bench["tiny"], bench["tiny_memory"], bench.get("small"), bench["targets"]
+    measured = sum(tiny["per_measure_s"].values())
+    text = (summary_markdown(_load(root, "analysis_synthshapes.json")) + f"\nCost: every measure over {tiny['images']} "
+            f"images for the five models took {tiny['wall_s']:.0f} s on one thread, side by side with the two runs "
+            f"below on the shared 2-core machine at load average {tiny['load_1min_before']:.0f} ({measured:.0f} s "
+            f"in the forwards and measures, the rest starting Python and loading; target {targets['seconds_2000_max']} s: "
+            f"{_met(tiny['wall_s'], targets['seconds_2000_max'])}); peak memory {tiny['peak_rss_mb']:.0f} MB over "
+            f"{tiny['images']} images and {memory['peak_rss_mb']:.0f} MB over {memory['images']} "
+            f"({bench['peak_rss_ratio']:.3f}x; target within 10%: "
+            f"{_met(bench['peak_rss_ratio'], targets['peak_rss_ratio_max'])}; importing torch and the explanation "
+            f"libraries alone takes {bench['import_rss_mb']:.0f} MB). The issue asks for 20,000 images; "
+            f"{memory['images']} were measured. Class sensitivity, image by image and opt-in, is in none of these runs.")
+    if small:
+        per_image = sum(small["per_measure_s"].values()) / small["images"]
+        text += (f" The five `small` models at 224 px (random weights) over {small['images']} images, batch "
+                 f"{small['batch_size']}: {per_image:.1f} s per image for all five in the forwards and measures, "
+                 f"peak {small['peak_rss_mb'] / 1024:.1f} GB; at that rate ImageNet's 50,000 `val/` images would "
+                 f"take {50_000 * per_image / 3600:.0f} hours on {bench['threads']} CPU thread"
+                 f"{'s' * (bench['threads'] != 1)}.")
+    return text + f"\n\n`{bench['command']}` ({provenance(bench)}).\n"
+
+
 def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
     """Every rendered block of every doc: ``{doc: {block name: render}}``."""
     root = Path(root)
@@ -336,6 +363,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
             "explain-findings": lambda: findings_text(scores),
             "explain-before-after": lambda: before_after_text(before, scores),
             "notebook-times": lambda: notebook_times(root),
+            "analysis": lambda: analysis_section(root),
             "bench": lambda: bench_table(root),
         },
         "bench/README.md": {
