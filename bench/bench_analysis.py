@@ -22,13 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.provenance import provenance  # noqa: E402
 from tokenfusion.checkpoint import save_checkpoint  # noqa: E402
 from tokenfusion.data import CLASS_NAMES  # noqa: E402
 from tokenfusion.models import ARCHITECTURES, create  # noqa: E402
@@ -36,15 +36,6 @@ from tokenfusion.models import ARCHITECTURES, create  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "analysis_cpu.json"
 ANALYSIS = ROOT / "bench" / "results" / "analysis_synthshapes.json"  # the 2,000-image run's analysis.json
 TARGETS = {"seconds_2000_max": 120, "peak_rss_ratio_max": 1.10}
-
-
-def _commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the library differs from it."""
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "tokenfusion"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    return commit + ("-dirty" if changed else "")
 
 
 def start(checkpoints: list[Path], images: int, batch_size: int, threads: int, out: Path) -> dict:
@@ -102,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--analysis-out", type=Path, default=ANALYSIS, help="where the first run's analysis.json goes")
     args = parser.parse_args(argv)
     shipped = [ROOT / "checkpoints" / f"{arch}.pt" for arch in ARCHITECTURES]
+    started = provenance(args.threads)
     floor = import_rss_mb(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -119,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.copyfile(tmp / "tiny" / "analysis.json", args.analysis_out)
     report = {
         "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
-        "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "load_average": os.getloadavg(), "side_by_side": True, "targets": TARGETS, **rows,
+        **started, "torch": torch.__version__, "side_by_side": True, "targets": TARGETS, **rows,
         "import_rss_mb": floor,
         "peak_rss_ratio": round(rows["tiny_memory"]["peak_rss_mb"] / rows["tiny"]["peak_rss_mb"], 3),
         "rss_growth_over_import_mb": {k: round(rows[k]["peak_rss_mb"] - floor, 1) for k in rows},
