@@ -4,14 +4,14 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app.notices import knows_true_class, show_out_of_distribution
+from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
 from app import url
 from app.state import DEVICE, LoadedModel, ask
 from app.ui import DISPLAY_SIZE, explain_line, fragment
 from tokenfusion.data.transforms import model_view
-from tokenfusion.explain import Explainer, MethodInfo, Prediction, available_methods
+from tokenfusion.explain import Explainer, MethodInfo, Prediction, available_methods, best_map, score_of, scores_for
 from tokenfusion.viz import (
     KIND_COLOURS, KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure,
     overlay_figure, overlays_figure, token_picker_figure, topk_figure,
@@ -213,14 +213,23 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     st.subheader("Grad-CAM and attribution gallery")
     names = [m.name for m in info.values() if m.family in ("cam", "attribution")]
     cams = [m for m in info.values() if m.family == "cam"]
+    targets = list(cams[0].targets) if cams else []
     left, right = st.columns([2, 1])
     cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
     default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
+    layer_default = cams[0].default if cams else None
+    scores = scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+    best = best_map(scores or [], methods=[n for n in names if cheap or n in GALLERY_DEFAULT])
+    if best is not None:  # open on the map that points into the object most often for this model
+        default = [best.method] + [n for n in default if n != best.method][:len(default) - 1]
+        layer_default = best.target if best.target in targets else layer_default
+        st.caption(f"Opens on {best.method}{f' at {best.layer}' if best.layer else ''}: of the maps scored for this "
+                   f"model on held-out SynthShapes images, it points into the object most often "
+                   f"({best.pointing_game:.0%}). Badges under each map give its scores.")
     url.bind("methods", f"gallery_methods:{loaded.name}", default, names)
     chosen = left.multiselect("Methods", names, key=f"gallery_methods:{loaded.name}",
                               help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
-    targets = list(cams[0].targets) if cams else []
-    target = right.selectbox("CAM layer", targets, index=targets.index(cams[0].default) if cams else 0,
+    target = right.selectbox("CAM layer", targets, index=targets.index(layer_default) if cams else 0,
                              format_func=lambda t: _target_label(loaded, t), key=f"gallery_layer:{loaded.name}",
                              help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
     columns = st.columns(3)
@@ -234,6 +243,7 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"
             blank = " The map is blank: this layer does not move the score." if e.blank else ""
             explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
+            show_map_score(score_of(scores, method, e.layer, e.kind), st, scored=scores is not None)
     url.write()
 
 

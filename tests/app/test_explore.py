@@ -28,8 +28,12 @@ def test_opens_on_a_synthshapes_sample_with_every_view(app) -> None:
     # every view says what it shows and how long it took
     for start in ("The five most probable classes", "Attention of the class token over CNN tokens",
                   "Attention of the class token over patch tokens", "Share of attention", "gradcam at trunk.",
-                  "layercam at", "integrated_gradients on the pixels", "Change of the"):
+                  "layercam at", "occlusion on the pixels", "Change of the"):
         assert any(c.startswith(start) and "Computed in" in c for c in captions), (start, captions)
+    # the gallery opens on the map that scores best against the masks for this model, with its scores
+    assert any(c.startswith("Opens on occlusion") for c in captions)
+    assert at.session_state["gallery_methods:early"][0] == "occlusion"
+    assert any("pointing" in m.value and "badge" in m.value for m in at.markdown)
     assert [s.value for s in at.subheader][:4] == ["Where the class token looks: CNN tokens vs patch tokens",
                                                   "Token inspector: click any token to see where it looks",
                                                   "What if: remove one kind of token from layer k on",
