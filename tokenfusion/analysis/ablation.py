@@ -51,7 +51,7 @@ def _replace(tokens: Tensor, mode: str, generator: torch.Generator | None) -> Te
     if mode == "mean":
         return mean.expand_as(tokens)
     noise = torch.randn(tokens.shape, generator=generator, device="cpu").to(tokens)
-    return mean + noise * tokens.std(1, keepdim=True)
+    return mean + noise * tokens.std(1, keepdim=True, correction=0)
 
 
 @contextmanager
