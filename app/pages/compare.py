@@ -12,7 +12,7 @@ from app.notices import knows_true_class, out_of_distribution, show_map_score
 from app.sidebar import require, selection
 from app.sources import ImageChoice
 from app.state import LoadedModel, ask, load_model
-from app.ui import DISPLAY_SIZE, duration
+from app.ui import DISPLAY_SIZE, duration, fragment
 from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
@@ -94,7 +94,7 @@ def _seconds(loaded: LoadedModel, target: Target | str) -> float:
     return estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind)
 
 
-@st.fragment
+@fragment
 def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     """Each model's map side by side, its scores under it, and the agreement of the maps."""
     method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True, format_func=LABELS.get)

@@ -13,7 +13,7 @@ from app.notices import knows_true_class, show_map_score, show_out_of_distributi
 from app.sidebar import require
 from app.sources import ImageChoice
 from app.state import LoadedModel, ask
-from app.ui import DISPLAY_SIZE, duration, explain_line
+from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import mask_view, model_view
 from tokenfusion.explain import (
     Explainer, MapScore, available_methods, best_map, faithfulness_seconds, mask_scores, randomisation_seconds,
@@ -50,7 +50,7 @@ def _label(loaded: LoadedModel, target: Target, scores: list[MapScore] | None) -
     return " · ".join(parts) + mark
 
 
-@st.fragment
+@fragment
 def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: list[MapScore] | None) -> None:
     """The map with its badges, its deletion and insertion curves, and the pointing game."""
     method, layer, kind = target
@@ -101,7 +101,7 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
         st.caption(f"True class: {choice.true_class}; predicted: {predicted}.")
 
 
-@st.fragment
+@fragment
 def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> None:
     """The cascading randomisation test, run on request with its estimated time."""
     method, layer, kind = target
