@@ -168,7 +168,7 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
     before.plotly_chart(topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
     before.caption("Unchanged model.")
     now.plotly_chart(topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
-    now.caption(f"{KIND_LABELS[kind].capitalize()} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
+    now.caption(f"{KIND_LABELS[kind][0].upper()}{KIND_LABELS[kind][1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
                 f"{', '.join(after.places)}.")
     if after.fusion.layers:
         now.plotly_chart(attention_share_figure(after.fusion), key="wi_shares")
