@@ -171,11 +171,9 @@ class Explainer:
         with ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):
             logits, trace = traced(self.model, self.x)
         names = class_names or [str(i) for i in range(logits.shape[-1])]
-        maps = {}
-        for info_kind in self.model.structure.token_kinds:
-            if ("rollout" in self.methods and (None, info_kind) in self.methods["rollout"].targets):
-                maps[info_kind] = attention.attention_rollout(self.model, self.x, info_kind, trace=trace,
-                                                              logits=logits)
+        rollout = self.methods.get("rollout")
+        maps = {kind: attention.attention_rollout(self.model, self.x, kind, trace=trace, logits=logits)
+                for kind in self.model.structure.token_kinds if rollout and (None, kind) in rollout.targets}
         return WhatIf(kind, from_layer, mode, places[from_layer - 1:], top_k(logits, names, k),
                       fusion_weights_of(trace), maps)
 
