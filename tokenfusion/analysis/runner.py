@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
@@ -53,13 +54,15 @@ def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
 def analyze(
     models: dict[str, TokenFusionModel], data: AnalysisData, *, batch_size: int = 256,
     device: str | torch.device | None = None, measures: tuple[str, ...] = DEFAULT_MEASURES,
-    ablation_modes: tuple[str, ...] = ("mean",), workers: int = 0, progress: bool = True,
-    sensitivity_images: int = 32,
+    ablation_modes: tuple[str, ...] = ("mean",), workers: int = 0,
+    progress: bool | Callable[[int, int], None] = True, sensitivity_images: int = 32,
 ) -> dict[str, Any]:
     """Run every model of ``models`` (name -> model) over ``data`` in batches and return every measure
     of ``measures`` as plain numbers (the README section "What the shipped models show over a data set"
     describes each).
-    ``device``: default the GPU when there is one. Memory does not grow with the number of images."""
+    ``device``: default the GPU when there is one. ``progress``: a bar on the terminal, or a callable
+    told ``(images done, images in all)`` after every batch (the app's progress bar). Memory does
+    not grow with the number of images."""
     unknown = set(measures) - set(MEASURES)
     if unknown:
         raise ValueError(f"Unknown measures {sorted(unknown)}. Expected some of {list(MEASURES)}")
@@ -78,7 +81,7 @@ def analyze(
     seconds: dict[str, float] = defaultdict(float)
     seen = 0
     loader = DataLoader(data.dataset, batch_size=batch_size, num_workers=workers)
-    for x, labels in tqdm(loader, desc="analysis", unit="batch", disable=not progress):
+    for x, labels in tqdm(loader, desc="analysis", unit="batch", disable=progress is not True):
         x, labels = x.to(device), labels.to(device)
         seen += len(x)
         features = {}
@@ -112,6 +115,8 @@ def analyze(
             start = time.perf_counter()
             similarity.update(features)
             seconds["cka"] += time.perf_counter() - start
+        if callable(progress):
+            progress(seen, len(data.dataset))
     out: dict[str, Any] = {"images": seen, "device": str(device), "class_names": data.class_names,
                            "data": data.source, "seconds": dict(seconds), "models": {}}
     for name, model in models.items():
