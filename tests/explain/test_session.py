@@ -57,3 +57,45 @@ def test_requests_are_checked_by_the_registry(tiny, x) -> None:
     with pytest.raises(ExplainError, match="Unknown options"):
         session.explain("rollout", head=1)
     assert session.explain("cross_attention").kind == "cnn"
+
+
+FUSION = ("early", "late", "layerwise")
+
+
+def _same(a, b) -> bool:
+    return (a.prediction.names == b.prediction.names
+            and torch.allclose(torch.tensor(a.prediction.probabilities), torch.tensor(b.prediction.probabilities))
+            and all(torch.allclose(a.maps[k].map, b.maps[k].map) for k in a.maps))
+
+
+@pytest.mark.parametrize("arch", FUSION)
+def test_removing_the_whole_image_as_a_region_removes_the_kind_everywhere(arch, tiny, x) -> None:
+    session = Explainer(tiny(arch), x)
+    for kind in session.model.structure.token_kinds:
+        for mode, start in (("mean", 1), ("zero", 2)):
+            everywhere = session.what_if(kind, start, mode)
+            region = session.what_if(kind, start, mode, region=(0, 0, 1, 1))
+            assert region.places == everywhere.places and _same(region, everywhere), (kind, mode)
+
+
+@pytest.mark.parametrize("arch", FUSION)
+def test_an_empty_region_changes_nothing_and_a_region_changes_the_prediction(arch, tiny, x) -> None:
+    session = Explainer(tiny(arch), x)
+    plain = session.predict([str(i) for i in range(12)])
+    empty = session.what_if(None, 1, "zero", region=(0.25, 0.5, 0.75, 0.5))  # no height
+    assert empty.prediction.probabilities == pytest.approx(plain.probabilities, abs=1e-6)
+    # Patch tokens under the middle of the image, zeroed from the first place on (every random-weight
+    # model reads its patch tokens from the first block; layerwise's gates start closed).
+    middle = session.what_if(None, 1, "zero", region=(0.25, 0.25, 0.75, 0.75))
+    assert middle.prediction.probabilities != pytest.approx(plain.probabilities, abs=1e-4)
+    assert set(middle.places) == {p for depth in session.places(None) for p in depth.split(" + ")}  # both kinds
+
+
+def test_a_region_is_checked(tiny, x) -> None:
+    session = Explainer(tiny("early"), x)
+    with pytest.raises(ExplainError, match="fractions of the image"):
+        session.what_if(None, region=(0.5, 0, 0.2, 1))
+    with pytest.raises(ExplainError, match="Say what to remove"):
+        session.what_if(None)
+    with pytest.raises(ExplainError, match="no 'cnn' tokens"):
+        Explainer(tiny("vit"), x).what_if("cnn")

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..models import ModelStructure, TokenFusionModel, TokenLayout
 
-__all__ = ["MODES", "AblationCurves", "Recording", "ablate_from", "ablation_sites"]
+__all__ = ["MODES", "AblationCurves", "Recording", "ablate_from", "ablate_region", "ablation_sites"]
 
 MODES = ("mean", "zero", "noise")
 
@@ -92,6 +92,73 @@ def _block_hook(mask: Tensor, mode: str, generator: torch.Generator | None) -> C
         positions = mask.to(x.device)
         x[:, positions] = _replace(x[:, positions], mode, generator)
         return (x, *args[1:])
+    return hook
+
+
+@contextmanager
+def ablate_region(
+    model: TokenFusionModel, layouts: dict[str, TokenLayout], cells: dict[str, Callable[[tuple[int, int]], Tensor]],
+    k: int, mode: str = "mean", generator: torch.Generator | None = None,
+) -> Iterator[list[str]]:
+    """Within the block, the tokens of each kind of ``cells`` that lie in a region are ablated at that
+    kind's places ``k..`` of :func:`ablation_sites` (1-based; past the last: nothing there).
+    ``cells[kind]((h, w))`` is the ``(h, w)`` boolean mask of the region's cells on a grid of that kind.
+    At a block they are replaced as :func:`ablate_from` replaces the whole kind (by the mean of every
+    token of their kind, by zero, or by noise): a region holding every token of a kind ablates it as
+    :func:`ablate_from` does. A cross-attention entry no longer sees the region's keys, whatever the
+    mode, and is closed when none is left. ``layouts``: every self-attention layer's layout and every
+    cross-attention entry's key layout, by module name. Yields the places, in forward order."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown ablation mode {mode!r}. Expected one of {list(MODES)}")
+    sites = {kind: ablation_sites(model.structure, kind) for kind in cells}
+    depth = max((len(s) for s in sites.values()), default=0)
+    if not 1 <= k <= depth + 1:
+        raise ValueError(f"k must be in 1..{depth + 1}, got {k}")
+    blocks: dict[str, list[tuple[Tensor, Tensor]]] = {}
+    keys: dict[str, Tensor] = {}
+    for kind, found in sites.items():
+        for name, site in found[k - 1:]:
+            layout = layouts[name]
+            span = layout.grid_span("cnn" if site == "cross" else kind)
+            region = torch.zeros(layout.num_tokens, dtype=torch.bool)
+            region[span.start:span.stop] = cells[kind](span.grid).flatten()  # type: ignore[arg-type]
+            if site == "cross":
+                keys[name] = ~region
+            else:
+                blocks.setdefault(name, []).append((layout.mask(kind), region))
+    handles = []
+    for name, groups in blocks.items():
+        handles.append(model.get_submodule(name).register_forward_pre_hook(_region_hook(groups, mode, generator)))
+    for name, keep in keys.items():
+        module = model.get_submodule(name)
+        handles.append(module.register_forward_pre_hook(_kept_keys(keep)) if keep.any()
+                       else module.register_forward_hook(_closed))
+    structure = model.structure
+    order = [name for stream in structure.streams for layer in stream.layers  # forward order, as ablation_sites
+             for name in (*(e.layer for e in structure.cross_entries if e.before == layer), layer)
+             if name in blocks or name in keys]
+    try:
+        yield order
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _region_hook(groups: list[tuple[Tensor, Tensor]], mode: str,
+                 generator: torch.Generator | None) -> Callable[[nn.Module, tuple], tuple]:
+    """``groups``: ``(positions of a kind (N,), positions of its tokens in the region (N,))``."""
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        x = args[0].clone()
+        for kind, region in groups:
+            kind, region = kind.to(x.device), region.to(x.device)
+            x[:, region] = _replace(x[:, kind], mode, generator)[:, region[kind]]
+        return (x, *args[1:])
+    return hook
+
+
+def _kept_keys(keep: Tensor) -> Callable[[nn.Module, tuple], tuple]:
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return (args[0], args[1][:, keep.to(args[1].device)], *args[2:])
     return hook
 
 

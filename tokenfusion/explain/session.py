@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..models import TokenFusionModel
 from . import attention
-from ._utils import as_batch, device_of, traced
+from ._utils import ExplainError, as_batch, device_of, traced
 from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
 from .cam import cam
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights_of
@@ -27,7 +28,9 @@ from .registry import ATTRIBUTIONS, MethodInfo, available_methods, resolve
 from .result import Explanation
 from .tokens import TokenAttention, token_attention
 
-__all__ = ["Explainer", "Faithfulness", "Inside", "WhatIf", "explain"]
+__all__ = ["Explainer", "Faithfulness", "Inside", "Region", "WhatIf", "explain"]
+
+Region = tuple[float, float, float, float]  # (left, top, right, bottom), fractions of the image's width and height
 
 
 @dataclass
@@ -53,18 +56,20 @@ class Inside:
 
 @dataclass
 class WhatIf:
-    """The model run again with ``kind`` tokens replaced by their ``mode`` (mean or zero) at every
-    place that reads them from ``from_layer`` on (1-based, ``places`` names them; a ``layerwise``
-    cross-attention is closed): its top-k ``prediction``, its ``fusion`` weights and its rollout
-    ``maps`` per kind, to set beside the unchanged ones."""
+    """The model run again with ``kind`` tokens (every kind when None), or only those under ``region``,
+    replaced by their ``mode`` (mean or zero) at every place that reads them from ``from_layer`` on
+    (1-based, ``places`` names them; a ``layerwise`` cross-attention is closed, or no longer sees the
+    region's keys): its top-k ``prediction``, its ``fusion`` weights and its rollout ``maps`` per kind,
+    to set beside the unchanged ones."""
 
-    kind: str
+    kind: str | None
     from_layer: int
     mode: str
     places: list[str]
     prediction: Prediction
     fusion: FusionWeights
     maps: dict[str, Explanation]
+    region: Region | None = None
 
 
 class Explainer:
@@ -155,27 +160,45 @@ class Explainer:
         """The ``(h, w)`` grid of ``kind`` tokens in the sequence of ``layer``."""
         return self.trace.layouts[layer].grid(kind)
 
-    def places(self, kind: str) -> list[str]:
-        """The modules that read ``kind`` tokens, in forward order: what :meth:`what_if` can remove."""
+    def places(self, kind: str | None = None) -> list[str]:
+        """The modules that read ``kind`` tokens, in forward order: what :meth:`what_if` can remove.
+        With ``kind`` None (every kind, as a region is removed), the ``k``-th place of each kind
+        joined by " + " (``"cnn_blocks.0 + patch_blocks.0"``)."""
         from ..analysis.ablation import ablation_sites  # the analysis package builds on this one
 
-        return [name for name, _ in ablation_sites(self.model.structure, kind)]
+        if kind is not None:
+            return [name for name, _ in ablation_sites(self.model.structure, kind)]
+        each = [self.places(k) for k in self.model.structure.token_kinds]
+        return [" + ".join(dict.fromkeys(p[i] for p in each if i < len(p)))
+                for i in range(max(map(len, each), default=0))]
 
-    def what_if(self, kind: str, from_layer: int = 1, mode: str = "mean", class_names: list[str] | None = None,
-                k: int = 5) -> WhatIf:
-        """Remove ``kind`` tokens (replace them by their ``mode``) from place ``from_layer`` on and run
-        the traced forward again: prediction, fusion weights and rollout maps with the tokens gone."""
-        from ..analysis.ablation import ablate_from
+    def what_if(self, kind: str | None, from_layer: int = 1, mode: str = "mean", class_names: list[str] | None = None,
+                k: int = 5, *, region: Region | None = None) -> WhatIf:
+        """Remove ``kind`` tokens (every kind when None; replace them by their ``mode``) from place
+        ``from_layer`` of :meth:`places` on and run the traced forward again: prediction, fusion weights
+        and rollout maps with the tokens gone. With ``region`` only the tokens under it go: a patch
+        token whose patch overlaps it, a CNN token whose position (the centre of its cell) falls in it."""
+        from ..analysis.ablation import ablate_from, ablate_region
 
-        places = self.places(kind)
-        with ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):
-            logits, trace = traced(self.model, self.x)
+        kinds = self.model.structure.token_kinds
+        if kind is None and region is None:
+            raise ExplainError("Say what to remove: a kind of token, a region of the image, or both")
+        if kind is not None and kind not in kinds:
+            raise ExplainError(f"A {self.model.config.arch!r} model has no {kind!r} tokens. Expected one of {list(kinds)}")
+        if region is None:
+            with ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):  # type: ignore[arg-type]
+                logits, trace = traced(self.model, self.x)
+            places = self.places(kind)[from_layer - 1:]
+        else:
+            cells = {name: partial(_cells_under, _checked(region), name) for name in ([kind] if kind else kinds)}
+            layouts = {**self.trace.layouts, **{n: c.key_layout for n, c in self.trace.cross_attention.items()}}
+            with ablate_region(self.model, layouts, cells, from_layer, mode) as places:
+                logits, trace = traced(self.model, self.x)
         names = class_names or [str(i) for i in range(logits.shape[-1])]
         rollout = self.methods.get("rollout")
         maps = {kind: attention.attention_rollout(self.model, self.x, kind, trace=trace, logits=logits)
                 for kind in self.model.structure.token_kinds if rollout and (None, kind) in rollout.targets}
-        return WhatIf(kind, from_layer, mode, places[from_layer - 1:], top_k(logits, names, k),
-                      fusion_weights_of(trace), maps)
+        return WhatIf(kind, from_layer, mode, places, top_k(logits, names, k), fusion_weights_of(trace), maps, region)
 
     def inside(self, channels: int = 6) -> Inside:
         """The anatomy of this forward (for the Learn page and notebook 01)."""
@@ -186,6 +209,31 @@ class Explainer:
             rollout={kind: rollout_steps(self.trace, kind) for kind in ("cnn", "patch")},
             channels=strongest_channels(features[-1][0], channels) if features else [],
         )
+
+
+def _checked(region: Region) -> Region:
+    left, top, right, bottom = (float(v) for v in region)
+    if not (0 <= left <= right <= 1 and 0 <= top <= bottom <= 1):
+        raise ExplainError(f"A region is (left, top, right, bottom) as fractions of the image, each in [0, 1] with "
+                           f"left <= right and top <= bottom; got {tuple(region)}")
+    return left, top, right, bottom
+
+
+def _cells_under(region: Region, kind: str, grid: tuple[int, int]) -> Tensor:
+    """The ``(h, w)`` boolean mask of the cells of a ``grid`` of ``kind`` tokens under ``region``: a
+    patch overlaps it (an area shared), a CNN token's position, its cell's centre, falls in it."""
+    left, top, right, bottom = region
+    (h, w) = grid
+    if right <= left or bottom <= top:
+        return torch.zeros(grid, dtype=torch.bool)
+    rows, cols = (torch.arange(n, dtype=torch.float64) / n for n in grid)  # each cell's top or left edge
+    if kind == "patch":
+        under_rows, under_cols = (rows < bottom) & (rows + 1 / h > top), (cols < right) & (cols + 1 / w > left)
+    else:
+        centre_rows, centre_cols = rows + 0.5 / h, cols + 0.5 / w
+        under_rows = (centre_rows >= top) & (centre_rows < bottom)
+        under_cols = (centre_cols >= left) & (centre_cols < right)
+    return under_rows[:, None] & under_cols[None, :]
 
 
 def explain(
