@@ -23,16 +23,17 @@ def forward_cost(loaded: LoadedModel) -> ForwardCost:
         return measure_forward(model)
 
 
-def may_start(request: tuple, seconds: float, what: str) -> bool:
+def may_start(request: tuple, seconds: float, what: str,
+              basis: str = "the measured time of one forward pass times the passes it needs") -> bool:
     """True when the work named by ``request`` (a hashable description: model, image, method...)
     is quick (estimated ``seconds`` at most :data:`SLOW_SECONDS`) or was started before in this
-    session (its results are cached); otherwise shows ``what`` with its estimated time and a button,
-    and is True only on the run its button was clicked."""
+    session (its results are cached); otherwise shows ``what`` with its estimated time (from ``basis``)
+    and a button, and is True only on the run its button was clicked."""
     started = st.session_state.setdefault(_STARTED, set())
     if seconds <= SLOW_SECONDS or request in started:
         return True
-    st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from the measured time of "
-               "one forward pass times the passes it needs).", icon=":material/schedule:")
+    st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from {basis}).",
+            icon=":material/schedule:")
     if st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
         started.add(request)
         return True
