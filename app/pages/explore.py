@@ -23,6 +23,7 @@ HEAD_FUSIONS = ["mean", "max", "min"]
 GALLERY_DEFAULT = ["gradcam", "layercam", "integrated_gradients"]
 GALLERY_DEFAULT_SLOW = ["gradcam"]
 FAST_ON_CPU_PX = 64
+REGION = "region"  # the what-if's choice that removes the tokens under a region, of both kinds
 
 
 def _target_label(loaded: LoadedModel, target: tuple[str | None, str | None]) -> str:
@@ -147,38 +148,57 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
 
 @fragment
 def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -> None:
-    st.subheader("What if: remove one kind of token from layer k on")
+    st.subheader("What if: remove one kind of token, or a region of the image, from layer k on")
     structure = loaded.model.structure
     if not structure.is_fusion:
         st.info(f"A {loaded.config.arch} model has one kind of token only: there is no other kind to fall back on.")
         return
     key = loaded.name
     left, middle, right = st.columns(3)
-    kind = left.radio("Remove", structure.token_kinds, key=f"wi_kind:{key}", horizontal=True,
-                      format_func=lambda k: KIND_LABELS[k])
+    kind = left.radio("Remove", [*structure.token_kinds, REGION], key=f"wi_kind:{key}", horizontal=True,
+                      format_func=lambda k: KIND_LABELS.get(k, "a region"))
     mode = middle.radio("Replace by", ["mean", "zero"], key=f"wi_mode:{key}", horizontal=True,
                         format_func=lambda m: "their mean" if m == "mean" else "zero")
+    region = _region(key) if kind == REGION else None
+    kind = None if region else kind
     places = ask(loaded, choice, Explainer.places, kind).value
     start = right.select_slider("From", places, value=places[0], key=f"wi_from:{key}",
-                                help="Every place that reads this kind of token, in forward order; a layerwise "
-                                     "cross-attention is closed.")
-    result = ask(loaded, choice, Explainer.what_if, kind, places.index(start) + 1, mode, loaded.class_names, 5)
+                                help="Every place that reads this kind of token (a region: both kinds), in forward "
+                                     "order; a layerwise cross-attention is closed (a region: its CNN keys go).")
+    result = ask(loaded, choice, Explainer.what_if, kind, places.index(start) + 1, mode, loaded.class_names, 5,
+                 region=region)
     after = result.value
     before, now = st.columns(2)
     before.plotly_chart(topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
     before.caption("Unchanged model.")
     now.plotly_chart(topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
-    now.caption(f"{KIND_LABELS[kind][0].upper()}{KIND_LABELS[kind][1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
+    gone = KIND_LABELS[kind] if kind else "CNN and patch tokens under the region"
+    now.caption(f"{gone[0].upper()}{gone[1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
                 f"{', '.join(after.places)}.")
     if after.fusion.layers:
         now.plotly_chart(attention_share_figure(after.fusion), key="wi_shares")
     maps = [(f"rollout over {KIND_LABELS[k]}, after", e.map) for k, e in after.maps.items()]
-    if maps:
+    if maps and region:  # the region outlined in green (box in fractions: an input 1 px wide)
+        for column, (title, heat) in zip(st.columns(len(maps) + 2), maps):
+            column.plotly_chart(overlay_figure(_view(loaded, choice), heat, title=title, hover="rollout",
+                                               box=region, box_size=1, height=220), key=f"wi_map_{title}",
+                                width="content")
+    elif maps:
         st.plotly_chart(overlays_figure(_view(loaded, choice), maps, columns=len(maps), hover="rollout",
                                         panel_height=200), key="wi_maps", width="content")
-    explain_line(f"Prediction, attention shares and rollout with the {KIND_LABELS[kind]} gone: "
+    explain_line(f"Prediction, attention shares and rollout with the {gone} gone: "
                  f"'{prediction.names[0]}' {prediction.probabilities[0]:.0%} becomes "
                  f"'{after.prediction.names[0]}' {after.prediction.probabilities[0]:.0%}.", result)
+
+
+def _region(key: str) -> tuple[float, float, float, float]:
+    """The what-if's region, ``(left, top, right, bottom)`` as fractions of the image, from two range sliders."""
+    across, down = st.columns(2)
+    left, right = across.slider("Region: left to right", 0.0, 1.0, (0.25, 0.75), 0.05, key=f"wi_across:{key}",
+                                help="Share of the image's width; the region is outlined in green on the maps.")
+    top, bottom = down.slider("Region: top to bottom", 0.0, 1.0, (0.25, 0.75), 0.05, key=f"wi_down:{key}",
+                              help="Share of the image's height, from the top.")
+    return left, top, right, bottom
 
 
 def _view(loaded: LoadedModel, choice: ImageChoice) -> Image.Image:

@@ -61,3 +61,20 @@ def test_a_link_with_unknown_values_falls_back_to_the_defaults(app) -> None:
     assert texts(at.title) == ["Explore · early"]
     assert at.session_state["att_layer:early"] == 4
     assert at.query_params["model"] == "early"
+
+
+def test_removing_a_region_changes_the_prediction_over_the_object_only(app) -> None:
+    at = app()  # early on the striped cross of SynthShapes, whose cross spans most of the image
+    at.radio(key="wi_kind:early").set_value("region").run()
+    at.slider(key="wi_across:early").set_value((0.0, 0.25))
+    at.slider(key="wi_down:early").set_value((0.0, 0.25)).run()  # a corner of background
+    no_exception(at)
+    (before, _), (after, _) = _percent(_caption(at, "Prediction, attention shares and rollout with the CNN and patch"))
+    assert before == after
+    at.slider(key="wi_across:early").set_value((0.05, 0.95))
+    at.slider(key="wi_down:early").set_value((0.05, 0.95)).run()  # the object's box
+    no_exception(at)
+    (before, _), (after, _) = _percent(_caption(at, "Prediction, attention shares and rollout"))
+    assert before != after
+    assert "under the region replaced by their mean at blocks.0" in next(
+        c for c in texts(at.caption) if c.startswith("CNN and patch tokens"))
