@@ -21,7 +21,7 @@ def test_gradcam_matches_captum_layer_gradcam(arch, tiny, x):
     torch.testing.assert_close(e.map, to_map(raw, (48, 48)), atol=1e-4, rtol=0)  # same ReLU, upsampling, min-max
 
 
-@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in ("scorecam", "ablationcam")])
+@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in ("scorecam", "scorecam_topk", "ablationcam")])
 @pytest.mark.parametrize("arch,kind", [("cnn", "cnn"), ("vit", "patch"), ("late", "cnn"), ("late", "patch")])
 def test_every_gradient_cam(method, arch, kind, tiny, x):
     model = tiny(arch)
@@ -31,7 +31,7 @@ def test_every_gradient_cam(method, arch, kind, tiny, x):
     assert e.grid.shape == (6, 6) and e.kind == kind and e.method == method
 
 
-@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+@pytest.mark.parametrize("method", ["scorecam", "scorecam_topk", "ablationcam"])
 @pytest.mark.parametrize("layer,kind", [("trunk.stage2", "cnn"), ("blocks.3.norm1", "patch"),
                                         ("blocks.3.norm1", "cnn")])
 def test_perturbation_cams_on_maps_and_tokens(method, layer, kind, tiny, x, capsys):
@@ -129,3 +129,30 @@ def test_hooks_removed_after_an_error(tiny, x, hook_count):
     finally:
         handle.remove()
     assert hook_count(model) == hooks
+
+
+@pytest.mark.parametrize("layer,kind", [("trunk.stage2", "cnn"), ("blocks.3.norm1", "patch")])
+def test_scorecam_topk_with_every_channel_is_scorecam(tiny, x, layer, kind):
+    model = tiny("early")
+    full = cam(model, x, "scorecam", layer, kind=kind, batch_size=64)
+    every = cam(model, x, "scorecam_topk", layer, kind=kind, batch_size=64, channels=10_000)
+    torch.testing.assert_close(every.grid, full.grid, atol=1e-6, rtol=1e-5)
+    few = cam(model, x, "scorecam_topk", layer, kind=kind, batch_size=64, channels=4)
+    assert few.method == "scorecam_topk" and not torch.allclose(few.grid, full.grid)
+
+
+def test_scorecam_topk_weighs_only_the_most_active_channels(tiny, x):
+    """The map is the weighted sum of the k channels of largest mean activation, nothing else."""
+    model = tiny("cnn")
+    features = model(x, trace=True)[1].cnn_features[-1][0]  # (C, h, w)
+    top = features.mean((1, 2)).argsort(descending=True)[:3]
+    e = cam(model, x, "scorecam_topk", "trunk.stage2", channels=3)
+    basis = features[top].flatten(1).T  # (h*w, 3): the grid lies in the span of the three chosen channels
+    solution = torch.linalg.lstsq(basis, e.grid.flatten()[:, None]).solution
+    torch.testing.assert_close((basis @ solution).flatten(), e.grid.flatten(), atol=1e-5, rtol=1e-4)
+    assert (solution > 0).all() and abs(float(solution.sum()) - 1) < 1e-4  # softmax weights
+
+
+def test_scorecam_topk_needs_a_channel(tiny, x):
+    with pytest.raises(ExplainError, match="channels must be at least 1"):
+        cam(tiny("cnn"), x, "scorecam_topk", channels=0)

@@ -51,3 +51,18 @@ def test_options_change_the_count_and_the_estimate(tiny) -> None:
     assert coarse.forwards < fine.forwards
     assert estimate_seconds(model, cost, "attention") == 0  # read from the session's traced forward
     assert estimate_seconds(model, cost, "scorecam") > estimate_seconds(model, cost, "gradcam") > 0
+
+
+def test_scorecam_topk_costs_one_pass_per_scored_channel(tiny, image) -> None:
+    model = tiny("early")
+    cost = measure_forward(model, repeats=1)
+    session = Explainer(model, image())
+    counter = Counter(model)
+    try:
+        session.explain("scorecam_topk", channels=8)
+    finally:
+        counter.handle.remove()
+    assert forward_passes(model, cost, "scorecam_topk", channels=8).forwards == counter.forwards == 9
+    every = forward_passes(model, cost, "scorecam_topk", channels=10_000)
+    assert every == forward_passes(model, cost, "scorecam")  # no more passes than there are channels
+    assert estimate_seconds(model, cost, "scorecam_topk", channels=8) < estimate_seconds(model, cost, "scorecam")

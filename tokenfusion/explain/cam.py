@@ -8,6 +8,9 @@ forward on the input, lays the tokens of one kind on their grid, ``(B, D, h, w)`
 class tokens sit. Any other module inside a declared block (the block's own output, ``"blocks.3"``)
 can be targeted too, with that block's layout. Prefer ``norm1`` of the last block to the block's
 output: the head reads only the class token, so the last block's other outputs get no gradient.
+
+``scorecam_topk`` is ScoreCAM over the ``channels`` most active channels only (one masked forward
+each instead of one per channel: 33 instead of 1025 at ResNet-50's layer3 with the default 32).
 """
 from __future__ import annotations
 
@@ -31,7 +34,30 @@ from ..models import CamTarget, TokenFusionModel, TokenLayout, Trace
 from ._utils import ExplainError, as_batch, resolve_target, traced
 from .result import Explanation
 
-__all__ = ["CAM_METHODS", "TokenReshape", "ZeroAblationLayerVit", "cam"]
+__all__ = ["CAM_METHODS", "TOP_CHANNELS", "TokenReshape", "TopChannelsScoreCAM", "ZeroAblationLayerVit", "cam"]
+
+#: Channels ``scorecam_topk`` scores by default.
+TOP_CHANNELS = 32
+
+
+class TopChannelsScoreCAM(ScoreCAM):
+    """ScoreCAM that scores only the ``channels`` channels of largest mean activation (over the
+    grid) of each image, one masked forward each instead of one per channel; the others weigh 0.
+    With ``channels`` at least the layer's channels it is ScoreCAM."""
+
+    channels: int = TOP_CHANNELS
+
+    def get_cam_weights(self, input_tensor: Tensor, target_layer: Any, targets: list, activations: np.ndarray,
+                        grads: Any) -> np.ndarray:
+        """``activations`` ``(B, C, h, w)`` -> weights ``(B, C)``, softmax over the scored channels."""
+        k = min(self.channels, activations.shape[1])
+        order = np.argsort(-activations.mean(axis=(2, 3)), axis=1, kind="stable")[:, :k]  # (B, k)
+        chosen = np.take_along_axis(activations, order[:, :, None, None], axis=1)
+        scored = super().get_cam_weights(input_tensor, target_layer, targets, chosen, grads)  # (B, k)
+        weights = np.zeros(activations.shape[:2], dtype=scored.dtype)
+        np.put_along_axis(weights, order, scored, axis=1)
+        return weights
+
 
 #: Method name -> pytorch-grad-cam class.
 CAM_METHODS: dict[str, type[BaseCAM]] = {
@@ -44,8 +70,13 @@ CAM_METHODS: dict[str, type[BaseCAM]] = {
     "eigengradcam": EigenGradCAM,
     "gradcam-elementwise": GradCAMElementWise,
     "scorecam": ScoreCAM,
+    "scorecam_topk": TopChannelsScoreCAM,
     "ablationcam": AblationCAM,
 }
+
+
+#: The methods that run one masked forward per channel, in batches.
+_MANY_PASSES = ("scorecam", "scorecam_topk", "ablationcam")
 
 
 class TokenReshape:
@@ -134,7 +165,7 @@ def _reshape(target: CamTarget, trace: Trace) -> TokenReshape | None:
 
 def cam(
     model: TokenFusionModel, x: Tensor, method: str = "gradcam", layer: str | None = None, target: int | None = None,
-    kind: str | None = None, *, batch_size: int = 16, eigen_smooth: bool = False,
+    kind: str | None = None, *, batch_size: int = 16, eigen_smooth: bool = False, channels: int = TOP_CHANNELS,
     trace: Trace | None = None, logits: Tensor | None = None,
 ) -> Explanation:
     """A CAM of ``method`` (a key of :data:`CAM_METHODS`) for the normalised image ``x`` ``(1, 3, H, W)``.
@@ -142,13 +173,15 @@ def cam(
     ``layer`` is a module name (default: ``model.structure.default_cam_target(kind)``); ``kind`` picks the tokens of
     a token layer (needed where a layer holds both kinds). ``target`` defaults to the predicted
     class. ``batch_size`` bounds the forward batches of ScoreCAM and AblationCAM (whose progress
-    bars are silenced). ``grid`` is the CAM on the layer's grid before ReLU; ``map`` clips,
-    upsamples and normalises it. ``trace``/``logits`` of a traced forward on ``x`` may be passed
-    to save one forward.
+    bars are silenced); ``channels`` is the number of channels ``scorecam_topk`` scores. ``grid``
+    is the CAM on the layer's grid before ReLU; ``map`` clips, upsamples and normalises it.
+    ``trace``/``logits`` of a traced forward on ``x`` may be passed to save one forward.
     """
     start = time.perf_counter()
     if method not in CAM_METHODS:
         raise ExplainError(f"Unknown CAM method {method!r}. Expected one of {list(CAM_METHODS)}")
+    if channels < 1:
+        raise ExplainError(f"channels must be at least 1; got {channels}")
     x = as_batch(x)
     if trace is None or logits is None:
         logits, trace = traced(model, x)
@@ -163,9 +196,11 @@ def cam(
         options = dict(batch_size=batch_size, ablation_layer=ablation)
     with _keep_grid(CAM_METHODS[method])(model, [module], reshape_transform=reshape, **options) as explainer:
         explainer.grids = []
-        if method == "scorecam":
+        if method in ("scorecam", "scorecam_topk"):
             explainer.batch_size = batch_size
-        quiet = redirect_stderr(io.StringIO()) if method in ("scorecam", "ablationcam") else nullcontext()
+        if method == "scorecam_topk":
+            explainer.channels = channels
+        quiet = redirect_stderr(io.StringIO()) if method in _MANY_PASSES else nullcontext()
         with quiet:  # their per-batch tqdm bars
             explainer(x, [ClassifierOutputTarget(target)], eigen_smooth=eigen_smooth)
         grid = torch.from_numpy(np.asarray(explainer.grids[-1][0], dtype=np.float32))

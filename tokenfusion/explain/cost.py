@@ -1,10 +1,10 @@
 """What an explanation will cost before it runs: the forward passes a method needs, times the
 measured time of one forward of the model.
 
-ScoreCAM and AblationCAM run one masked image per channel of their layer, Occlusion one image per
-window position, Integrated Gradients and SmoothGrad one forward and one backward per step or
-sample; the attention maps are read from the session's traced forward and cost none. A backward
-is counted as two forwards.
+ScoreCAM and AblationCAM run one masked image per channel of their layer (``scorecam_topk`` one
+per scored channel), Occlusion one image per window position, Integrated Gradients and SmoothGrad
+one forward and one backward per step or sample; the attention maps are read from the session's
+traced forward and cost none. A backward is counted as two forwards.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 
 from ..models import TokenFusionModel
 from ._utils import device_of
+from .cam import TOP_CHANNELS
 from .registry import resolve
 
 __all__ = ["BATCH", "ForwardCost", "Passes", "estimate_seconds", "faithfulness_seconds", "forward_passes",
@@ -117,6 +118,9 @@ def forward_passes(
     if method in _PER_CHANNEL:
         channels = cost.channels[layer]  # type: ignore[index]
         return Passes(channels + (1 if method == "scorecam" else 2), 0, True)
+    if method == "scorecam_topk":
+        channels = min(cost.channels[layer], int(options.get("channels", TOP_CHANNELS)))  # type: ignore[index]
+        return Passes(channels + 1, 0, True)
     if method == "integrated_gradients":
         steps = int(options.get("n_steps", 32))
         return Passes(steps + 1, steps, True)

@@ -80,7 +80,8 @@ def available_methods(model: TokenFusionModel) -> list[MethodInfo]:
                                   _options(attention.cross_attention_map, base)))
     targets = tuple((t.layer, t.kind) for t in structure.cam_targets)
     default_cam = structure.default_cam_target()
-    methods += [MethodInfo(name, "cam", targets, (default_cam.layer, default_cam.kind), _CAM_OPTIONS)
+    methods += [MethodInfo(name, "cam", targets, (default_cam.layer, default_cam.kind),
+                           _CAM_OPTIONS + (("channels",) if name == "scorecam_topk" else ()))
                 for name in CAM_METHODS]
     methods += [
         MethodInfo(name, "attribution", ((None, None),), (None, None), _options(fn, base))
