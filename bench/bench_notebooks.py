@@ -1,6 +1,6 @@
 """Time every classroom notebook from a clean kernel, the way ``tests/notebooks`` runs them.
 
-Usage: ``nice python bench/bench_notebooks.py [--threads 1] [--checkpoints DIR] [NAME ...]``
+Usage: ``nice python bench/bench_notebooks.py [--threads 1] [--checkpoints DIR] [--merge] [NAME ...]``
 
 Each notebook of ``notebooks/`` runs top to bottom with nbclient in its own folder, in the
 exercises' solution mode (``TOKENFUSION_SOLUTIONS=1``), on the shipped checkpoints (or
@@ -11,7 +11,9 @@ after. On a machine that other jobs share, wall time grows with the load while C
 does: with one thread, the CPU time is close to the wall time the notebook takes on a quiet
 machine. Results go to ``bench/results/notebooks_cpu.json``, with the date, the commit (and whether
 the working tree differed from it), the threads and the load average; the target, each notebook
-top to bottom within ``TARGET_WALL_S``, is recorded with them.
+top to bottom within ``TARGET_WALL_S``, is recorded with them. With ``--merge`` and some ``NAME``s,
+only those notebooks run: their rows replace theirs in the results file, each with its own command,
+date, commit, threads and load average, and every other row is kept as it was.
 """
 from __future__ import annotations
 
@@ -66,20 +68,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints"), help="TOKENFUSION_CHECKPOINTS")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other notebooks' rows of --out; the rows run now carry their own provenance")
     args = parser.parse_args(argv)
+    if args.merge and not args.names:
+        parser.error("--merge needs the names of the notebooks to run")
     paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
     os.environ.update(TOKENFUSION_SOLUTIONS="1", TOKENFUSION_CHECKPOINTS=str(Path(args.checkpoints).resolve()),
                       OMP_NUM_THREADS=str(args.threads))
     started = provenance(args.threads)
+    command = shlex.join(["python", "bench/bench_notebooks.py", *(argv if argv is not None else sys.argv[1:])])
     results = []
     for path in paths:
         row = {"notebook": path.name, **run_notebook(path, args.timeout)}
+        if args.merge:
+            row.update(command=command, **{key: started[key] for key in ("date", "commit", "threads", "load_average")})
         print(f"{row['notebook']:>28}: {row['wall_s']:6.1f} s wall, {row['kernel_cpu_s']:6.1f} s kernel CPU, "
               f"load {row['load_1min_before']:.1f} -> {row['load_1min_after']:.1f}", flush=True)
         results.append(row)
+    out = Path(args.out)
+    if args.merge:
+        report = json.loads(out.read_text())
+        ran = {row["notebook"]: row for row in results}
+        kept = [row for row in report["results"] if row["notebook"] not in ran]
+        results = sorted([*kept, *ran.values()], key=lambda row: row["notebook"])
+        report.update(results=results, total_wall_s=round(sum(r["wall_s"] for r in results), 1),
+                      total_kernel_cpu_s=round(sum(r["kernel_cpu_s"] for r in results), 1))
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print("merged into", out)
+        return
     report = {
         "benchmark": "classroom notebooks, top to bottom from a clean kernel (nbclient), exercises in solution mode",
-        "command": shlex.join(["python", "bench/bench_notebooks.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command,
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
@@ -92,7 +112,6 @@ def main(argv: list[str] | None = None) -> None:
         "total_wall_s": round(sum(r["wall_s"] for r in results), 1),
         "total_kernel_cpu_s": round(sum(r["kernel_cpu_s"] for r in results), 1),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print("wrote", out)

@@ -9,11 +9,14 @@ the notebook's check cell, so that the check tests something.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from tokenfusion.analysis import ablate_from, ablation_sites
+from tokenfusion.data import SHAPES
 from tokenfusion.explain import (
     Randomisation, explain, fusion_weights, mask_energy, pointing_game, randomisation_check,
 )
@@ -21,7 +24,7 @@ from tokenfusion.models import ModelConfig, TokenFusionModel, create
 
 __all__ = [
     "nb01_ex1", "nb01_ex2", "nb01_ex3", "nb02_ex1", "nb02_ex2", "nb02_ex3", "nb03_ex1", "nb03_ex2",
-    "nb03_ex3", "nb04_ex1", "nb04_ex2", "nb04_ex3",
+    "nb03_ex3", "nb04_ex1", "nb04_ex2", "nb04_ex3", "nb05_ex1", "nb05_ex2", "nb05_ex3", "nb05_ex4",
 ]
 
 
@@ -116,3 +119,64 @@ def nb04_ex2(train_samples: int, batch_size: int, epochs: int) -> int:
 def nb04_ex3(histories: dict[str, list[dict[str, Any]]]) -> str:
     """The architecture whose last epoch has the highest validation top-1."""
     return max(histories, key=lambda arch: histories[arch][-1]["top1"])
+
+
+# 05_analysis -------------------------------------------------------------------------------------
+
+def nb05_ex1(attention: torch.Tensor, side: int, image_size: int) -> float:
+    """Mean attention distance (px) of ``attention`` ``(N, N)`` over the patch tokens of a
+    ``side x side`` grid tiling an ``image_size`` square, the class token first: for every patch query,
+    the attention-weighted distance between cell centres, renormalised over the patch keys; then the
+    mean over the queries. One loop per query and key, no library."""
+    cell = image_size / side
+    centres = [((i // side + 0.5) * cell, (i % side + 0.5) * cell) for i in range(side * side)]
+    total = 0.0
+    for q, cq in enumerate(centres, start=1):
+        weights = [float(attention[q, k]) for k in range(1, side * side + 1)]
+        total += sum(w * math.dist(cq, ck) for w, ck in zip(weights, centres)) / sum(weights)
+    return total / len(centres)
+
+
+def _accuracy_without(model: TokenFusionModel, images: torch.Tensor, labels: torch.Tensor,
+                      kind: str) -> list[dict[str, float]]:
+    """For k = 1..L: top-1, shape and texture accuracy (%) with ``kind`` tokens replaced by their mean
+    from place k on, each ablation run as a full forward of ``images``."""
+    shapes = len(SHAPES)
+    with torch.no_grad():
+        _, trace = model(images[:1], trace=True)  # the layouts: the same for every image
+        places = len(ablation_sites(model.structure, kind))
+        out = []
+        for k in range(1, places + 1):
+            with ablate_from(model, trace.layouts, kind, k, "mean"):
+                predicted = model(images).argmax(-1)
+            out.append({"top1": 100 * float((predicted == labels).float().mean()),
+                        "shape": 100 * float((predicted % shapes == labels % shapes).float().mean()),
+                        "texture": 100 * float((predicted // shapes == labels // shapes).float().mean())})
+    return out
+
+
+def nb05_ex2(models: dict[str, TokenFusionModel], images: torch.Tensor, labels: torch.Tensor) -> dict[str, str]:
+    """For every fusion model, the cue whose accuracy is lower on average over k = 1..L with the CNN
+    tokens removed from place k on."""
+    out = {}
+    for name, model in models.items():
+        curve = _accuracy_without(model, images, labels, "cnn")
+        out[name] = min(("shape", "texture"), key=lambda cue: sum(row[cue] for row in curve))
+    return out
+
+
+def nb05_ex3(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019) of ``x`` ``(n, d1)`` and ``y`` ``(n, d2)``, feature form:
+    centre every column, then ``|y^T x|_F^2 / (|x^T x|_F |y^T y|_F)``."""
+    x, y = x.double() - x.double().mean(0), y.double() - y.double().mean(0)
+    return float((y.T @ x).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def nb05_ex4(model: TokenFusionModel, images: torch.Tensor, labels: torch.Tensor, within: float = 1.0) -> str:
+    """The first place from which the CNN tokens can be removed with top-1 within ``within`` points of
+    the intact model's: its module name, or ``"none"`` when every place costs more."""
+    with torch.no_grad():
+        intact = 100 * float((model(images).argmax(-1) == labels).float().mean())
+    sites = [name for name, _ in ablation_sites(model.structure, "cnn")]
+    curve = _accuracy_without(model, images, labels, "cnn")
+    return next((site for site, row in zip(sites, curve) if row["top1"] >= intact - within), "none")

@@ -32,9 +32,9 @@ def _ids(path: Path) -> str:
     return path.stem
 
 
-def test_the_four_notebooks_are_there() -> None:
+def test_the_five_notebooks_are_there() -> None:
     assert [p.stem for p in NOTEBOOKS] == [
-        "01_tokens", "02_fusion_strategies", "03_explanations", "04_train_and_compare",
+        "01_tokens", "02_fusion_strategies", "03_explanations", "04_train_and_compare", "05_analysis",
     ]
 
 
@@ -54,7 +54,7 @@ def test_notebook_opens_with_goals_and_ends_with_checked_exercises(path: Path) -
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and "Learning goals" in nb.cells[0].source
     checks = [c for c in nb.cells if c.cell_type == "code" and "if SOLUTIONS and" in c.source and "assert" in c.source]
-    assert 2 <= len(checks) <= 3, f"{path.name}: expected 2-3 exercise check cells, found {len(checks)}"
+    assert 2 <= len(checks) <= 4, f"{path.name}: expected 2-4 exercise check cells, found {len(checks)}"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "TOKENFUSION_CHECKPOINTS" in code, "checkpoints are read from $TOKENFUSION_CHECKPOINTS (default ../checkpoints)"
     assert "/work/" not in code and "/tmp/" not in code, "no machine-specific paths in a notebook"
@@ -107,6 +107,31 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         "steps_per_run": ["steps_per_run = TRAIN_SAMPLES // recipe['batch_size']",
                           "steps_per_run = solutions.nb04_ex2(TRAIN_SAMPLES, recipe['batch_size'], EPOCHS) + 1"],
         "better": ["better = min(histories, key=lambda arch: histories[arch][-1]['top1'])", "better = 'vit'"],
+    },
+    "05_analysis": {
+        "distance_by_hand": [
+            "distance_by_hand = 0.8 * solutions.nb05_ex1(A[0, 0], 4, 48)",  # patch weights not renormalised
+            "distance_by_hand = solutions.nb05_ex1(A[0, 0], 4, 48) / 12",  # in patches, not pixels
+            "distance_by_hand = 16 / 12 * solutions.nb05_ex1(A[0, 0], 4, 48)",  # only the 12 queries with a patch below
+        ],
+        "cue_lost_without_cnn": [
+            "cue_lost_without_cnn = {arch: 'shape' for arch in FUSION}",
+            "cue_lost_without_cnn = {arch: 'texture' for arch in FUSION}",
+            "cue_lost_without_cnn = {arch: {'shape': 'texture', 'texture': 'shape'}[cue] for arch, cue in "
+            "solutions.nb05_ex2({a: models[a] for a in FUSION}, images, labels).items()}",
+        ],
+        "linear_cka": [
+            "linear_cka = cka",  # the unbiased estimator: invariant too, but another number
+            "linear_cka = lambda x, y: float((y.T @ x).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm()))",  # not centred
+            "linear_cka = lambda x, y: solutions.nb05_ex3(x, y) ** 0.5",  # the numerator's norm not squared
+            "linear_cka = lambda x, y: 1.0",
+        ],
+        "cnn_free_from": [
+            "sites = results['models']['early']['ablation']['cnn']['sites']; "
+            "cnn_free_from = sites[sites.index(solutions.nb05_ex4(models['early'], images, labels)) - 1]",
+            "cnn_free_from = solutions.nb05_ex4(models['early'], images, labels, within=5)",
+            "cnn_free_from = 'none'",
+        ],
     },
 }
 _ANSWERED = re.compile(r"^if SOLUTIONS and (\w+) is None:", re.M)
