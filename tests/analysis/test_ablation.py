@@ -44,8 +44,11 @@ def test_ablation_from_k_past_the_last_layer_equals_the_plain_model(arch: str) -
                 assert torch.equal(model(x), untraced)
             with ablate_from(model, trace.layouts, kind, last - 1):
                 assert not torch.allclose(model(x), plain)
+        recording = Recording(model)
+        with recording.record():
+            plain, trace = model(x, trace=True)
         curves = AblationCurves(model, 12)
-        curves.update(x, y, trace.layouts)
+        curves.update(x, y, plain, trace.layouts, recording)
     top1 = 100 * float((plain.argmax(-1) == y).float().mean())
     for kind, entry in curves.result().items():
         assert entry["mean"]["top1"][-1] == pytest.approx(top1)
@@ -74,19 +77,56 @@ def test_mean_ablation_replaces_exactly_that_kinds_positions(kind: str) -> None:
 @pytest.mark.parametrize("arch", ["late", "layerwise"])
 def test_serving_recorded_outputs_changes_no_ablated_logit(arch: str) -> None:
     model, x, _ = _model_and_batch(arch, 8)
-    recording = Recording(model)
+    plain, traced = Recording(model), Recording(model)
     with torch.no_grad():
-        _, trace = model(x, trace=True)
-        with recording.record():
+        with traced.record():
+            _, trace = model(x, trace=True)
+        with plain.record():
             model(x)
+        assert plain.order == traced.order and plain.order[0] == "trunk"  # the whole trunk, served as one
         for kind in model.structure.token_kinds:
             for k, (site, _) in enumerate(ablation_sites(model.structure, kind), start=1):
                 with ablate_from(model, trace.layouts, kind, k):
                     computed = model(x)
-                with recording.served_before(site) as served, ablate_from(model, trace.layouts, kind, k):
+                with plain.serving(site) as served, ablate_from(model, trace.layouts, kind, k):
                     assert torch.equal(model(x), computed)
                 assert served > 0
-    assert "forward" not in vars(model.get_submodule(model.structure.trunk_stages[0]))  # restored
+                with traced.serving(site), ablate_from(model, trace.layouts, kind, k):
+                    assert torch.allclose(model(x), computed, atol=1e-4)  # traced vs fused attention
+    assert "forward" not in vars(model.get_submodule("trunk"))  # restored
+
+
+def test_an_ablated_stream_leaves_the_stream_it_does_not_feed_served() -> None:
+    model, x, _ = _model_and_batch("late", 4)
+    recording = Recording(model)
+    with torch.no_grad(), recording.record():
+        model(x)
+    unchanged = recording.unchanged_by("cnn_blocks.1")
+    assert {"trunk", "cnn_tokens", "patch_tokens", "cnn_blocks.0", *(f"patch_blocks.{i}" for i in range(4))} <= set(unchanged)
+    assert not {"cnn_blocks.1", "cnn_blocks.3", "fusion_blocks.0", "norm", "head"} & set(unchanged)
+    assert "cnn_blocks.3" in recording.unchanged_by("patch_blocks.0")
+
+
+@pytest.mark.parametrize("arch", ["early", "layerwise"])
+def test_curves_equal_each_ablation_computed_in_full_and_the_trunk_runs_once(arch: str) -> None:
+    model, x, y = _model_and_batch(arch, 16)
+    calls = []
+    handle = model.get_submodule(model.structure.trunk_stages[0]).register_forward_hook(lambda *a: calls.append(1))
+    recording = Recording(model)
+    with torch.no_grad():
+        with recording.record():
+            logits, trace = model(x, trace=True)
+        curves = AblationCurves(model, 12, ("mean", "zero"))
+        curves.update(x, y, logits, trace.layouts, recording)
+        assert len(calls) == 1
+        handle.remove()
+        for kind, entry in curves.result().items():
+            for mode in ("mean", "zero"):
+                full = []
+                for k in range(1, len(entry["sites"]) + 1):
+                    with ablate_from(model, trace.layouts, kind, k, mode):
+                        full.append(100 * float((model(x).argmax(-1) == y).float().mean()))
+                assert entry[mode]["top1"][:-1] == pytest.approx(full)
 
 
 def test_closing_every_cross_attention_equals_zero_gates() -> None:

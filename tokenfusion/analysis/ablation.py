@@ -9,15 +9,18 @@ input, by their mean over those tokens (per image and channel), by zero, or by G
 their per-image mean and standard deviation per channel; a cross-attention entry is closed (its
 output is its input: gate contribution zero), whatever the mode. ``k = L + 1`` ablates nothing.
 
-Each batch runs the plain model once, recording the outputs of every declared module (trunk stages,
-token modules, blocks, cross-attention entries); an ablation from place ``S`` then serves the
-recorded outputs of the modules the plain forward called before ``S`` (they cannot change) instead
-of computing them again, so ablating late layers costs little.
+Each batch's traced forward (the one every measure reads) is recorded: the output of every module
+the model's forward calls directly (trunk, token modules, blocks, cross-attention entries, norm,
+head). An ablation from place ``S`` serves the recorded outputs of every module it cannot change
+instead of computing them again: those called before ``S``, and those of streams that ``S``'s stream
+does not feed (``late``'s patch stream when its CNN stream is ablated); a closed cross-attention
+entry is not computed at all. So the trunk runs once per batch for every ablation, and ablating late
+layers costs little. The plain top-1 (``k = L + 1``) is the traced forward's.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -68,18 +71,31 @@ def ablate_from(
     sites = ablation_sites(model.structure, kind)
     if not 1 <= k <= len(sites) + 1:
         raise ValueError(f"k must be in 1..{len(sites) + 1} for {kind!r} tokens, got {k}")
-    handles = []
-    for name, site in sites[k - 1:]:
-        module = model.get_submodule(name)
-        if site == "cross":
-            handles.append(module.register_forward_hook(_closed))
-        else:
-            handles.append(module.register_forward_pre_hook(_block_hook(layouts[name].mask(kind), mode, generator)))
+    with ExitStack() as stack:
+        for name, site in sites[k - 1:]:
+            module = model.get_submodule(name)
+            if site == "cross":
+                stack.enter_context(_skipped(module))
+            else:
+                hook = _block_hook(layouts[name].mask(kind), mode, generator)
+                stack.callback(module.register_forward_pre_hook(hook).remove)
+        yield len(sites) - k + 1
+
+
+@contextmanager
+def _skipped(module: nn.Module) -> Iterator[None]:
+    """Within the block, the cross-attention entry ``module`` is closed without being computed: it
+    returns the stream it was given (gate contribution zero); traced, also its attention weights."""
+    compute = module.forward
+
+    def closed(x: Tensor, context: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        return (x, compute(x, context, need_weights=True)[1]) if need_weights else x
+
+    module.forward = closed
     try:
-        yield len(handles)
+        yield
     finally:
-        for h in handles:
-            h.remove()
+        del module.forward
 
 
 def _closed(module: nn.Module, args: tuple, output: Tensor | tuple[Tensor, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
@@ -162,15 +178,11 @@ def _kept_keys(keep: Tensor) -> Callable[[nn.Module, tuple], tuple]:
     return hook
 
 
-def declared_modules(structure: ModelStructure) -> list[str]:
-    """Every module the structure names whose output a later ablation can reuse."""
-    names = [*structure.trunk_stages, *(m for ms in structure.token_modules.values() for m in ms)]
-    names += [layer for s in structure.streams for layer in s.layers]
-    return names + [e.layer for e in structure.cross_entries]
-
-
 class Recording:
-    """The outputs of :func:`declared_modules` in one forward, in the order the forward called them."""
+    """The outputs of the modules a model's ``forward`` calls directly (trunk, token modules, blocks,
+    cross-attention entries, norm, head) in one forward, in call order. A module called with
+    ``need_weights=True`` (a traced block) returned ``(output, weights)``: its output is kept, what it
+    returns untraced."""
 
     def __init__(self, model: TokenFusionModel) -> None:
         self.model = model
@@ -181,23 +193,54 @@ class Recording:
     def record(self) -> Iterator[None]:
         """Within the block, the model's forwards are recorded (the last one wins)."""
         self.order, self.outputs = [], {}
+        depth = [0]  # modules running: a module entered at depth 0 is called by the model's forward
+
+        def enter(module: nn.Module, args: tuple, kwargs: dict, name: str) -> None:
+            if depth[0] == 0:
+                self.order.append(name)
+            depth[0] += 1
+
+        def leave(module: nn.Module, args: tuple, kwargs: dict, output: Any, name: str) -> None:
+            depth[0] -= 1
+            if depth[0] == 0:
+                self.outputs[name] = output[0] if kwargs.get("need_weights") else output
+
         handles = []
-        for name in declared_modules(self.model.structure):
-            module = self.model.get_submodule(name)
-            handles.append(module.register_forward_pre_hook(lambda m, a, name=name: self.order.append(name)))
-            handles.append(module.register_forward_hook(lambda m, a, out, name=name: self.outputs.__setitem__(name, out)))
+        for name, module in self.model.named_modules():
+            if name:
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, a, kw, name=name: enter(m, a, kw, name), with_kwargs=True))
+                handles.append(module.register_forward_hook(
+                    lambda m, a, kw, out, name=name: leave(m, a, kw, out, name), with_kwargs=True))
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
 
+    def unchanged_by(self, site: str) -> list[str]:
+        """The recorded modules whose output an ablation from ``site`` (a block or cross-attention entry)
+        cannot change: those called before it, and those of streams its stream does not feed, directly
+        or through others. A module called more than once is left to compute."""
+        structure = self.model.structure
+        stream_of = {layer: s.name for s in structure.streams for layer in s.layers}
+        stream_of.update({e.layer: e.stream for e in structure.cross_entries})
+        feeds = {s.name: s.feeds for s in structure.streams}
+        changed, stream = set(), stream_of[site]
+        while stream is not None and stream not in changed:
+            changed.add(stream)
+            stream = feeds[stream]
+        position = self.order.index(site)
+        once = {n for n in self.order if self.order.count(n) == 1}
+        return [n for i, n in enumerate(self.order) if n in once
+                and (i < position or (n in stream_of and stream_of[n] not in changed))]
+
     @contextmanager
-    def served_before(self, site: str) -> Iterator[int]:
-        """Within the block, every module recorded before ``site`` returns its recorded output without
-        computing (its ``forward`` is replaced on the instance, and restored on exit). Yields how many."""
-        before = self.order[: self.order.index(site)]
-        modules = [(self.model.get_submodule(name), self.outputs[name]) for name in before]
+    def serving(self, site: str) -> Iterator[int]:
+        """Within the block, every module of :meth:`unchanged_by` ``(site)`` returns its recorded output
+        without computing (its ``forward`` is replaced on the instance, and restored on exit). Yields how
+        many."""
+        modules = [(self.model.get_submodule(n), self.outputs[n]) for n in self.unchanged_by(site)]
         for module, output in modules:
             module.forward = lambda *args, output=output, **kwargs: output
         try:
@@ -224,19 +267,18 @@ class AblationCurves:
         self.num_classes = num_classes
 
     @torch.no_grad()
-    def update(self, x: Tensor, labels: Tensor, layouts: dict[str, TokenLayout]) -> None:
-        """One batch: ``x`` the model's input, ``labels`` ``(B,)``, ``layouts`` its trace's layouts. Costs
-        one plain forward (``k = L + 1``), then per kind, mode and place the layers from that place on."""
+    def update(self, x: Tensor, labels: Tensor, logits: Tensor, layouts: dict[str, TokenLayout],
+               recording: Recording) -> None:
+        """One batch: ``x`` the model's input, ``labels`` ``(B,)``; ``logits`` ``(B, classes)``,
+        ``layouts`` and ``recording`` from the traced forward of ``x`` run within ``recording.record()``.
+        Costs, per kind, mode and place, the modules that ablation can change."""
         labels = labels.cpu()
         self.per_class_total += torch.bincount(labels, minlength=self.num_classes)
-        recording = Recording(self.model)
-        with recording.record():
-            plain = self.model(x)
         for kind, sites in self.sites.items():
             for mode in self.modes:
-                self._count(kind, mode, len(sites) + 1, plain, labels)
+                self._count(kind, mode, len(sites) + 1, logits, labels)
                 for k, (site, _) in enumerate(sites, start=1):
-                    with recording.served_before(site), ablate_from(self.model, layouts, kind, k, mode, self.generator):
+                    with recording.serving(site), ablate_from(self.model, layouts, kind, k, mode, self.generator):
                         self._count(kind, mode, k, self.model(x), labels)
 
     def _count(self, kind: str, mode: str, k: int, logits: Tensor, labels: Tensor) -> None:

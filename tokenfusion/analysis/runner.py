@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import nullcontext
 from itertools import combinations
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..models import TokenFusionModel
-from .ablation import AblationCurves
+from .ablation import AblationCurves, Recording
 from .attention_distance import AttentionDistance
 from .class_sensitivity import ClassSensitivity
 from .cka import MinibatchCKA
@@ -87,7 +88,9 @@ def analyze(
         features = {}
         for name, model in models.items():
             start = time.perf_counter()
-            logits, trace = model(x, trace=True)
+            recording = Recording(model)  # the ablations serve what they cannot change from this forward
+            with recording.record() if "ablation" in measures and name in ablation else nullcontext():
+                logits, trace = model(x, trace=True)
             correct[name] += int((logits.argmax(-1) == labels).sum())
             seconds["traced_forward"] += time.perf_counter() - start
             if "attention_distance" in measures:
@@ -104,9 +107,9 @@ def analyze(
                     feature_owner[f"{name}/{feature}"] = (name, kind)
             if "ablation" in measures and name in ablation:
                 start = time.perf_counter()
-                ablation[name].update(x, labels, trace.layouts)
+                ablation[name].update(x, labels, logits, trace.layouts, recording)
                 seconds["ablation"] += time.perf_counter() - start
-            del trace
+            del trace, recording
             if "class_sensitivity" in measures:
                 start = time.perf_counter()
                 sensitivity[name].update(x)
