@@ -21,6 +21,7 @@ page = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     st.Page("pages/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
+    st.Page("pages/analysis.py", title="Analysis", icon=":material/query_stats:"),
     st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
 ])
 guarded(url.start, "the link to this view")

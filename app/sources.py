@@ -21,12 +21,13 @@ from tokenfusion.data.images import load_image
 from tokenfusion.models import ARCHITECTURES
 
 __all__ = [
-    "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice", "UploadFolder",
-    "checkpoint_dir", "list_checkpoints", "photo_image", "photo_names", "synthshapes_image", "uploaded_image",
+    "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "DATA_ENV", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice",
+    "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names", "synthshapes_image", "uploaded_image",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS_ENV = "TOKENFUSION_CHECKPOINTS"
+DATA_ENV = "TOKENFUSION_DATA"
 DEFAULT_CHECKPOINTS = REPO / "checkpoints"
 PHOTOS = REPO / "assets" / "photos"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -63,6 +64,18 @@ def checkpoint_dir(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
     if environ.get(CHECKPOINTS_ENV):
         return Path(environ[CHECKPOINTS_ENV]).expanduser()
     return DEFAULT_CHECKPOINTS
+
+
+def data_dir(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None:
+    """The ImageFolder root the Analysis page may run over (it reads its ``val/``): ``--data DIR``
+    after ``streamlit run app/main.py --``, else the ``TOKENFUSION_DATA`` environment variable; None
+    when neither names one (the page runs over held-out SynthShapes)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--data", type=Path)
+    known, _ = parser.parse_known_args(list(argv))
+    if known.data is not None:
+        return known.data.expanduser()
+    return Path(environ[DATA_ENV]).expanduser() if environ.get(DATA_ENV) else None
 
 
 def list_checkpoints(folder: Path) -> dict[str, Path]:

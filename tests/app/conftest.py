@@ -14,6 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app.harness import apptest_navigation
+from tokenfusion.analysis.cache import CACHE_ENV
 from tokenfusion.checkpoint import save_checkpoint
 from tokenfusion.data import CLASS_NAMES
 from tokenfusion.models import ARCHITECTURES, create
@@ -22,6 +23,16 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "app" / "main.py"
 SHIPPED = REPO / "checkpoints"
 TIMEOUT = 90  # seconds per script run; the first run imports torch, captum and grad-cam
+
+
+@pytest.fixture(scope="session", autouse=True)
+def analysis_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The Analysis page files its results in a temporary folder, not the user's cache (the
+    browser test's server inherits it)."""
+    folder = tmp_path_factory.mktemp("analysis_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)

@@ -175,7 +175,7 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
             no_exception(page)
             assert wait_for_count(page, PLOT, 3) == 3  # map, curves, randomisation
         screenshot(page, screenshots, name)
-    assert sorted(p.stem for p in screenshots.glob("*.png")) == sorted(PAGES)
+    assert set(PAGES) <= {p.stem for p in screenshots.glob("*.png")}  # the Analysis page takes its own
 
     go_to(page, "explore")
     image = tmp_path / "upload.png"
@@ -278,3 +278,18 @@ def test_a_link_opens_the_view_it_names(diagnosed: Page, server: str) -> None:
     layer = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").first
     assert layer.locator('[data-testid="stSliderThumbValue"]').inner_text() == "2"
     assert "model=late" in page.url and "layer=2" in page.url and "head=1" in page.url
+
+
+def test_the_analysis_page_draws_every_measure(diagnosed: Page, server: str, screenshots: Path) -> None:
+    page = diagnosed
+    _open(page, server)  # a fresh server runs a page named in the URL without main.py until st.navigation ran once
+    _open(page, f"{server}/analysis?images=48")
+    start_if_asked(page)
+    page.wait_for_selector("text=Representation similarity (CKA)")
+    settle(page)
+    no_exception(page)
+    for section in ("Ablation curves", "Mean attention distance", "Fusion weights over the images"):
+        assert page.get_by_role("heading", name=section).count() == 1, section
+    wait_for_count(page, PLOT, 4)
+    assert any(t.startswith("CKA: ") for t in chart_titles(page))
+    screenshot(page, screenshots, "analysis")

@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .style import KIND_COLOURS, KIND_LABELS, compact
 
-__all__ = ["ablation_curves_figure", "attention_distance_figure", "cka_figure", "fusion_share_figure"]
+__all__ = ["ablation_curves_figure", "attention_distance_figure", "cka_figure", "fusion_heads_figure",
+           "fusion_share_figure", "gates_over_set_figure"]
 
 _CUE_DASH = {"top1": "solid", "shape": "dash", "texture": "dot"}
 _KEY_SYMBOL = {"cnn": "circle", "patch": "diamond"}
@@ -79,4 +81,45 @@ def fusion_share_figure(fusion: dict[str, Any], *, height: int = 300) -> go.Figu
                              error_y=dict(type="data", array=spread)))
     fig.update_xaxes(title="layer")
     fig.update_yaxes(title="class token's attention share", range=[0, 1])
+    return compact(fig, height)
+
+
+def fusion_heads_figure(fusion: dict[str, Any], *, height: int = 300) -> go.Figure:
+    """The class token's attention share on each kind, one dot per head (mean over images) with a
+    bar of one standard deviation over images; a layer's heads side by side, CNN tokens left of patch
+    tokens."""
+    fig = go.Figure()
+    layers = fusion["layers"]
+    kinds = [k for k in ("cnn", "patch") if k in fusion]
+    for side, kind in enumerate(kinds):
+        mean, spread = fusion[kind]["cls_share_mean"], fusion[kind]["cls_share_std"]  # (L, heads)
+        heads = len(mean[0])
+        shift = (side - (len(kinds) - 1) / 2) * 0.4
+        xs = [i + shift + (h - (heads - 1) / 2) * 0.3 / heads for i in range(len(layers)) for h in range(heads)]
+        fig.add_trace(go.Scatter(
+            x=xs, y=[v for row in mean for v in row], mode="markers", name=KIND_LABELS[kind],
+            marker=dict(color=KIND_COLOURS[kind], size=7), error_y=dict(type="data", array=[v for row in spread for v in row],
+                                                                     thickness=1, width=0),
+            customdata=[[layer, h] for layer in layers for h in range(heads)],
+            hovertemplate="%{customdata[0]}, head %{customdata[1]}<br>mean %{y:.1%} ± %{error_y.array:.1%}<extra></extra>",
+        ))
+    fig.update_xaxes(title="layer (one dot per head)", tickmode="array", tickvals=list(range(len(layers))), ticktext=layers)
+    fig.update_yaxes(title="class token's attention share", range=[0, 1], tickformat=".0%")
+    return compact(fig, height)
+
+
+def gates_over_set_figure(cross: dict[str, Any], *, height: int = 260) -> go.Figure:
+    """Gated cross-attention (``layerwise``): the learned gate ``tanh(g)`` of each entry (left) and
+    the norm of the CNN update it injects over the norm of the patch stream, mean over images with a
+    bar of one standard deviation (right). ``cross``: the ``"cross"`` entry of the fusion weights."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["gate tanh(g)", "CNN update / patch stream"])
+    colour = KIND_COLOURS["cnn"]
+    layers = cross["layers"]
+    fig.add_trace(go.Bar(x=layers, y=cross["gates"], marker_color=colour, showlegend=False,
+                         hovertemplate="%{x}: gate %{y:.3f}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Bar(x=layers, y=cross["update_ratio_mean"], marker_color=colour, showlegend=False,
+                         error_y=dict(type="data", array=cross["update_ratio_std"]),
+                         hovertemplate="%{x}: %{y:.3f}<extra></extra>"), 1, 2)
+    fig.update_yaxes(range=[-1, 1], row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
     return compact(fig, height)

@@ -1,0 +1,101 @@
+"""The Analysis page: every measure over held-out images drawn for the loaded checkpoints, kept on
+disk so that the same question is answered again without computing, plain messages for bad data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tokenfusion.analysis
+from app.sources import data_dir
+from tokenfusion.models import ARCHITECTURES
+
+from .helpers import chart_titles, charts, no_exception, png, texts
+from .test_pages import started
+
+IMAGES = 16
+SECTIONS = ["Ablation curves", "Mean attention distance", "Fusion weights over the images",
+            "Representation similarity (CKA)"]
+
+
+def open_analysis(app, images: int = IMAGES, folder: Path | None = None):
+    at = app(folder)
+    at.switch_page("pages/analysis.py").run()
+    at.number_input(key="analysis_images").set_value(images).run()
+    return started(at)
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The images of every analysis the page computes (the page calls ``tokenfusion.analysis.analyze``)."""
+    seen: list[int] = []
+    original = tokenfusion.analysis.analyze
+
+    def counted(models, data, **kwargs):
+        seen.append(len(data.dataset))
+        return original(models, data, **kwargs)
+
+    monkeypatch.setattr(tokenfusion.analysis, "analyze", counted)
+    return seen
+
+
+def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(app, runs, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path))
+    at = open_analysis(app)
+    no_exception(at)
+    assert texts(at.title) == ["Analysis over a data set"]
+    assert texts(at.subheader) == SECTIONS
+    assert runs == [IMAGES]
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    table = at.dataframe[0].value
+    assert list(table["strategy"]) == list(ARCHITECTURES) and table["top-1 (%)"].between(0, 100).all()
+    fused, attending = ARCHITECTURES[2:], ARCHITECTURES[1:]  # late, early, layerwise; all but cnn
+    # ablation: every model with tokens; distance: every model with attention; fusion: two per model
+    # with attention shares, one for layerwise's gates; one CKA heatmap
+    assert len(charts(at)) == len(attending) + len(attending) + 2 * 2 + 1 + 1
+    assert sum(t.startswith("CKA: ") for t in chart_titles(at)) == 1
+    assert any("Computed in" in c and f"{IMAGES} images" in c for c in texts(at.caption))
+    titles = [m.strip("*") for m in texts(at.markdown) if m.startswith("**")]
+    per_model = [f"{name}: per {what}" for name in fused[:2] for what in ("layer", "head")] + [f"{fused[2]}: gates"]
+    assert titles[-(2 * len(attending) + len(per_model)):] == [*attending, *attending, *per_model]
+
+    comparisons = at.selectbox(key="analysis_cka").options
+    assert len(comparisons) > 1
+    at.selectbox(key="analysis_cka").set_value(comparisons[-1]).run()
+    no_exception(at)
+    a, b = comparisons[-1].split(" vs ")
+    assert f"CKA: {a.split(' (')[0]} vs {b.split(' (')[0]}" in chart_titles(at)
+
+    again = open_analysis(app)
+    no_exception(again)
+    assert runs == [IMAGES]  # nothing computed a second time, in a new session
+    assert texts(again.subheader) == SECTIONS and len(charts(again)) == len(charts(at))
+    assert any(c.startswith(f"{IMAGES} images") and "Loaded from the cache" in c for c in texts(again.caption))
+
+    open_analysis(app, IMAGES + 1)
+    assert runs == [IMAGES, IMAGES + 1]  # another question: computed
+
+
+def _class_folders(root: Path, classes: list[str]) -> Path:
+    for name in classes:
+        (root / "val" / name).mkdir(parents=True)
+        (root / "val" / name / "a.png").write_bytes(png())
+    return root
+
+
+@pytest.mark.parametrize("case", ["missing", "other classes"])
+def test_a_bad_data_folder_gets_a_plain_message(app, runs, tmp_path, monkeypatch, case: str) -> None:
+    folder = tmp_path / "nowhere" if case == "missing" else _class_folders(tmp_path, ["cat", "dog"])
+    monkeypatch.setenv("TOKENFUSION_DATA", str(folder))
+    at = open_analysis(app)
+    no_exception(at)
+    assert at.radio(key="analysis_data").value == str(folder)  # a folder named at start is the default
+    expected = "does not exist" if case == "missing" else "holds classes ['cat', 'dog']"
+    assert len(at.error) == 1 and expected in at.error[0].value
+    assert runs == [] and not charts(at)
+
+
+def test_the_data_folder_is_named_after_the_double_dash() -> None:
+    assert data_dir(["--checkpoints", "c", "--data", "/d"], {"TOKENFUSION_DATA": "/e"}) == Path("/d")
+    assert data_dir([], {"TOKENFUSION_DATA": "/e"}) == Path("/e")
+    assert data_dir(["--checkpoints", "c"], {}) is None
