@@ -1,47 +1,69 @@
 """Benchmark the Streamlit app on this machine's CPU.
 
-Usage: ``nice python bench/bench_app.py [--checkpoints DIR] [--repeats 5] [--threads 1] [--no-browser]``
+Usage: ``nice python bench/bench_app.py [--parts startup,pages,controls,methods] [--before REV] [--threads 1]``
+
+Parts (each is written to ``bench/results/app_cpu.json`` with its own command, date, commit, threads and
+load average; a run replaces only the parts it measured):
 
 1. **startup**: ``streamlit run app/main.py`` until its health endpoint answers, and until a headless
    Chromium (Playwright, ``/usr/bin/chromium``) shows the finished Explore page (title, every chart
    drawn, no script run in progress). The browser is started first, so its own start is not counted.
-2. **explore (tiny)**: the Explore page of the real app (``AppTest``) on the default ``early`` model,
-   once imports and the model are loaded: each repeat picks a SynthShapes image never seen before, so
-   every computation of the page runs (prediction, CNN and patch attention, fusion weights, the
-   default gallery, branch ablation) and is drawn. Also the rerun of an image already computed.
-3. **explore (small)**: the same for an ``early`` model at size ``small`` (224 px, ResNet-50 trunk +
-   ViT-S), random weights, written to a temporary folder.
-4. **compare**: the Compare page over every model of the checkpoint folder, a new image each repeat.
+   Target: first page finished within 4 s.
+2. **pages**: the Explore page (``AppTest``) on the default ``early`` model, each repeat on a SynthShapes
+   image never seen before (every view computed and drawn); the same for an ``early`` model at size
+   ``small`` (224 px, random weights); Compare over every model. Targets 1 s, 5 s, 2 s.
+3. **controls**: server time of each Explore control on the ``tiny`` models, once the page is loaded
+   and warm: each control is set in turn to several values never shown before, and each change is
+   timed as the server runs it: a control inside a fragment (``app.ui.fragment``) reruns that
+   fragment only (AppTest is told the fragment, as the browser tells the server), a sidebar control
+   the whole page; a token click is sent as the picker chart's selection. Median and worst per
+   control; target 300 ms each.
+4. **methods**: every explanation method once on an ``early`` model at size ``small`` (224 px, random
+   weights) through one ``tokenfusion.explain.Explainer`` session, beside the estimate the app shows
+   before it starts (``tokenfusion.explain.estimate_seconds`` from the measured forward).
 
-Prints the figures and writes them with the command, load average and versions to
-``bench/results/app_cpu.json``. Targets: explore tiny <= 1 s, explore small <= 5 s, compare <= 2 s.
+``--before REV`` also measures the parts ``startup`` and ``controls`` on the code of ``REV`` (a git
+worktree), each right before the same part on the working tree, and records both.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+BENCH_REPO = Path(__file__).resolve().parents[1]
+# --code-root DIR measures the app and library of DIR (a worktree of another commit) with this script
+_ROOT_FLAG = "--code-root"
+REPO = Path(sys.argv[sys.argv.index(_ROOT_FLAG) + 1]).resolve() if _ROOT_FLAG in sys.argv else BENCH_REPO
 sys.path.insert(0, str(REPO))
-from app.harness import CHROMIUM, CHROMIUM_ARGS, apptest_navigation, start_server, wait_until_healthy  # noqa: E402
+sys.path.insert(1, str(BENCH_REPO))
 from bench.provenance import commit  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "app_cpu.json"
+RESULTS = BENCH_REPO / "bench" / "results" / "app_cpu.json"
+PARTS = ("startup", "pages", "controls", "methods")
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
+STARTUP_TARGET_S = 4.0
+CONTROL_TARGET_S = 0.3
 
 
-def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, float]:
+# --- startup -----------------------------------------------------------------------------------------
+
+def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, Any]:
     """Seconds from ``streamlit run`` to a healthy server, and to the first finished page in Chromium."""
     from playwright.sync_api import sync_playwright
+
+    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, wait_until_healthy
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -62,19 +84,50 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             process.terminate()
             process.wait(timeout=20)
             browser.close()
-    return {"startup_health_s": round(healthy, 2), "startup_first_page_s": round(finished, 2)}
+    return {"health_s": round(healthy, 2), "first_page_s": round(finished, 2), "target_s": STARTUP_TARGET_S}
+
+
+# --- pages -------------------------------------------------------------------------------------------
+
+@contextmanager
+def server_like() -> Iterator[None]:
+    """AppTest as the server runs the app: ``main.py`` and its sidebar on every rerun
+    (:func:`app.harness.apptest_navigation`), and one script cache for every run (AppTest makes a new
+    one per run, so each rerun would compile the page scripts again: about 80 ms here)."""
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test
+
+    from app.harness import apptest_navigation
+
+    shared = ScriptCache()
+    app_test.ScriptCache = lambda: shared
+    try:
+        with apptest_navigation():
+            yield
+    finally:
+        app_test.ScriptCache = ScriptCache
+
+
+def _apptest(checkpoints: Path):
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["TOKENFUSION_CHECKPOINTS"] = str(checkpoints)
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=600).run()
+    _no_error(at)
+    return at
+
+
+def _no_error(at) -> None:
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
 
 
 def _page_times(checkpoints: Path, page: str | None, repeats: int) -> tuple[list[float], float]:
     """Wall-clock seconds of reruns of ``page`` (None: Explore), each on a new SynthShapes image,
     after one warm run; and the seconds of a rerun on an image already computed."""
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["TOKENFUSION_CHECKPOINTS"] = str(checkpoints)
-    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=600).run()
+    at = _apptest(checkpoints)
     if page:
         at.switch_page(page).run()
-    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    _no_error(at)
     times = []
     for i in range(1, repeats + 1):
         before = [c.value for c in at.sidebar.caption]
@@ -101,6 +154,228 @@ def _small_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def pages(checkpoints: Path, repeats: int) -> dict[str, Any]:
+    runs = {}
+    with server_like():
+        for name, folder, page in [
+            ("explore_tiny", checkpoints, None),
+            ("explore_small", _small_checkpoint(Path(tempfile.mkdtemp(prefix="bench-app-small-"))), None),
+            ("compare", checkpoints, "pages/compare.py"),
+        ]:
+            times, cached = _page_times(folder, page, repeats)
+            runs[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
+                          "cached_rerun_s": round(cached, 3), "target_s": TARGETS[f"{name}_s"]}
+            print(f"{name}: median {runs[name]['median_s']:.2f} s over {repeats} new images "
+                  f"(target <= {TARGETS[f'{name}_s']} s; cached rerun {cached:.2f} s)", flush=True)
+    return runs
+
+
+# --- controls ----------------------------------------------------------------------------------------
+
+class _Fragments:
+    """Makes AppTest send a rerun as the browser does: scoped to the fragment that drew the changed
+    widget (``scope``), with extra widget states (a chart's selection) added to those of the tree."""
+
+    def __init__(self) -> None:
+        self.of_widget: dict[str, str] = {}  # widget id -> id of the fragment that drew it ("" outside any)
+        self.scope: str | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        from dataclasses import replace
+
+        from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
+        from streamlit.testing.v1 import local_script_runner as lsr
+
+        parse, request = lsr.parse_tree_from_messages, ScriptRequests._request_rerun_locked
+        fragments = self
+
+        def parse_and_note(messages):
+            for msg in messages:
+                if msg.HasField("delta") and msg.delta.WhichOneof("type") == "new_element":
+                    element = msg.delta.new_element
+                    proto = getattr(element, element.WhichOneof("type"))
+                    if getattr(proto, "id", ""):
+                        fragments.of_widget[proto.id] = msg.delta.fragment_id
+            return parse(messages)
+
+        def scoped(requests: ScriptRequests, data: RerunData) -> bool:
+            # AppTest's runner asks for a full run when it is made and again in run(): both carry the scope
+            return request(requests, replace(data, fragment_id=fragments.scope) if fragments.scope else data)
+
+        lsr.parse_tree_from_messages = parse_and_note
+        ScriptRequests._request_rerun_locked = scoped
+        try:
+            yield
+        finally:
+            lsr.parse_tree_from_messages, ScriptRequests._request_rerun_locked = parse, request
+
+
+def _timed_change(at, fragments: _Fragments, widget_id: str, extra: list | None = None) -> tuple[float, float, str]:
+    """Rerun after a change of the widget ``widget_id`` (its new value already set on the tree, or
+    given in ``extra``) as the server would: wall-clock seconds, CPU seconds of this process (every
+    thread: on a loaded machine the wall clock also counts waiting for a core), and the scope
+    (``"fragment"`` or ``"page"``). Afterwards one untimed full rerun, so the tree holds the whole page."""
+    states = at._tree.get_widget_states()
+    if extra:
+        states.widgets.extend(extra)
+    fragment = fragments.of_widget.get(widget_id, "")
+    fragments.scope = fragment or None
+    start, cpu = time.perf_counter(), time.process_time()
+    at._run(states)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    fragments.scope = None
+    _no_error(at)
+    if fragment:
+        at.run()
+        _no_error(at)
+    return seconds, cpu, "fragment" if fragment else "page"
+
+
+def _picker_click(at, index: int) -> list:
+    """The widget state a click on point ``index`` of the token picker chart sends."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    state = WidgetState(id=_picker_id(at))
+    state.string_value = json.dumps({"selection": {"points": [{"point_index": index}], "point_indices": [index],
+                                                   "box": [], "lasso": []}})
+    return [state]
+
+
+def _widget(at, kind: str, key: str):
+    return getattr(at, kind)(key=key)
+
+
+def controls(checkpoints: Path, values: int) -> dict[str, Any]:
+    """Server seconds per change of every Explore control on the tiny models (see the module docstring)."""
+    from tokenfusion.checkpoint import load_checkpoint
+
+    fragments = _Fragments()
+    rows: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, at, kind: str, key: str, choices: list) -> None:
+        for value in choices:
+            widget = _widget(at, kind, key)
+            if widget.value == value:
+                continue
+            widget.set_value(value)
+            note(name, key.split(":")[0], str(value), *_timed_change(at, fragments, widget.id))
+
+    def note(name: str, key: str, value: str, seconds: float, cpu: float, scope: str) -> None:
+        row = rows.setdefault(name, {"key": key, "scope": scope, "runs_s": [], "cpu_s": [], "values": []})
+        row["runs_s"].append(round(seconds, 3))
+        row["cpu_s"].append(round(cpu, 3))
+        row["values"].append(value)
+        print(f"  {name} = {value}: {seconds * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms ({scope})", flush=True)
+
+    def options(at, kind: str, key: str) -> list:
+        widget = _widget(at, kind, key)
+        if kind == "slider":
+            return list(range(int(widget.min), int(widget.max) + 1))
+        return list(widget.options)
+
+    with server_like(), fragments.installed():
+        at = _apptest(checkpoints)
+        m = at.sidebar.selectbox(key="model_name").value
+        at.run()  # warm: every view of the opening page computed once
+        model = load_checkpoint(checkpoints / f"{m}.pt").model  # the raw options of the formatted controls
+        heads = ["max", *range(model.config.num_heads)]
+        kinds = list(model.structure.token_kinds)
+        cam_targets = [(t.layer, t.kind) for t in model.structure.cam_targets]
+        # the attention views: one layer (layer slider, heads), then rollout (discard slider, head fusion)
+        record("attention: layer", at, "slider", f"att_layer:{m}", options(at, "slider", f"att_layer:{m}")[:values])
+        record("attention: heads", at, "selectbox", f"att_head:{m}", heads[:values])
+        record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["rollout"])
+        record("rollout: discard", at, "slider", f"att_discard:{m}", [0.1, 0.3, 0.5, 0.9][:values])
+        record("rollout: heads", at, "selectbox", f"att_fusion:{m}", ["max", "min", "mean"][:values])
+        record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["one layer"])
+        # the token inspector: layer, heads, kind of query token, a click on a token
+        layers = model.structure.attention_layers()
+        record("inspector: layer", at, "select_slider", f"tok_layer:{m}", layers[:values])
+        record("inspector: heads", at, "selectbox", f"tok_head:{m}", heads[:values])
+        record("inspector: query token", at, "radio", f"tok_kind:{m}", kinds[::-1])
+        for index in (0, 5, 17, 30)[:values]:
+            note("inspector: click a token", "tok_picker", f"token {index}",
+                 *_timed_change(at, fragments, _picker_id(at), _picker_click(at, index)))
+        # what-if: kind removed, replaced by, from which place
+        record("what-if: remove", at, "radio", f"wi_kind:{m}", kinds[::-1])
+        record("what-if: replace by", at, "radio", f"wi_mode:{m}", ["zero", "mean"])
+        places = list(_widget(at, "select_slider", f"wi_from:{m}").options)
+        record("what-if: from", at, "select_slider", f"wi_from:{m}", places[1:values + 1])
+        # fusion weights: queries
+        record("fusion: queries", at, "radio", f"fusion_query:{m}", ["mean", "cls"])
+        # gallery: CAM layer with the opening methods, then methods added and removed
+        record("gallery: CAM layer", at, "selectbox", f"gallery_layer:{m}", cam_targets[:values])
+        chosen = list(_widget(at, "multiselect", f"gallery_methods:{m}").value)
+        extra = [n for n in options(at, "multiselect", f"gallery_methods:{m}") if n not in chosen]
+        record("gallery: methods", at, "multiselect", f"gallery_methods:{m}",
+               [chosen + [n] for n in extra[:values]] + [chosen])
+        # sidebar: image (class, example, source, photo), then model
+        record("sidebar: class", at, "selectbox", "synth_class", options(at, "selectbox", "synth_class")[1:values + 1])
+        record("sidebar: example", at, "number_input", "synth_example", [200 + i for i in range(values)])
+        record("sidebar: image source", at, "radio", "image_source", ["Photo"])
+        record("sidebar: photo", at, "selectbox", "photo_name", options(at, "selectbox", "photo_name")[1:values + 1])
+        record("sidebar: image source", at, "radio", "image_source", ["SynthShapes"])
+        record("sidebar: model", at, "selectbox", "model_name",
+               [n for n in options(at, "selectbox", "model_name") if n != m] + [m])
+    for row in rows.values():
+        for what, values in (("", row["runs_s"]), ("_cpu", row["cpu_s"])):
+            row[f"median{what}_s"], row[f"worst{what}_s"] = round(statistics.median(values), 3), round(max(values), 3)
+    every = [t for row in rows.values() for t in row["runs_s"]]
+    cpu = [t for row in rows.values() for t in row["cpu_s"]]
+    return {"controls": rows, "median_s": round(statistics.median(every), 3), "worst_s": round(max(every), 3),
+            "median_cpu_s": round(statistics.median(cpu), 3), "worst_cpu_s": round(max(cpu), 3),
+            "changes": len(every), "target_s": CONTROL_TARGET_S, "model": m}
+
+
+def _picker_id(at) -> str:
+    charts = [e for e in at.main if getattr(getattr(e, "proto", None), "id", "") and "tok_picker" in e.proto.id]
+    assert charts, "no token picker on the page"
+    return charts[0].proto.id
+
+
+# --- methods at 224 px ------------------------------------------------------------------------------
+
+def methods() -> dict[str, Any]:
+    """Seconds of every method once at 224 px (its own time, beyond the session's traced forward)
+    beside the app's estimate for it."""
+    import torch
+
+    from app.sources import synthshapes_image
+    from tokenfusion.data.transforms import preprocess
+    from tokenfusion.explain import Explainer, available_methods, estimate_seconds, forward_passes, measure_forward
+    from tokenfusion.models import create
+
+    torch.manual_seed(0)
+    model = create("early", "small").eval()
+    x = preprocess(synthshapes_image(9 * 12, model.config.img_size).image, model.config)
+    cost = measure_forward(model)
+    start = time.perf_counter()
+    session = Explainer(model, x)
+    traced = time.perf_counter() - start
+    rows = []
+    for info in available_methods(model):
+        layer, kind = info.default
+        try:
+            estimate = estimate_seconds(model, cost, info.name, layer, kind)
+            passes = forward_passes(model, cost, info.name, layer, kind).equivalent
+        except NotImplementedError:
+            estimate = passes = None
+        start = time.perf_counter()
+        session.explain(info.name, layer, kind=kind)
+        seconds = time.perf_counter() - start
+        rows.append({"method": info.name, "layer": layer, "kind": kind, "seconds": round(seconds, 3),
+                     "estimate_s": None if estimate is None else round(estimate, 3), "forward_equivalents": passes})
+        print(f"  {info.name}: {seconds:.2f} s (estimate {'none' if estimate is None else f'{estimate:.2f} s'})",
+              flush=True)
+        model.eval().zero_grad(set_to_none=True)
+    return {"arch": "early", "size": "small", "img_size": model.config.img_size, "traced_forward_s": round(traced, 3),
+            "forward_s": round(cost.seconds, 4), "forward_batched_s": round(cost.batched, 4), "batch": cost.batch,
+            "methods": rows}
+
+
+# --- running the parts -------------------------------------------------------------------------------
+
 def _default_checkpoints() -> Path:
     """The shipped checkpoints when all five are there, else tiny random-weight ones in a temporary folder."""
     import torch
@@ -109,7 +384,7 @@ def _default_checkpoints() -> Path:
     from tokenfusion.data import CLASS_NAMES
     from tokenfusion.models import ARCHITECTURES, create
 
-    shipped = REPO / "checkpoints"
+    shipped = BENCH_REPO / "checkpoints"
     if all((shipped / f"{arch}.pt").is_file() for arch in ARCHITECTURES):
         return shipped
     folder = Path(tempfile.mkdtemp(prefix="bench-app-"))
@@ -119,53 +394,94 @@ def _default_checkpoints() -> Path:
     return folder
 
 
+def _stamp(threads: int, command: str, code: str) -> dict[str, Any]:
+    import datetime
+
+    import streamlit
+    import torch
+
+    return {"command": command, "code": code, "threads": threads, "cpus": os.cpu_count(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit(), "load_average_before": [round(v, 2) for v in os.getloadavg()],
+            "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version()}
+
+
+def measure(part: str, args: argparse.Namespace, checkpoints: Path) -> dict[str, Any]:
+    """One part on the code of ``REPO``, in this process, with its provenance."""
+    code = "working tree" if REPO == BENCH_REPO else _rev(REPO)
+    stamp = _stamp(args.threads, shlex.join(["python", *sys.argv]), code)
+    print(f"{part} ({code}):", flush=True)
+    if part == "startup":
+        figures = startup(checkpoints, args.threads)
+        print(f"  healthy after {figures['health_s']} s, first page finished after {figures['first_page_s']} s")
+    elif part == "pages":
+        figures = pages(checkpoints, args.repeats)
+    elif part == "controls":
+        figures = controls(checkpoints, args.values)
+        print(f"  every change: median {figures['median_s'] * 1000:.0f} ms, worst {figures['worst_s'] * 1000:.0f} ms")
+    else:
+        figures = methods()
+    stamp["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    return {**figures, "provenance": stamp}
+
+
+def _rev(root: Path) -> str:
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _in_subprocess(part: str, root: Path, args: argparse.Namespace, checkpoints: Path) -> dict[str, Any]:
+    """``part`` measured by this script in a fresh interpreter on the code under ``root``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "part.json"
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), _ROOT_FLAG, str(root), "--parts", part,
+                        "--threads", str(args.threads), "--values", str(args.values), "--repeats", str(args.repeats),
+                        "--checkpoints", str(checkpoints), "--out", str(out), "--fresh"], check=True)
+        return json.loads(out.read_text())[part]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="startup,pages,controls", help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--checkpoints", type=Path, default=None, help="default: checkpoints/ (else random tiny ones)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="pages: new images per page")
+    parser.add_argument("--values", type=int, default=3, help="controls: values per control (at most)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the 2 cores are shared)")
-    parser.add_argument("--no-browser", action="store_true", help="skip the startup figures (no Chromium)")
+    parser.add_argument("--before", default=None, help="also measure startup and controls on this git revision")
+    parser.add_argument(_ROOT_FLAG, type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)  # write only this run's parts
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
-    import streamlit
 
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; expected some of {PARTS}")
     checkpoints = args.checkpoints or _default_checkpoints()
-    results: dict[str, object] = {}
-    if not args.no_browser:
-        results.update(startup(checkpoints, args.threads))
-        print(f"startup: healthy after {results['startup_health_s']} s, first page finished after "
-              f"{results['startup_first_page_s']} s", flush=True)
-    runs = {}
-    with apptest_navigation():
-        for name, folder, page in [
-            ("explore_tiny", checkpoints, None),
-            ("explore_small", _small_checkpoint(Path(tempfile.mkdtemp(prefix="bench-app-small-"))), None),
-            ("compare", checkpoints, "pages/compare.py"),
-        ]:
-            times, cached = _page_times(folder, page, args.repeats)
-            runs[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
-                          "cached_rerun_s": round(cached, 3)}
-            results[f"{name}_s"] = runs[name]["median_s"]
-            target = TARGETS[f"{name}_s"]
-            print(f"{name}: median {runs[name]['median_s']:.2f} s over {args.repeats} new images (target <= {target} s; "
-                  f"cached rerun {cached:.2f} s)", flush=True)
-    report = {
-        "figures": results, "runs": runs, "targets_s": TARGETS,
-        "checkpoints": str(checkpoints), "threads": args.threads, "cpus": os.cpu_count(),
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "command": shlex.join(["python", *sys.argv]),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"load average {report['load_average_before']} -> {report['load_average_after']}; wrote {args.out}")
+    report = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
+    worktree = None
+    if args.before:
+        worktree = Path(tempfile.mkdtemp(prefix="bench-app-before-")) / "tree"
+        subprocess.run(["git", "-C", str(BENCH_REPO), "worktree", "add", "--detach", str(worktree), args.before],
+                       check=True, capture_output=True)
+    try:
+        for part in parts:
+            if worktree is not None and part in ("startup", "controls"):
+                before = _in_subprocess(part, worktree, args, checkpoints)
+                after = _in_subprocess(part, BENCH_REPO, args, checkpoints)
+                report[part] = {**after, "before": before}
+            else:
+                report[part] = measure(part, args, checkpoints)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            current = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
+            args.out.write_text(json.dumps({**current, part: report[part]}, indent=2) + "\n")  # parts run meanwhile kept
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "-C", str(BENCH_REPO), "worktree", "remove", "--force", str(worktree)], check=False)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
