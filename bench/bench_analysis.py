@@ -1,6 +1,6 @@
 """Every measure of ``python -m tokenfusion.analyze`` over held-out SynthShapes, on this CPU.
 
-    nice python bench/bench_analysis.py                  # writes bench/results/analysis_cpu.json
+    python bench/bench_analysis.py                  # writes bench/results/analysis_cpu.json
 
 Three runs of the real command, each in its own one-thread process (its wall time, CPU time and
 peak resident memory read from ``os.wait4``): first, alone, the five shipped models over
@@ -12,7 +12,6 @@ shared: the load average before each run is recorded, and the CPU time (user + s
 wall time says how much of the wall was waiting for a core. Each run's per-measure seconds come
 from its ``analysis.json``; the first run's is kept as ``bench/results/analysis_synthshapes.json``
 (the README's "What the shipped models show over a data set" is written from it).
-"""
 """
 from __future__ import annotations
 
