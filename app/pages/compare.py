@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.export import CLASS_NAMES, chart, offer, question, snippet
 from app.estimates import SLOW_SECONDS, forward_cost, may_start
 from app.notices import knows_true_class, out_of_distribution, show_map_score
 from app.sidebar import require, selection
@@ -69,6 +70,7 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
                    "the image shows, and their maps show what they latch onto, not where an object of that class "
                    "is. Explore says more for each model.", icon=":material/help:")
     st.dataframe(rows, hide_index=True)
+    offer("compare predictions", rows, snippet(choice, [(m, question("predict", CLASS_NAMES, k=3)) for m in models]))
 
 
 def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Target | str:
@@ -106,7 +108,7 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     if not may_start(request, estimate, f"The {LABELS[method]} map of {len(models)} models"):
         return
     progress = st.progress(0.0, text="Computing the maps…") if estimate > SLOW_SECONDS else None
-    maps, blank, seconds = {}, [], 0.0
+    maps, blank, seconds, shown, asked = {}, [], 0.0, {}, []
     for i, (column, loaded) in enumerate(zip(st.columns(max(len(models), 1)), models)):
         column.markdown(f"**{loaded.name}**")
         target = targets[loaded.name]
@@ -117,14 +119,15 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
         with st.spinner(f"{name} on {loaded.name}…"):
             result = ask(loaded, choice, Explainer.explain, name, layer, kind=kind)
         seconds += result.seconds
-        e = result.value
+        e = shown[loaded.name] = result.value
+        asked.append((loaded, question("explain", name, layer, kind=kind)))
         if e.blank:
             blank.append(loaded.name)
         else:
             maps[loaded.name] = e.map
         view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-        column.plotly_chart(overlay_figure(view, e.map, hover="saliency", height=200),
-                            key=f"compare_fig_{loaded.name}", width="content")
+        chart(column, overlay_figure(view, e.map, hover="saliency", height=200),
+                      key=f"compare_fig_{loaded.name}", width="content")
         where = " · ".join(str(p) for p in (e.layer, kind) if p) or "pixels"
         column.caption(f"{name} · {where} · for '{loaded.class_names[e.target]}'"
                        + (" · blank map" if e.blank else ""))
@@ -136,6 +139,7 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     st.caption(f"{what[0].upper()}{what[1:]}; each map for the model's own prediction, with its scores on held-out "
                f"SynthShapes images as badges (red: it fails a sanity check). A blank map means that layer does not "
                f"move the score. All models computed in {duration(seconds)}.")
+    offer("compare maps", shown, snippet(choice, asked))
     _agreement(maps, blank)
 
 
@@ -149,11 +153,11 @@ def _agreement(maps: dict, blank: list[str]) -> None:
     matrices = agreement_matrices(maps, TOP_FRACTION)
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(agreement_figure(list(maps), matrices["spearman"]), key="agree_rho")
+        chart(st, agreement_figure(list(maps), matrices["spearman"]), key="agree_rho")
         st.caption("Spearman rank correlation of the maps, pixel by pixel (1: the same order of importance)."
                    + left_out)
     with right:
-        st.plotly_chart(agreement_figure(list(maps), matrices["iou"], zmin=0), key="agree_iou")
+        chart(st, agreement_figure(list(maps), matrices["iou"], zmin=0), key="agree_iou")
         st.caption(f"Intersection over union of the top {TOP_FRACTION:.0%} most salient pixels of each map.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
+from app.export import CLASS_NAMES, chart, offer, question, recreate
 from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
@@ -70,6 +71,7 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                                                  key=f"att_discard:{key}")
         options["head_fusion"] = right.selectbox("Heads", HEAD_FUSIONS, key=f"att_fusion:{key}",
                                                  format_func=lambda h: f"{h} over heads")
+    shown, asked = {}, []
     for column, kind in zip(st.columns(2), ("cnn", "patch")):
         with column:
             if mode == "one layer":
@@ -87,10 +89,12 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                     continue
                 result = ask(loaded, choice, Explainer.explain, "rollout", kind=kind, **options)
                 what = f"Attention rollout from the readout class token to the input {KIND_LABELS[kind]}"
-            e = result.value
-            st.plotly_chart(overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
-                                           showscale=True), key=f"att_fig_{kind}", width="content")
+            e = shown[kind] = result.value
+            asked.append(question("explain", e.method, e.layer, kind=kind, **options))
+            chart(st, overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
+                                     showscale=True), key=f"att_fig_{kind}", width="content")
             explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
+    offer("attention", shown, recreate(loaded, choice, *asked))
     url.write()  # a fragment rerun changes the view too
 
 
@@ -124,9 +128,8 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
     cell = (min(cell[0], grid[0] - 1), min(cell[1], grid[1] - 1))
     columns = st.columns([1, 2])
     with columns[0]:
-        event = st.plotly_chart(
-            token_picker_figure(view, grid, colour=KIND_COLOURS[kind], selected=cell, height=300),
-            key=f"tok_picker:{kind}:{cell}", on_select="rerun", selection_mode="points", width="content")
+        event = chart(st, token_picker_figure(view, grid, colour=KIND_COLOURS[kind], selected=cell, height=300),
+                      key=f"tok_picker:{kind}:{cell}", on_select="rerun", selection_mode="points", width="content")
         if (clicked := _picked(event, grid)) is not None and clicked != cell:
             st.session_state[picked_key] = clicked
             st.rerun(scope="fragment")  # redraw with the new token, on a picker with no selection left
@@ -138,12 +141,13 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
         panels.append((f"cross-attention over CNN keys ({t.cross_layer})", t.cross))
     with columns[1]:
         for column, (title, heat) in zip(st.columns(len(panels)), panels):
-            column.plotly_chart(overlay_figure(view, heat, title=title, hover="weight", box=t.box,
-                                               box_size=loaded.config.img_size, height=260),
-                                key=f"tok_map_{title}", width="content")
+            chart(column, overlay_figure(view, heat, title=title, hover="weight", box=t.box,
+                                         box_size=loaded.config.img_size, height=260),
+                          key=f"tok_map_{title}", width="content")
     where = ("its patch" if kind == "patch" else "its receptive field, measured: the pixels whose change moves it")
     explain_line(f"Attention of the {KIND_LABELS[kind][:-1]} at row {cell[0]}, column {cell[1]} (position {t.index} "
                  f"of the sequence) at {layer}; {t.on_class:.0%} of it goes to class tokens. Green: {where}.", result)
+    offer("token inspector", t, recreate(loaded, choice, question("token_attention", layer, kind, cell, head)))
 
 
 @fragment
@@ -169,26 +173,28 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
                  region=region)
     after = result.value
     before, now = st.columns(2)
-    before.plotly_chart(topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
+    chart(before, topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
     before.caption("Unchanged model.")
-    now.plotly_chart(topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
+    chart(now, topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
     gone = KIND_LABELS[kind] if kind else "CNN and patch tokens under the region"
     now.caption(f"{gone[0].upper()}{gone[1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
                 f"{', '.join(after.places)}.")
     if after.fusion.layers:
-        now.plotly_chart(attention_share_figure(after.fusion), key="wi_shares")
+        chart(now, attention_share_figure(after.fusion), key="wi_shares")
     maps = [(f"rollout over {KIND_LABELS[k]}, after", e.map) for k, e in after.maps.items()]
     if maps and region:  # the region outlined in green (box in fractions: an input 1 px wide)
         for column, (title, heat) in zip(st.columns(len(maps) + 2), maps):
-            column.plotly_chart(overlay_figure(_view(loaded, choice), heat, title=title, hover="rollout",
-                                               box=region, box_size=1, height=220), key=f"wi_map_{title}",
-                                width="content")
+            chart(column, overlay_figure(_view(loaded, choice), heat, title=title, hover="rollout",
+                                         box=region, box_size=1, height=220), key=f"wi_map_{title}",
+                          width="content")
     elif maps:
-        st.plotly_chart(overlays_figure(_view(loaded, choice), maps, columns=len(maps), hover="rollout",
-                                        panel_height=200), key="wi_maps", width="content")
+        chart(st, overlays_figure(_view(loaded, choice), maps, columns=len(maps), hover="rollout",
+                                  panel_height=200), key="wi_maps", width="content")
     explain_line(f"Prediction, attention shares and rollout with the {gone} gone: "
                  f"'{prediction.names[0]}' {prediction.probabilities[0]:.0%} becomes "
                  f"'{after.prediction.names[0]}' {after.prediction.probabilities[0]:.0%}.", result)
+    offer("what-if", after, recreate(loaded, choice, question("what_if", kind, places.index(start) + 1, mode,
+                                                              CLASS_NAMES, 5, region=region)))
 
 
 def _region(key: str) -> tuple[float, float, float, float]:
@@ -214,16 +220,17 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
         return
     result = ask(loaded, choice, Explainer.fusion)
     weights = result.value
+    offer("fusion weights", weights, recreate(loaded, choice, question("fusion")))
     if weights.gates is not None:
-        st.plotly_chart(gates_figure(weights, [f"layer {i}" for i in range(len(weights.gates))]), key="gates_fig")
+        chart(st, gates_figure(weights, [f"layer {i}" for i in range(len(weights.gates))]), key="gates_fig")
         explain_line("Learned gates tanh(g) of the CNN cross-attention before each block (0: no CNN), and for "
                      "this image the size of the CNN update relative to the patch stream.", result)
         return
     query = st.radio("Queries", ["cls", "mean"], key=f"fusion_query:{loaded.name}", horizontal=True,
                      format_func=lambda q: "the class token" if q == "cls" else "all queries (mean)")
     left, right = st.columns(2)
-    left.plotly_chart(attention_share_figure(weights, query=query), key="share_fig")
-    right.plotly_chart(head_share_figure(weights, kind="cnn", query=query), key="head_share_fig")
+    chart(left, attention_share_figure(weights, query=query), key="share_fig")
+    chart(right, head_share_figure(weights, kind="cnn", query=query), key="head_share_fig")
     explain_line("Share of attention on CNN, patch and class tokens per layer (left, mean over heads) and the "
                  "CNN share per head (right).", result)
 
@@ -252,18 +259,20 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     target = right.selectbox("CAM layer", targets, index=targets.index(layer_default) if cams else 0,
                              format_func=lambda t: _target_label(loaded, t), key=f"gallery_layer:{loaded.name}",
                              help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
-    columns = st.columns(3)
+    columns, shown, asked = st.columns(3), {}, []
     for i, method in enumerate(chosen):
         layer, kind = target if info[method].family == "cam" else (None, None)
         with columns[i % 3], st.spinner(f"Computing {method}…"):
             result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind)
-            e = result.value
-            st.plotly_chart(overlay_figure(view, e.map, title=method, hover="saliency", height=260),
-                            key=f"gallery_fig_{method}", width="content")
+            e = shown[method] = result.value
+            asked.append(question("explain", method, layer, kind=kind))
+            chart(st, overlay_figure(view, e.map, title=method, hover="saliency", height=260),
+                      key=f"gallery_fig_{method}", width="content")
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"
             blank = " The map is blank: this layer does not move the score." if e.blank else ""
             explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
             show_map_score(score_of(scores, method, e.layer, e.kind), st, scored=scores is not None)
+    offer("gallery", shown, recreate(loaded, choice, *asked))
     url.write()
 
 
@@ -276,7 +285,7 @@ def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
         result = ask(loaded, choice, Explainer.ablation)
     ablation = result.value
     left, right = st.columns([3, 2])
-    left.plotly_chart(ablation_figure(ablation, predicted), key="ablation_fig")
+    chart(left, ablation_figure(ablation, predicted), key="ablation_fig")
     logit = float(ablation.logit[0])
     right.markdown("\n".join(
         [f"Logit of **{predicted}**: {logit:.2f}"]
@@ -285,6 +294,7 @@ def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
     ))
     explain_line(f"Change of the '{predicted}' logit when every CNN token, or every patch token, is replaced by the "
                  "mean of its kind; a large drop means the model relies on that branch.", result)
+    offer("branch ablation", ablation, recreate(loaded, choice, question("ablation")))
 
 
 def explore() -> None:
@@ -303,9 +313,11 @@ def explore() -> None:
         with st.spinner("Running the model…"):
             prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=5)
         truth = choice.true_class if knows_true_class(loaded, choice) else None
-        st.plotly_chart(topk_figure(prediction.value, true_class=truth), key="topk_fig")
+        chart(st, topk_figure(prediction.value, true_class=truth), key="topk_fig")
         explain_line("The five most probable classes and their softmax probability."
                      + (" The true class is green." if truth else ""), prediction)
+        offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),
+              picture=view)
     _attention(loaded, choice, info, view)
     _inspector(loaded, choice, view)
     _what_if(loaded, choice, prediction.value)

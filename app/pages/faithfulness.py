@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.export import chart, offer, question, recreate
 from app.estimates import forward_cost, may_start
 from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
@@ -70,16 +71,18 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
 
     st.subheader("Deletion and insertion")
     left, right = st.columns([1, 2])
-    left.plotly_chart(overlay_figure(view, saliency.map, title=f"{method} · {saliency.layer or 'pixels'}",
-                                     hover="saliency", outline=mask), key="faith_map", width="content")
+    chart(left, overlay_figure(view, saliency.map, title=f"{method} · {saliency.layer or 'pixels'}",
+                               hover="saliency", outline=mask), key="faith_map", width="content")
     show_map_score(score_of(scores, *target), left, scored=scores is not None)
     if saliency.blank:
         left.warning("This map is blank on this image: this layer does not move the score, and the curves below "
                      "delete pixels in no meaningful order.", icon=":material/warning:")
-    right.plotly_chart(deletion_insertion_figure(deletion, insertion, predicted), key="faith_curves")
+    chart(right, deletion_insertion_figure(deletion, insertion, predicted), key="faith_curves")
     explain_line(f"The probability of '{predicted}' as the most salient pixels of the map are deleted (red: a faithful "
                  "map makes it fall fast, low AUC) or inserted into the baseline (green: rises fast, high AUC).",
                  result)
+    offer("faithfulness", result.value, recreate(loaded, choice, question("faithfulness", method, layer, kind,
+                                                                          baseline=baseline, steps=STEPS)))
 
     st.subheader("Pointing game against the object's mask")
     if mask is None:
@@ -113,10 +116,12 @@ def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> 
         return
     with st.spinner(f"Randomising the model layer by layer (about {duration(seconds)})…"):
         check = ask(loaded, choice, Explainer.randomisation, method, layer, kind, steps=RANDOMISATION_STEPS)
-    st.plotly_chart(randomisation_figure(check.value), key="faith_random")
+    chart(st, randomisation_figure(check.value), key="faith_random")
     explain_line(f"Rank correlation of the {method} map of the trained model with the map after re-initialising more "
                  "and more of it; a map that depends on the learned weights falls towards 0 (mean "
                  f"{check.value.mean:.2f}).", check)
+    offer("randomisation", check.value, recreate(loaded, choice, question("randomisation", method, layer, kind,
+                                                                          steps=RANDOMISATION_STEPS)))
 
 
 def faithfulness() -> None:

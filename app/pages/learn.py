@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.export import chart, offer, question, recreate
 from app.sidebar import require
 from app.state import ask, size
 from app.ui import DISPLAY_SIZE, explain_line
@@ -32,7 +33,7 @@ def learn() -> None:
 
     st.header("1 · Pixels")
     left, right = st.columns([1, 2])
-    left.plotly_chart(pixels_figure(model_view(choice.image, config)), key="learn_pixels", width="content")
+    chart(left, pixels_figure(model_view(choice.image, config)), key="learn_pixels", width="content")
     right.markdown(
         f"The model sees a {config.img_size}×{config.img_size} crop of the image: {pixels:,} numbers (three colours "
         f"per pixel), normalised with mean {list(config.mean)} and std {list(config.std)}. This "
@@ -47,8 +48,8 @@ def learn() -> None:
         h, w = facts.cnn_grid
         channels, fh, fw = facts.stage_grids[-1]
         left, right = st.columns([1, 2])
-        left.plotly_chart(token_grid_figure(view, facts.cnn_grid, colour=KIND_COLOURS["cnn"]), key="learn_cnn_grid",
-                          width="content")
+        chart(left, token_grid_figure(view, facts.cnn_grid, colour=KIND_COLOURS["cnn"]), key="learn_cnn_grid",
+                    width="content")
         right.markdown(
             f"A convolutional trunk slides small filters over the image, stage after stage "
             f"({' → '.join(f'{c}×{a}×{b}' for c, a, b in facts.stage_grids)} channels×rows×columns). "
@@ -60,9 +61,9 @@ def learn() -> None:
                 if loaded.model.structure.token_kinds else
                 "The `cnn` baseline averages them and classifies; it makes no tokens.")
         )
-        right.plotly_chart(overlays_figure(view, [(f"channel {c}", grid) for c, grid in traced.value.channels],
-                                           columns=3, hover="activation", panel_height=150), key="learn_channels",
-                           width="content")
+        chart(right, overlays_figure(view, [(f"channel {c}", grid) for c, grid in traced.value.channels],
+                                     columns=3, hover="activation", panel_height=150), key="learn_channels",
+                     width="content")
         right.caption("The six channels of the last trunk stage that respond most to this image, over the image.")
 
     st.header("3 · Patch tokens: the whole image at once")
@@ -71,8 +72,8 @@ def learn() -> None:
     else:
         h, w = facts.patch_grid
         left, right = st.columns([1, 2])
-        left.plotly_chart(token_grid_figure(view, facts.patch_grid, colour=KIND_COLOURS["patch"]),
-                          key="learn_patch_grid", width="content")
+        chart(left, token_grid_figure(view, facts.patch_grid, colour=KIND_COLOURS["patch"]),
+                    key="learn_patch_grid", width="content")
         right.markdown(
             f"The image is cut into {config.patch_size}×{config.patch_size} patches (blue grid): **{h}×{w} = {h * w} "
             f"patch tokens**, each patch's {config.patch_size * config.patch_size * 3} numbers projected to a "
@@ -113,9 +114,10 @@ def learn() -> None:
         "5. Keep the positive part (ReLU), upsample to the image and normalise to [0, 1] (right)."
     )
     left, right = st.columns(2)
-    left.plotly_chart(grid_figure(e.grid, diverging=True, hover="weighted sum"), key="learn_cam_grid", width="content")
-    right.plotly_chart(overlay_figure(view, e.map, hover="Grad-CAM", height=260), key="learn_cam_map", width="content")
+    chart(left, grid_figure(e.grid, diverging=True, hover="weighted sum"), key="learn_cam_grid", width="content")
+    chart(right, overlay_figure(view, e.map, hover="Grad-CAM", height=260), key="learn_cam_map", width="content")
     explain_line(f"Grad-CAM of '{loaded.class_names[e.target]}' at {e.layer}, before and after step 5.", cam)
+    offer("learn grad-cam", e, recreate(loaded, choice, question("explain", "gradcam")))
 
     st.header("6 · How attention rollout is computed")
     steps = {kind: s for kind, s in traced.value.rollout.items() if s}
@@ -129,10 +131,11 @@ def learn() -> None:
         "token's row, laid on the token grid, is the rollout map, shown here growing one layer at a time."
     )
     for kind, grids in steps.items():
-        st.plotly_chart(overlays_figure(view, [(f"{kind}: up to {name}", grid) for name, grid in grids],
-                                        columns=min(len(grids), 6), hover="rollout", panel_height=170),
-                        key=f"learn_rollout_{kind}", width="content")
+        chart(st, overlays_figure(view, [(f"{kind}: up to {name}", grid) for name, grid in grids],
+                                  columns=min(len(grids), 6), hover="rollout", panel_height=170),
+                  key=f"learn_rollout_{kind}", width="content")
     explain_line("Rollout of the class token after 1, 2, ... layers, per kind of token.", traced)
+    offer("learn inside", traced.value, recreate(loaded, choice, question("inside", channels=6)))
 
 
 learn()

@@ -5,6 +5,7 @@ import datetime as dt
 
 import streamlit as st
 
+from app.export import chart, offer, snippet
 from app.sidebar import require
 from app.state import size
 from tokenfusion.viz import STRATEGY_SUMMARIES, training_figure
@@ -64,8 +65,9 @@ def model_card() -> None:
         st.table({k: str(v) for k, v in facts.items() if v is not None})
     history = record.history
     if history:
-        st.plotly_chart(training_figure(history), key="card_curves")
+        chart(st, training_figure(history), key="card_curves")
         st.caption("Per-epoch loss, validation accuracy and learning rate, as recorded in the checkpoint.")
+        offer("training history", history, snippet(None, [(loaded, "checkpoint.record.history")]))
     else:
         st.info("This checkpoint records no per-epoch history.")
 

@@ -36,7 +36,8 @@ def test_opens_on_a_synthshapes_sample_with_every_view(app) -> None:
     assert any("pointing" in m.value and "badge" in m.value for m in at.markdown)
     assert [s.value for s in at.subheader][:4] == ["Where the class token looks: CNN tokens vs patch tokens",
                                                   "Token inspector: click any token to see where it looks",
-                                                  "What if: remove one kind of token from layer k on",
+                                                  "What if: remove one kind of token, or a region of the image, "
+                                                  "from layer k on",
                                                   "Fusion weights: how much of each kind of token the model uses"]
 
 
