@@ -66,3 +66,46 @@ def test_scorecam_topk_costs_one_pass_per_scored_channel(tiny, image) -> None:
     every = forward_passes(model, cost, "scorecam_topk", channels=10_000)
     assert every == forward_passes(model, cost, "scorecam")  # no more passes than there are channels
     assert estimate_seconds(model, cost, "scorecam_topk", channels=8) < estimate_seconds(model, cost, "scorecam")
+
+
+@pytest.mark.parametrize("method,options", [("scorecam_topk", {"channels": 40, "batch_size": 16}),
+                                            ("integrated_gradients", {"n_steps": 10, "internal_batch_size": 4}),
+                                            ("occlusion", {"window": 0.25}),
+                                            ("smoothgrad", {"n_samples": 6, "batch_size": 4})])
+def test_progress_counts_every_batch_up_to_the_estimated_passes(tiny, image, method, options) -> None:
+    model = tiny("early")
+    cost = measure_forward(model, repeats=1)
+    calls: list[tuple[int, int]] = []
+    session = Explainer(model, image())
+    torch.manual_seed(0)  # SmoothGrad's noise
+    plain = session.explain(method, **options)
+    torch.manual_seed(0)
+    reported = session.explain(method, progress=lambda done, total: calls.append((done, total)), **options)
+    total = forward_passes(model, cost, method, **options).forwards
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) > 3  # between batches, not only at the end
+    torch.testing.assert_close(reported.map, plain.map)  # watching changes nothing
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["scorecam", "integrated_gradients", "occlusion"])
+def test_an_error_raised_by_progress_stops_the_method_at_once(tiny, image, hook_count, method) -> None:
+    model = tiny("early")
+    hooks = hook_count(model)
+    session = Explainer(model, image())
+    seen: list[int] = []
+
+    def stop_after_two_batches(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        session.explain(method, progress=stop_after_two_batches)
+    assert len(seen) == 3 and seen[-1] < forward_passes(model, measure_forward(model, repeats=1), method).forwards
+    assert hook_count(model) == hooks  # no hook of the counter or the CAM left behind
+    torch.testing.assert_close(session.explain(method).map, Explainer(model, image()).explain(method).map)

@@ -13,7 +13,8 @@ from .attention import attention_map, attention_rollout, cross_attention_map, fu
 from .attribution import integrated_gradients, occlusion, smoothgrad
 from .cam import CAM_METHODS, TokenReshape, cam
 from .cost import (
-    ForwardCost, Passes, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward, randomisation_seconds,
+    ForwardCost, Passes, Progress, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward,
+    randomisation_seconds, reporting,
 )
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights, fusion_weights_of, gates, mean_tokens
 from .mask_scores import MaskScores, mask_scores
@@ -29,12 +30,12 @@ from .session import Explainer, Faithfulness, Inside, explain
 
 __all__ = [
     "Anatomy", "BranchAblation", "CAM_METHODS", "Curve", "ExplainError", "Explainer", "Explanation", "Faithfulness",
-    "ForwardCost", "FusionWeights", "Inside", "MapScore", "MaskScores", "MethodInfo", "Passes", "Prediction",
+    "ForwardCost", "FusionWeights", "Inside", "MapScore", "MaskScores", "MethodInfo", "Passes", "Prediction", "Progress",
     "Randomisation", "TokenReshape", "agreement_matrices", "anatomy", "attention_map", "attention_rollout", "auc",
     "available_methods", "best_map", "branch_ablation", "cam", "cross_attention_map", "deletion_curve",
     "estimate_seconds", "explain", "faithfulness_seconds", "forward_passes", "fuse_heads", "fusion_weights",
     "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank", "mask_energy", "mask_scores",
     "mean_tokens", "measure_forward", "occlusion", "pearson", "pointing_game", "predict", "randomisation_check",
-    "randomisation_seconds", "rollout_matrix", "rollout_steps", "score_of", "scores_for", "sequence_table",
+    "randomisation_seconds", "reporting", "rollout_matrix", "rollout_steps", "score_of", "scores_for", "sequence_table",
     "smoothgrad", "spearman", "strongest_channels", "to_map", "top_fraction_iou", "top_k",
 ]

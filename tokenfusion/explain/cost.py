@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +22,11 @@ from ._utils import device_of
 from .cam import TOP_CHANNELS
 from .registry import resolve
 
-__all__ = ["BATCH", "ForwardCost", "Passes", "estimate_seconds", "faithfulness_seconds", "forward_passes",
-           "measure_forward", "randomisation_seconds"]
+__all__ = ["BATCH", "ForwardCost", "Passes", "Progress", "estimate_seconds", "faithfulness_seconds", "forward_passes",
+           "measure_forward", "randomisation_seconds", "reporting"]
+
+#: ``progress(done, total)``: images sent through the model's forward so far, of ``total``.
+Progress = Callable[[int, int], None]
 
 #: Methods that need one forward and one backward of the image.
 _GRADIENT_CAMS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
@@ -73,13 +78,9 @@ def _median_seconds(model: TokenFusionModel, x: torch.Tensor, repeats: int) -> f
 
 
 @torch.no_grad()
-def measure_forward(model: TokenFusionModel, repeats: int = 3, budget: float = 0.5) -> ForwardCost:
-    """Time ``repeats`` forwards of one mean-colour image at the model's input size (after one
-    warm-up), then of a batch as large as :data:`BATCH` or as fits one forward in ``budget`` seconds,
-    and read the channels of every CAM target module."""
-    model.eval()
-    size = model.config.img_size
-    x = torch.zeros(1, 3, size, size, device=device_of(model))
+def _channels(model: TokenFusionModel, x: torch.Tensor, layers: Iterable[str]) -> dict[str, int]:
+    """The channels of each module in ``layers`` (``C`` of ``(B, C, h, w)``, ``D`` of ``(B, N, D)``),
+    read in one forward of ``x``."""
     channels: dict[str, int] = {}
 
     def keep(name: str):
@@ -88,13 +89,24 @@ def measure_forward(model: TokenFusionModel, repeats: int = 3, budget: float = 0
             channels[name] = int(out.shape[1] if out.dim() == 4 else out.shape[-1])
         return hook
 
-    layers = dict.fromkeys(t.layer for t in model.structure.cam_targets)
-    handles = [model.get_submodule(layer).register_forward_hook(keep(layer)) for layer in layers]
+    handles = [model.get_submodule(layer).register_forward_hook(keep(layer)) for layer in dict.fromkeys(layers)]
     try:
-        model(x)  # warm-up, and the channels
+        model(x)
     finally:
         for handle in handles:
             handle.remove()
+    return channels
+
+
+@torch.no_grad()
+def measure_forward(model: TokenFusionModel, repeats: int = 3, budget: float = 0.5) -> ForwardCost:
+    """Time ``repeats`` forwards of one mean-colour image at the model's input size (after one
+    warm-up), then of a batch as large as :data:`BATCH` or as fits one forward in ``budget`` seconds,
+    and read the channels of every CAM target module."""
+    model.eval()
+    size = model.config.img_size
+    x = torch.zeros(1, 3, size, size, device=device_of(model))
+    channels = _channels(model, x, (t.layer for t in model.structure.cam_targets))  # and the warm-up
     seconds = _median_seconds(model, x, repeats)
     batch = max(1, min(BATCH, int(budget / max(seconds, 1e-6))))
     batched = seconds if batch == 1 else _median_seconds(model, x.expand(batch, -1, -1, -1), repeats) / batch
@@ -108,6 +120,14 @@ def forward_passes(
     """The passes ``method`` at ``layer``/``kind`` (its default when both are None) with ``options``
     needs on one image of ``model``, beyond the session's traced forward. Raises
     :class:`~tokenfusion.explain.ExplainError` for a request the model does not allow."""
+    return _passes(model, cost.channels, method, layer, kind, options)
+
+
+def _passes(
+    model: TokenFusionModel, channels: Mapping[str, int], method: str, layer: str | None, kind: str | None,
+    options: dict[str, Any],
+) -> Passes:
+    """:func:`forward_passes` with the ``channels`` of the CAM target modules, by name."""
     info, layer, kind = resolve(model, method, layer, kind, options)
     if info.family == "attention":
         return Passes(0, 0)
@@ -116,11 +136,10 @@ def forward_passes(
     if method in _GRADIENT_CAMS:
         return Passes(1, 1)
     if method in _PER_CHANNEL:
-        channels = cost.channels[layer]  # type: ignore[index]
-        return Passes(channels + (1 if method == "scorecam" else 2), 0, True)
+        return Passes(channels[layer] + (1 if method == "scorecam" else 2), 0, True)  # type: ignore[index]
     if method == "scorecam_topk":
-        channels = min(cost.channels[layer], int(options.get("channels", TOP_CHANNELS)))  # type: ignore[index]
-        return Passes(channels + 1, 0, True)
+        scored = min(channels[layer], int(options.get("channels", TOP_CHANNELS)))  # type: ignore[index]
+        return Passes(scored + 1, 0, True)
     if method == "integrated_gradients":
         steps = int(options.get("n_steps", 32))
         return Passes(steps + 1, steps, True)
@@ -134,6 +153,34 @@ def forward_passes(
         per_side = (size - side) // step + 1
         return Passes(per_side * per_side + 2, 0, True)
     raise NotImplementedError(f"No cost model for {method!r}")
+
+
+@contextmanager
+def reporting(
+    model: TokenFusionModel, x: torch.Tensor, progress: Progress, method: str, layer: str | None = None,
+    kind: str | None = None, **options: Any,
+) -> Iterator[Passes]:
+    """Inside the block, ``progress(done, total)`` after every forward of ``model`` (every batch of
+    the many-pass methods): ``done`` images sent through it so far, at most ``total``, the forwards
+    :func:`forward_passes` counts for ``method`` on the image ``x`` ``(1, 3, H, W)``; once with
+    ``done = 0`` on entry. The methods that run one image per channel first read their layer's
+    channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
+    info, layer, kind = resolve(model, method, layer, kind, options)
+    per_channel = method in _PER_CHANNEL or method == "scorecam_topk"
+    passes = _passes(model, _channels(model, x, [layer]) if per_channel else {}, method, layer, kind, options)
+    done = 0
+
+    def count(_module: torch.nn.Module, args: tuple, _output: Any) -> None:
+        nonlocal done
+        done = min(passes.forwards, done + args[0].shape[0])
+        progress(done, passes.forwards)
+
+    progress(0, passes.forwards)
+    handle = model.register_forward_hook(count)
+    try:
+        yield passes
+    finally:
+        handle.remove()
 
 
 def estimate_seconds(

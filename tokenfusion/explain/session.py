@@ -21,6 +21,7 @@ from . import attention
 from ._utils import ExplainError, as_batch, device_of, traced
 from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
 from .cam import cam
+from .cost import Progress, reporting
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights_of
 from .metrics import Curve, Randomisation, deletion_curve, insertion_curve, randomisation_check
 from .prediction import Prediction, top_k
@@ -92,12 +93,18 @@ class Explainer:
 
     def explain(
         self, method: str, layer: str | None = None, target: int | None = None, *, kind: str | None = None,
-        **options: Any,
+        progress: Progress | None = None, **options: Any,
     ) -> Explanation:
         """The map of ``method`` at ``layer``/``kind`` (one of the method's targets; its default when
         both are None, the last layer holding ``kind`` when only ``kind`` is given) for ``target``
         (default: the predicted class). ``options`` go to the method (``head``, ``discard_ratio``,
-        ``n_steps``...). ``seconds`` is the method's own time; the shared forward is not counted."""
+        ``n_steps``...). ``seconds`` is the method's own time; the shared forward is not counted.
+        ``progress(done, total)``, when given, is called after every forward (batch) the method runs,
+        with the images done of the forwards it needs (:func:`~tokenfusion.explain.reporting`); an
+        exception it raises ends the method there."""
+        if progress is not None:
+            with reporting(self.model, self.x, progress, method, layer, kind, **options):
+                return self.explain(method, layer, target, kind=kind, **options)
         info, layer, kind = resolve(self.model, method, layer, kind, options)
         shared = dict(trace=self.trace, logits=self.logits)
         if info.family == "cam":
