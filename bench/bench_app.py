@@ -46,9 +46,10 @@ BENCH_REPO = Path(__file__).resolve().parents[1]
 # --code-root DIR measures the app and library of DIR (a worktree of another commit) with this script
 _ROOT_FLAG = "--code-root"
 REPO = Path(sys.argv[sys.argv.index(_ROOT_FLAG) + 1]).resolve() if _ROOT_FLAG in sys.argv else BENCH_REPO
-sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(BENCH_REPO))
+sys.path.insert(0, str(BENCH_REPO))
 from bench.provenance import commit  # noqa: E402
+
+sys.path.insert(0, str(REPO))  # the app and library measured
 
 RESULTS = BENCH_REPO / "bench" / "results" / "app_cpu.json"
 PARTS = ("startup", "pages", "controls", "methods")
@@ -84,7 +85,25 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             process.terminate()
             process.wait(timeout=20)
             browser.close()
-    return {"health_s": round(healthy, 2), "first_page_s": round(finished, 2), "target_s": STARTUP_TARGET_S}
+    return {"health_s": round(healthy, 2), "first_page_s": round(finished, 2), "target_s": STARTUP_TARGET_S,
+            "imports_s": imports(threads)}
+
+
+#: What the first Explore page imports, in order: each figure is what that import adds to those before it.
+FIRST_PAGE_IMPORTS = ("streamlit", "torch", "torchvision", "tokenfusion.models", "plotly.graph_objects",
+                      "captum.attr", "pytorch_grad_cam", "tokenfusion.explain", "app.sidebar", "app.state")
+
+
+def imports(threads: int) -> dict[str, float]:
+    """Seconds each module of :data:`FIRST_PAGE_IMPORTS` adds, imported in a fresh interpreter in that order."""
+    code = ("import json, sys, time; sys.path.insert(0, sys.argv[1]); out = {}\n"
+            "for name in sys.argv[2:]:\n"
+            "    start = time.perf_counter(); __import__(name); out[name] = round(time.perf_counter() - start, 2)\n"
+            "print(json.dumps(out))")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", code, str(REPO), *FIRST_PAGE_IMPORTS], capture_output=True, text=True,
+                          check=True, cwd=REPO, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # --- pages -------------------------------------------------------------------------------------------
@@ -243,7 +262,11 @@ def _picker_click(at, index: int) -> list:
 
 
 def _widget(at, kind: str, key: str):
-    return getattr(at, kind)(key=key)
+    """The widget of ``kind`` with ``key`` on the page, or None (older code may lack a control)."""
+    try:
+        return getattr(at, kind)(key=key)
+    except KeyError:
+        return None
 
 
 def controls(checkpoints: Path, values: int) -> dict[str, Any]:
@@ -256,6 +279,9 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
     def record(name: str, at, kind: str, key: str, choices: list) -> None:
         for value in choices:
             widget = _widget(at, kind, key)
+            if widget is None:
+                print(f"  {name}: no such control on this page", flush=True)
+                return
             if widget.value == value:
                 continue
             widget.set_value(value)
@@ -270,6 +296,8 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
 
     def options(at, kind: str, key: str) -> list:
         widget = _widget(at, kind, key)
+        if widget is None:
+            return []
         if kind == "slider":
             return list(range(int(widget.min), int(widget.max) + 1))
         return list(widget.options)
@@ -280,8 +308,10 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         at.run()  # warm: every view of the opening page computed once
         model = load_checkpoint(checkpoints / f"{m}.pt").model  # the raw options of the formatted controls
         heads = ["max", *range(model.config.num_heads)]
-        kinds = list(model.structure.token_kinds)
-        cam_targets = [(t.layer, t.kind) for t in model.structure.cam_targets]
+        structure = getattr(model, "structure", None)  # older code (--before) may not declare one
+        kinds = list(structure.token_kinds) if structure else ["cnn", "patch"]
+        cam_targets = [(t.layer, t.kind) for t in structure.cam_targets] if structure else []
+        layers = structure.attention_layers() if structure and hasattr(structure, "attention_layers") else []
         # the attention views: one layer (layer slider, heads), then rollout (discard slider, head fusion)
         record("attention: layer", at, "slider", f"att_layer:{m}", options(at, "slider", f"att_layer:{m}")[:values])
         record("attention: heads", at, "selectbox", f"att_head:{m}", heads[:values])
@@ -290,23 +320,27 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         record("rollout: heads", at, "selectbox", f"att_fusion:{m}", ["max", "min", "mean"][:values])
         record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["one layer"])
         # the token inspector: layer, heads, kind of query token, a click on a token
-        layers = model.structure.attention_layers()
         record("inspector: layer", at, "select_slider", f"tok_layer:{m}", layers[:values])
         record("inspector: heads", at, "selectbox", f"tok_head:{m}", heads[:values])
         record("inspector: query token", at, "radio", f"tok_kind:{m}", kinds[::-1])
-        for index in (0, 5, 17, 30)[:values]:
+        for index in (0, 5, 17, 30)[:values] if _picker_id(at) else ():
             note("inspector: click a token", "tok_picker", f"token {index}",
                  *_timed_change(at, fragments, _picker_id(at), _picker_click(at, index)))
         # what-if: kind removed, replaced by, from which place
         record("what-if: remove", at, "radio", f"wi_kind:{m}", kinds[::-1])
         record("what-if: replace by", at, "radio", f"wi_mode:{m}", ["zero", "mean"])
-        places = list(_widget(at, "select_slider", f"wi_from:{m}").options)
+        if "region" in options(at, "radio", f"wi_kind:{m}"):  # the tokens under a region, of both kinds
+            record("what-if: remove", at, "radio", f"wi_kind:{m}", ["region"])
+            record("what-if: region", at, "slider", f"wi_across:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
+            record("what-if: region", at, "slider", f"wi_down:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
+            record("what-if: remove", at, "radio", f"wi_kind:{m}", [kinds[0]])
+        places = options(at, "select_slider", f"wi_from:{m}")
         record("what-if: from", at, "select_slider", f"wi_from:{m}", places[1:values + 1])
         # fusion weights: queries
         record("fusion: queries", at, "radio", f"fusion_query:{m}", ["mean", "cls"])
         # gallery: CAM layer with the opening methods, then methods added and removed
         record("gallery: CAM layer", at, "selectbox", f"gallery_layer:{m}", cam_targets[:values])
-        chosen = list(_widget(at, "multiselect", f"gallery_methods:{m}").value)
+        chosen = list(_widget(at, "multiselect", f"gallery_methods:{m}").value)  # a gallery on every version
         extra = [n for n in options(at, "multiselect", f"gallery_methods:{m}") if n not in chosen]
         record("gallery: methods", at, "multiselect", f"gallery_methods:{m}",
                [chosen + [n] for n in extra[:values]] + [chosen])
@@ -329,9 +363,9 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
 
 
 def _picker_id(at) -> str:
+    """The id of the token inspector's picker chart ("" when the page has none)."""
     charts = [e for e in at.main if getattr(getattr(e, "proto", None), "id", "") and "tok_picker" in e.proto.id]
-    assert charts, "no token picker on the page"
-    return charts[0].proto.id
+    return charts[0].proto.id if charts else ""
 
 
 # --- methods at 224 px ------------------------------------------------------------------------------
@@ -413,7 +447,8 @@ def measure(part: str, args: argparse.Namespace, checkpoints: Path) -> dict[str,
     print(f"{part} ({code}):", flush=True)
     if part == "startup":
         figures = startup(checkpoints, args.threads)
-        print(f"  healthy after {figures['health_s']} s, first page finished after {figures['first_page_s']} s")
+        print(f"  healthy after {figures['health_s']} s, first page finished after {figures['first_page_s']} s; "
+              f"imports {figures['imports_s']}")
     elif part == "pages":
         figures = pages(checkpoints, args.repeats)
     elif part == "controls":
@@ -470,9 +505,13 @@ def main() -> None:
     try:
         for part in parts:
             if worktree is not None and part in ("startup", "controls"):
-                before = _in_subprocess(part, worktree, args, checkpoints)
+                try:
+                    before = _in_subprocess(part, worktree, args, checkpoints)
+                except subprocess.CalledProcessError as error:  # the old code could not be measured: say so, go on
+                    print(f"{part} on {args.before} failed ({error}); recorded without a before", flush=True)
+                    before = None
                 after = _in_subprocess(part, BENCH_REPO, args, checkpoints)
-                report[part] = {**after, "before": before}
+                report[part] = {**after, **({"before": before} if before else {})}
             else:
                 report[part] = measure(part, args, checkpoints)
             args.out.parent.mkdir(parents=True, exist_ok=True)

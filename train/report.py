@@ -316,8 +316,11 @@ def app_bench(root: Path) -> str:
                f"{before['health_s']:.1f} s)") if before else ""
         out.append(f"From `streamlit run` to the first finished Explore page in Chromium: {start['first_page_s']:.1f} s, "
                    f"server healthy after {start['health_s']:.1f} s{was}; target {start['target_s']:g} s: "
-                   f"{_met(start['first_page_s'], start['target_s'])}. `{start['provenance']['command']}` "
-                   f"({provenance(start['provenance'])}, load average after {start['provenance']['load_average_after'][0]:.1f}).\n")
+                   f"{_met(start['first_page_s'], start['target_s'])}. What the first page imports, one after another "
+                   f"in a fresh interpreter of the same run ({sum(start['imports_s'].values()):.1f} s in all): "
+                   + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in start["imports_s"].items())
+                   + f". `{start['provenance']['command']}` ({provenance(start['provenance'])}, load average after "
+                   f"{start['provenance']['load_average_after'][0]:.1f}).\n")
     if "controls" in app:
         c = app["controls"]
         before = c.get("before", {}).get("controls", {})
@@ -430,7 +433,7 @@ def analysis_section(root: Path) -> str:
     text = (summary_markdown(_load(root, "analysis_synthshapes.json")) + f"\nCost: every measure over {tiny['images']} "
             f"images for the five models took {tiny['wall_s']:.0f} s on one thread, alone, on the shared 2-core machine "
             f"at load average {tiny['load_1min_before']:.1f} ({measured:.0f} s in the forwards and measures, the rest "
-            f"starting Python and loading; {tiny['cpu_s']:.0f} s of CPU time: the rest of the wall waited for a core; "
+            f"starting Python and loading; {tiny['cpu_s']:.0f} s of CPU time, waiting for a core the rest of the wall time; "
             f"target {targets['seconds_2000_max']} s wall: "
             f"{_met(tiny['wall_s'], targets['seconds_2000_max'])}); peak memory {tiny['peak_rss_mb']:.0f} MB over "
             f"{tiny['images']} images and {memory['peak_rss_mb']:.0f} MB over {memory['images']} "
