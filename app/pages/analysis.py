@@ -207,7 +207,8 @@ def analysis() -> None:
         what = f"Analysing {len(data.dataset)} images with {len(models)} models"
         work = st.empty()  # the estimate, the buttons and the progress, gone once the results are in
         with work.container():
-            if not may_start(("analysis", key, stops), seconds, what, f"the analysis timed on {PROBE_IMAGES} images"):
+            basis = f"the analysis timed on {PROBE_IMAGES} images"
+            if not may_start(("analysis", key, stops), seconds, what, basis=basis):
                 return
             if seconds > SLOW_SECONDS and st.button("Stop", key="analysis_stop"):
                 st.session_state[_STOPS] = stops + 1  # the next run asks again before it starts

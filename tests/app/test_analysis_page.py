@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import tokenfusion.analysis
 from app.sources import data_dir
+from tokenfusion.data import export_imagefolder
 from tokenfusion.models import ARCHITECTURES
 
+from .conftest import MAIN, TIMEOUT
 from .helpers import chart_titles, charts, no_exception, png, texts
 from .test_pages import started
 
@@ -18,11 +21,18 @@ SECTIONS = ["Ablation curves", "Mean attention distance", "Fusion weights over t
             "Representation similarity (CKA)"]
 
 
-def open_analysis(app, images: int = IMAGES, folder: Path | None = None):
-    at = app(folder)
-    at.switch_page("pages/analysis.py").run()
-    at.number_input(key="analysis_images").set_value(images).run()
-    return started(at)
+@pytest.fixture
+def open_analysis(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """``open_analysis(images)``: the Analysis page, its number of images set before its first run."""
+
+    def start(images: int = IMAGES) -> AppTest:
+        monkeypatch.setenv("TOKENFUSION_CHECKPOINTS", str(checkpoint_dir))
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+        at.session_state["analysis_images"] = images
+        at.run()
+        return started(at.switch_page("pages/analysis.py").run())
+
+    return start
 
 
 @pytest.fixture
@@ -39,9 +49,10 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
-def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(app, runs, tmp_path, monkeypatch) -> None:
+def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(open_analysis, runs, tmp_path,
+                                                                     monkeypatch) -> None:
     monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path))
-    at = open_analysis(app)
+    at = open_analysis()
     no_exception(at)
     assert texts(at.title) == ["Analysis over a data set"]
     assert texts(at.subheader) == SECTIONS
@@ -66,14 +77,42 @@ def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(app, runs, 
     a, b = comparisons[-1].split(" vs ")
     assert f"CKA: {a.split(' (')[0]} vs {b.split(' (')[0]}" in chart_titles(at)
 
-    again = open_analysis(app)
+    again = open_analysis()
     no_exception(again)
     assert runs == [IMAGES]  # nothing computed a second time, in a new session
     assert texts(again.subheader) == SECTIONS and len(charts(again)) == len(charts(at))
     assert any(c.startswith(f"{IMAGES} images") and "Loaded from the cache" in c for c in texts(again.caption))
 
-    open_analysis(app, IMAGES + 1)
+    open_analysis(IMAGES + 1)
     assert runs == [IMAGES, IMAGES + 1]  # another question: computed
+
+
+def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path))
+    monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)  # every analysis counts as slow
+    at = app()
+    at.switch_page("pages/analysis.py").run()
+    at.number_input(key="analysis_images").set_value(IMAGES).run()
+    no_exception(at)
+    assert runs == [] and not charts(at)
+    assert f"Analysing {IMAGES} images with {len(ARCHITECTURES)} models takes about" in at.info[0].value
+    assert "timed on 8 images" in at.info[0].value
+    start = [b for b in at.button if b.label.startswith("Start (")]
+    start[0].click().run()
+    no_exception(at)
+    assert runs == [IMAGES] and texts(at.subheader) == SECTIONS
+    assert not at.info and not [b for b in at.button if b.label in ("Stop",) or b.label.startswith("Start (")]
+
+
+def test_a_folder_named_at_start_is_analysed(open_analysis, runs, tmp_path, monkeypatch) -> None:
+    export_imagefolder(tmp_path / "data", num_train=0, num_val=12, progress=False)
+    monkeypatch.setenv("TOKENFUSION_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path / "cache"))
+    at = open_analysis(10)
+    no_exception(at)
+    assert runs == [10] and texts(at.subheader) == SECTIONS
+    captions = " ".join(texts(at.caption))
+    assert f"--data {tmp_path / 'data'} --images 10" in captions and "each cue alone" not in captions
 
 
 def _class_folders(root: Path, classes: list[str]) -> Path:
@@ -84,10 +123,10 @@ def _class_folders(root: Path, classes: list[str]) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing", "other classes"])
-def test_a_bad_data_folder_gets_a_plain_message(app, runs, tmp_path, monkeypatch, case: str) -> None:
+def test_a_bad_data_folder_gets_a_plain_message(open_analysis, runs, tmp_path, monkeypatch, case: str) -> None:
     folder = tmp_path / "nowhere" if case == "missing" else _class_folders(tmp_path, ["cat", "dog"])
     monkeypatch.setenv("TOKENFUSION_DATA", str(folder))
-    at = open_analysis(app)
+    at = open_analysis()
     no_exception(at)
     assert at.radio(key="analysis_data").value == str(folder)  # a folder named at start is the default
     expected = "does not exist" if case == "missing" else "holds classes ['cat', 'dog']"

@@ -96,15 +96,16 @@ def fusion_heads_figure(fusion: dict[str, Any], *, height: int = 300) -> go.Figu
         heads = len(mean[0])
         shift = (side - (len(kinds) - 1) / 2) * 0.4
         xs = [i + shift + (h - (heads - 1) / 2) * 0.3 / heads for i in range(len(layers)) for h in range(heads)]
+        spreads = [v for row in spread for v in row]
         fig.add_trace(go.Scatter(
             x=xs, y=[v for row in mean for v in row], mode="markers", name=KIND_LABELS[kind],
-            marker=dict(color=KIND_COLOURS[kind], size=7), error_y=dict(type="data", array=[v for row in spread for v in row],
-                                                                     thickness=1, width=0),
-            customdata=[[layer, h] for layer in layers for h in range(heads)],
-            hovertemplate="%{customdata[0]}, head %{customdata[1]}<br>mean %{y:.1%} ± %{error_y.array:.1%}<extra></extra>",
+            marker=dict(color=KIND_COLOURS[kind], size=7), error_y=dict(type="data", array=spreads, thickness=1, width=0),
+            customdata=[[layer, h, spreads[i * heads + h]] for i, layer in enumerate(layers) for h in range(heads)],
+            hovertemplate="%{customdata[0]}, head %{customdata[1]}<br>mean %{y:.1%} ± %{customdata[2]:.1%}<extra></extra>",
         ))
-    fig.update_xaxes(title="layer (one dot per head)", tickmode="array", tickvals=list(range(len(layers))), ticktext=layers)
-    fig.update_yaxes(title="class token's attention share", range=[0, 1], tickformat=".0%")
+    fig.update_xaxes(title="layer (one dot per head)", tickmode="array", tickvals=list(range(len(layers))),
+                     ticktext=layers)
+    fig.update_yaxes(title="class token's attention share", range=[-0.02, 1.02])
     return compact(fig, height)
 
 
