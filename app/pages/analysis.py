@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ MAX_IMAGES = 50_000
 BATCH = 64
 COLUMNS = 2
 _STOPS = "_analysis_stops"  # session key: how many runs the user stopped (a stopped run asks again)
+_STOPPED = "_analysis_stopped"  # session key: the last run was stopped (said once)
+#: What the tokens are replaced by, per ablation mode.
+REPLACED_BY = {"mean": "their mean", "zero": "zeros", "noise": "noise of their mean and spread"}
 
 
 def _models(names: list[str]) -> dict[str, LoadedModel]:
@@ -70,7 +74,8 @@ def _controls(names: list[str], folder: Path | None) -> tuple[list[str], str, in
     images = middle.number_input("Number of images", min_value=1, max_value=MAX_IMAGES, step=64, key="analysis_images",
                                  help="A random subset of the folder's val/ when it holds more.")
     modes = right.multiselect("Ablation: replace the tokens by", MODES, key="analysis_modes",
-                              help="their mean (per image and channel), zero, or noise of their mean and spread")
+                              help="their mean (per image and channel), zero, or noise of their mean and spread; "
+                                   "each mode adds most of the time again")
     return chosen, spec, int(images), tuple(m for m in MODES if m in modes) or ("mean",)
 
 
@@ -126,13 +131,13 @@ def _accuracy(result: dict[str, Any]) -> None:
 @fragment
 def _ablation(result: dict[str, Any], modes: tuple[str, ...]) -> None:
     st.subheader("Ablation curves")
-    mode = st.radio("Tokens replaced by their", modes, horizontal=True, key="analysis_mode") if len(modes) > 1 \
-        else modes[0]
+    mode = st.radio("Tokens replaced by", modes, horizontal=True, key="analysis_mode",
+                    format_func=REPLACED_BY.get) if len(modes) > 1 else modes[0]
     cues = " and each cue alone (dashed: shape right, dotted: texture right)" if result["data"].get("dataset") \
         == SYNTHSHAPES else ""
     _in_columns([(name, ablation_curves_figure(entry["ablation"], mode, height=300))
                  for name, entry in result["models"].items() if "ablation" in entry], "analysis_ablation")
-    st.caption(f"Top-1 (solid){cues} when one kind of token is replaced by its {mode} from place k to the end; the "
+    st.caption(f"Top-1 (solid){cues} when one kind of token is replaced by {REPLACED_BY[mode]} from place k to the end; the "
                "last point removes nothing. For layerwise, removing CNN tokens also closes the cross-attention.")
 
 
@@ -202,6 +207,8 @@ def analysis() -> None:
     result = cache.get(key)
     if result is None:
         stops = st.session_state.setdefault(_STOPS, 0)
+        if st.session_state.pop(_STOPPED, False):
+            st.info("Stopped: the analysis was not finished, and nothing of it was kept.", icon=":material/stop_circle:")
         with st.spinner(f"Timing the analysis on {PROBE_IMAGES} images…"):
             seconds = _per_image(tuple(models.values()), spec, tuple(sorted(options.items()))) * len(data.dataset)
         what = f"Analysing {len(data.dataset)} images with {len(models)} models"
@@ -212,11 +219,13 @@ def analysis() -> None:
                 return
             if seconds > SLOW_SECONDS and st.button("Stop", key="analysis_stop"):
                 st.session_state[_STOPS] = stops + 1  # the next run asks again before it starts
+                st.session_state[_STOPPED] = True
                 st.rerun()
+            start = time.perf_counter()
             result = _run(models, data, options)
         work.empty()
         cache.put(key, result)
-        how = f"Computed in {duration(sum(result['seconds'].values()))} and kept for next time"
+        how = f"Computed in {duration(time.perf_counter() - start)} and kept for next time"
     else:
         how = f"Loaded from the cache ({cache.path(key).name[:12]}…), computed before"
     st.caption(f"{result['images']} images on {result['device'].upper()}. {how}. The same from the command line: "
