@@ -178,6 +178,7 @@ def _similarity(result: dict[str, Any]) -> None:
     labels = [f"{c['a']} ({c['a_kind']}) vs {c['b']} ({c['b_kind']})" for c in comparisons]
     url.bind("cka", "analysis_cka", labels[0], labels)
     label = st.selectbox("Compare", labels, key="analysis_cka")
+    url.write()  # a fragment rerun changes the view too
     st.plotly_chart(cka_figure(comparisons[labels.index(label)], height=360), key="analysis_cka_figure")
     st.caption("Linear CKA between every layer of one model (rows) and of the other (columns), on the same images "
                "(minibatch estimate, Nguyen et al. 2021): 1 where two layers hold the same representation up to a "

@@ -76,6 +76,7 @@ def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(open_analys
     no_exception(at)
     a, b = comparisons[-1].split(" vs ")
     assert f"CKA: {a.split(' (')[0]} vs {b.split(' (')[0]}" in chart_titles(at)
+    assert at.query_params["cka"] == comparisons[-1] and at.query_params["images"] == str(IMAGES)  # in the link
 
     again = open_analysis()
     no_exception(again)
