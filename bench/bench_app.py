@@ -17,10 +17,13 @@ load average; a run replaces only the parts it measured):
    timed as the server runs it: a control inside a fragment (``app.ui.fragment``) reruns that
    fragment only (AppTest is told the fragment, as the browser tells the server), a sidebar control
    the whole page; a token click is sent as the picker chart's selection. Median and worst per
-   control; target 300 ms each.
+   control, wall clock and CPU time (on a loaded machine the wall clock also counts waiting for a
+   core); target 300 ms each.
 4. **methods**: every explanation method once on an ``early`` model at size ``small`` (224 px, random
    weights) through one ``tokenfusion.explain.Explainer`` session, beside the estimate the app shows
-   before it starts (``tokenfusion.explain.estimate_seconds`` from the measured forward).
+   before it starts (``tokenfusion.explain.estimate_seconds`` from the measured forward), cheapest
+   first, each row stored as it finishes (with its date and load average); ``--methods a,b`` times
+   only those and keeps the other rows.
 
 ``--before REV`` also measures the parts ``startup`` and ``controls`` on the code of ``REV`` (a git
 worktree), each right before the same part on the working tree, and records both.
@@ -83,7 +86,11 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             finished = time.perf_counter() - start
         finally:
             process.terminate()
-            process.wait(timeout=20)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # a loaded machine: a script run still in progress
+                process.kill()
+                process.wait()
             browser.close()
     return {"health_s": round(healthy, 2), "first_page_s": round(finished, 2), "target_s": STARTUP_TARGET_S,
             "imports_s": imports(threads)}
@@ -370,9 +377,13 @@ def _picker_id(at) -> str:
 
 # --- methods at 224 px ------------------------------------------------------------------------------
 
-def methods() -> dict[str, Any]:
-    """Seconds of every method once at 224 px (its own time, beyond the session's traced forward)
-    beside the app's estimate for it."""
+def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Seconds of every method (or those ``names``) once at 224 px, its own time beyond the session's
+    traced forward, beside the app's estimate for it; each row with its date and load average. Rows
+    of ``earlier`` (the part stored before) for methods not measured now are kept; ``save`` gets the
+    part after each method, so a long run keeps what it has done."""
+    import datetime
+
     import torch
 
     from app.sources import synthshapes_image
@@ -387,25 +398,36 @@ def methods() -> dict[str, Any]:
     start = time.perf_counter()
     session = Explainer(model, x)
     traced = time.perf_counter() - start
-    rows = []
-    for info in available_methods(model):
-        layer, kind = info.default
+    every = [info.name for info in available_methods(model)]
+    rows = {r["method"]: r for r in earlier.get("methods", []) if r["method"] in every}
+    part = {"arch": "early", "size": "small", "img_size": model.config.img_size, "traced_forward_s": round(traced, 3),
+            "forward_s": round(cost.seconds, 4), "forward_batched_s": round(cost.batched, 4), "batch": cost.batch,
+            "every_method": every, "methods": []}
+    def estimated(info) -> tuple[float | None, int | None]:
         try:
-            estimate = estimate_seconds(model, cost, info.name, layer, kind)
-            passes = forward_passes(model, cost, info.name, layer, kind).equivalent
+            return (estimate_seconds(model, cost, info.name, *info.default),
+                    forward_passes(model, cost, info.name, *info.default).equivalent)
         except NotImplementedError:
-            estimate = passes = None
+            return None, None
+
+    chosen = [info for info in available_methods(model) if not names or info.name in names]
+    for info in sorted(chosen, key=lambda i: estimated(i)[0] or 0.0):  # cheapest first: a cut-short run has the most
+        layer, kind = info.default
+        estimate, passes = estimated(info)
+        load = round(os.getloadavg()[0], 2)
         start = time.perf_counter()
         session.explain(info.name, layer, kind=kind)
         seconds = time.perf_counter() - start
-        rows.append({"method": info.name, "layer": layer, "kind": kind, "seconds": round(seconds, 3),
-                     "estimate_s": None if estimate is None else round(estimate, 3), "forward_equivalents": passes})
+        rows[info.name] = {
+            "method": info.name, "layer": layer, "kind": kind, "seconds": round(seconds, 3),
+            "estimate_s": None if estimate is None else round(estimate, 3), "forward_equivalents": passes,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "load_average": load}
         print(f"  {info.name}: {seconds:.2f} s (estimate {'none' if estimate is None else f'{estimate:.2f} s'})",
               flush=True)
         model.eval().zero_grad(set_to_none=True)
-    return {"arch": "early", "size": "small", "img_size": model.config.img_size, "traced_forward_s": round(traced, 3),
-            "forward_s": round(cost.seconds, 4), "forward_batched_s": round(cost.batched, 4), "batch": cost.batch,
-            "methods": rows}
+        part["methods"] = [rows[n] for n in every if n in rows]
+        save(part)
+    return part
 
 
 # --- running the parts -------------------------------------------------------------------------------
@@ -440,7 +462,7 @@ def _stamp(threads: int, command: str, code: str) -> dict[str, Any]:
             "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version()}
 
 
-def measure(part: str, args: argparse.Namespace, checkpoints: Path) -> dict[str, Any]:
+def measure(part: str, args: argparse.Namespace, checkpoints: Path, earlier: dict[str, Any]) -> dict[str, Any]:
     """One part on the code of ``REPO``, in this process, with its provenance."""
     code = "working tree" if REPO == BENCH_REPO else _rev(REPO)
     stamp = _stamp(args.threads, shlex.join(["python", *sys.argv]), code)
@@ -455,9 +477,21 @@ def measure(part: str, args: argparse.Namespace, checkpoints: Path) -> dict[str,
         figures = controls(checkpoints, args.values)
         print(f"  every change: median {figures['median_s'] * 1000:.0f} ms, worst {figures['worst_s'] * 1000:.0f} ms")
     else:
-        figures = methods()
+        def save(part: dict[str, Any]) -> None:
+            _write(args.out, "methods", {**part, "provenance": {**stamp, "load_average_after": None}})
+
+        figures = methods(args.methods.split(",") if args.methods else None, earlier.get("methods", {}), save)
     stamp["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     return {**figures, "provenance": stamp}
+
+
+def _write(out: Path, part: str, figures: dict[str, Any]) -> None:
+    """Store ``part`` in ``out``, keeping the other parts there (a run of other parts may write meanwhile)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(out.read_text()) if out.is_file() else {}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**current, part: figures}, indent=2) + "\n")
+    tmp.replace(out)
 
 
 def _rev(root: Path) -> str:
@@ -481,6 +515,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, default=None, help="default: checkpoints/ (else random tiny ones)")
     parser.add_argument("--repeats", type=int, default=5, help="pages: new images per page")
     parser.add_argument("--values", type=int, default=3, help="controls: values per control (at most)")
+    parser.add_argument("--methods", default=None, help="methods: only these (comma-separated); the other rows kept")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the 2 cores are shared)")
     parser.add_argument("--before", default=None, help="also measure startup and controls on this git revision")
     parser.add_argument(_ROOT_FLAG, type=Path, default=None, help=argparse.SUPPRESS)
@@ -496,7 +531,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; expected some of {PARTS}")
     checkpoints = args.checkpoints or _default_checkpoints()
-    report = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
+    if args.fresh and args.out.is_file():
+        args.out.unlink()
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     worktree = None
     if args.before:
         worktree = Path(tempfile.mkdtemp(prefix="bench-app-before-")) / "tree"
@@ -513,10 +550,8 @@ def main() -> None:
                 after = _in_subprocess(part, BENCH_REPO, args, checkpoints)
                 report[part] = {**after, **({"before": before} if before else {})}
             else:
-                report[part] = measure(part, args, checkpoints)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            current = {} if args.fresh or not args.out.is_file() else json.loads(args.out.read_text())
-            args.out.write_text(json.dumps({**current, part: report[part]}, indent=2) + "\n")  # parts run meanwhile kept
+                report[part] = measure(part, args, checkpoints, report)
+            _write(args.out, part, report[part])
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(BENCH_REPO), "worktree", "remove", "--force", str(worktree)], check=False)
