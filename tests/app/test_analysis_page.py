@@ -139,3 +139,11 @@ def test_the_data_folder_is_named_after_the_double_dash() -> None:
     assert data_dir(["--checkpoints", "c", "--data", "/d"], {"TOKENFUSION_DATA": "/e"}) == Path("/d")
     assert data_dir([], {"TOKENFUSION_DATA": "/e"}) == Path("/e")
     assert data_dir(["--checkpoints", "c"], {}) is None
+
+
+def test_an_empty_checkpoint_folder_says_where_models_come_from(app, runs, tmp_path) -> None:
+    at = app(tmp_path)
+    at.switch_page("pages/analysis.py").run()
+    no_exception(at)
+    assert len(at.error) == 1 and at.error[0].value.startswith(f"No checkpoints in {tmp_path}")
+    assert runs == [] and not charts(at)
