@@ -4,7 +4,7 @@ code, and draws the one "Export" popover under a view; the tensors are read by
 :func:`tokenfusion.explain.plain.to_plain`.
 
 Plotly charts download their PNG from their own toolbar: :func:`png_toolbar` names the file and
-keeps the toolbar visible.
+doubles its scale.
 """
 from __future__ import annotations
 
@@ -47,14 +47,15 @@ def _file_name(view: str) -> str:
 
 
 def png_toolbar(view: str) -> dict[str, Any]:
-    """The ``config`` of a plotly chart whose toolbar stays visible and downloads ``<view>.png``."""
-    return {"displayModeBar": True, "displaylogo": False,
+    """The ``config`` of a plotly chart whose toolbar (shown on hover: always shown, it covers the
+    titles of the small charts) downloads ``<view>.png``."""
+    return {"displaylogo": False,
             "toImageButtonOptions": {"format": "png", "filename": _file_name(view), "scale": PNG_SCALE}}
 
 
 def chart(where: Any, figure: Any, *, key: str, **options: Any) -> Any:
     """``where.plotly_chart(figure, key=key, ...)`` (``where``: ``st`` or a container), its toolbar
-    visible and downloading ``<key>.png``; returns what ``plotly_chart`` returns (a selection event)."""
+    downloading ``<key>.png``; returns what ``plotly_chart`` returns (a selection event)."""
     return where.plotly_chart(figure, key=key, config=png_toolbar(key), **options)
 
 

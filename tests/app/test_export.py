@@ -64,7 +64,8 @@ def test_every_explore_view_offers_numbers_and_a_snippet_and_charts_download_png
         assert {f"export_numbers:{view}", f"export_code:{view}"} <= buttons, view
     assert "export_png:prediction" in buttons  # the crop the model sees, shown as an image
     configs = [json.loads(chart.proto.config) for chart in charts(at)]
-    assert configs and all(c["displayModeBar"] and c["toImageButtonOptions"]["format"] == "png" for c in configs)
+    assert configs and all(c.get("displayModeBar", True) and c["toImageButtonOptions"]["format"] == "png"
+                           for c in configs)
     assert {c["toImageButtonOptions"]["filename"] for c in configs} >= {"topk-fig", "ablation-fig"}
 
 
