@@ -12,7 +12,8 @@ import os
 import shlex
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tokenfusion.analysis.cache import AnalysisCache, analysis_key
 from tokenfusion.analysis.cost import PROBE_IMAGES, seconds_per_image
 from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data import HELDOUT_SEED
+from tokenfusion.models import TokenFusionModel
 from tokenfusion.viz.analysis import (
     ablation_curves_figure, attention_distance_figure, cka_figure, fusion_heads_figure, fusion_share_figure,
     gates_over_set_figure,
@@ -74,18 +76,24 @@ def _controls(names: list[str], folder: Path | None) -> tuple[list[str], str, in
     images = middle.number_input("Number of images", min_value=1, max_value=MAX_IMAGES, step=64, key="analysis_images",
                                  help="A random subset of the folder's val/ when it holds more.")
     modes = right.multiselect("Ablation: replace the tokens by", MODES, key="analysis_modes",
-                              help="their mean (per image and channel), zero, or noise of their mean and spread; "
-                                   "each mode adds most of the time again")
+                              help="their mean (per image and channel), zero, or noise of their mean and spread "
+                                   "(mean when none is chosen); each mode adds most of the time again")
     return chosen, spec, int(images), tuple(m for m in MODES if m in modes) or ("mean",)
 
 
-@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
-def _per_image(loaded: tuple[LoadedModel, ...], spec: str, options: tuple) -> float:
-    """Seconds per image of the analysis, timed once per models, data set and options (not per count)."""
-    models = {model.name: model for model in loaded}
-    data = _open(models, spec, PROBE_IMAGES)
+@contextmanager
+def _exclusive(models: dict[str, LoadedModel]) -> Iterator[dict[str, TokenFusionModel]]:
+    """Every model, under its lock (see :func:`app.state.exclusive`)."""
     with ExitStack() as stack:
-        modules = {name: stack.enter_context(exclusive(loaded)) for name, loaded in models.items()}
+        yield {name: stack.enter_context(exclusive(loaded)) for name, loaded in models.items()}
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
+def _per_image(chosen: tuple[LoadedModel, ...], spec: str, options: tuple) -> float:
+    """Seconds per image of the analysis, timed once per models, data set and options (not per count)."""
+    models = {loaded.name: loaded for loaded in chosen}
+    data = _open(models, spec, PROBE_IMAGES)
+    with _exclusive(models) as modules:
         return seconds_per_image(modules, data, device=DEVICE, **dict(options))
 
 
@@ -103,10 +111,8 @@ def _run(models: dict[str, LoadedModel], data: AnalysisData, options: dict[str, 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Analysing: {done} of {total} images")
 
-    with ExitStack() as stack:
-        modules = {name: stack.enter_context(exclusive(loaded)) for name, loaded in models.items()}
-        result = analyze(modules, data, device=DEVICE, progress=progress, **options)
-    return result
+    with _exclusive(models) as modules:
+        return analyze(modules, data, device=DEVICE, progress=progress, **options)
 
 
 def _command(models: dict[str, LoadedModel], spec: str, images: int, modes: tuple[str, ...]) -> str:
