@@ -138,7 +138,7 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
     t = result.value
     panels = [(f"over {KIND_LABELS[k]}", m) for k, m in t.maps.items()]
     if t.cross is not None:
-        panels.append((f"cross-attention over CNN keys ({t.cross_layer})", t.cross))
+        panels.append(("cross-attention over CNN keys", t.cross))
     with columns[1]:
         for column, (title, heat) in zip(st.columns(len(panels)), panels):
             chart(column, overlay_figure(view, heat, title=title, hover="weight", box=t.box,
@@ -146,7 +146,9 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
                           key=f"tok_map_{title}", width="content")
     where = ("its patch" if kind == "patch" else "its receptive field, measured: the pixels whose change moves it")
     explain_line(f"Attention of the {KIND_LABELS[kind][:-1]} at row {cell[0]}, column {cell[1]} (position {t.index} "
-                 f"of the sequence) at {layer}; {t.on_class:.0%} of it goes to class tokens. Green: {where}.", result)
+                 f"of the sequence) at {layer}; {t.on_class:.0%} of it goes to class tokens"
+                 + (f"; its cross-attention row at {t.cross_layer}" if t.cross_layer else "") + f". Green: {where}.",
+                 result)
     offer("token inspector", t, recreate(loaded, choice, question("token_attention", layer, kind, cell, head)))
 
 

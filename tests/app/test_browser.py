@@ -23,7 +23,7 @@ from app.harness import CHROMIUM, CHROMIUM_ARGS, ServerError, browser_missing, s
 from .helpers import png
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = {"explore": "Explore", "compare": "Compare", "learn": "Learn", "faithfulness": "Faithfulness",
@@ -118,6 +118,9 @@ def start_if_asked(page: Page) -> None:
     button = page.get_by_role("button", name=re.compile(r"^Start \("))
     if button.count():
         button.first.click()
+        settle(page)
+        # the work runs on a thread of its own, behind a progress bar and a Stop button
+        page.get_by_role("button", name="Stop").first.wait_for(state="detached", timeout=RUN_TIMEOUT * 1000)
         settle(page)
 
 
@@ -293,3 +296,54 @@ def test_the_analysis_page_draws_every_measure(diagnosed: Page, server: str, scr
     wait_for_count(page, PLOT, 4)
     assert any(t.startswith("CKA: ") for t in chart_titles(page))
     screenshot(page, screenshots, "analysis")
+
+
+def _click_until(page: Page, target: Locator, caption: str) -> None:
+    """Click ``target`` until a caption starts with ``caption`` (a click that lands while plotly is still
+    wiring its chart, or while a run is ending, is lost)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    shows = ("(text) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+             ".some(c => c.innerText.startsWith(text))")
+    for attempt in range(3):
+        target.click(force=True)
+        try:
+            page.wait_for_function(shows, arg=caption, timeout=60_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+    settle(page)
+    no_exception(page)
+
+
+def _inspect(page: Page, kind: str, index: int, cell: str, folder: Path, name: str) -> None:
+    """Click point ``index`` of the inspector's picker for ``kind`` tokens, wait for its caption, and
+    take a picture of the inspector alone."""
+    label = {"cnn": "CNN token", "patch": "patch token"}[kind]
+    picker = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".scatterlayer .point")).first
+    picker.scroll_into_view_if_needed()
+    _click_until(page, picker.locator(".scatterlayer .point").nth(index), f"Attention of the {label} at {cell}")
+    heading = page.get_by_role("heading", name=re.compile("^Token inspector"))
+    inspector = page.locator('[data-testid="stVerticalBlock"]').filter(has=heading).last
+    inspector.scroll_into_view_if_needed()
+    page.mouse.move(0, 0)  # the toolbar of the chart under the pointer would cover its title
+    folder.mkdir(exist_ok=True)
+    inspector.screenshot(path=str(folder / f"{name}.png"))
+
+
+def test_the_token_inspector_in_three_clicks(diagnosed: Page, server: str, screenshots: Path) -> None:
+    """The README's sequence: a patch token, a CNN token (early), then a patch token of layerwise with
+    its cross-attention row over the CNN keys."""
+    page, folder = diagnosed, screenshots / "inspector"  # beside the pages' pictures, not among them
+    _open(page, server)
+    query = page.get_by_role("radiogroup", name="Query token")
+    _click_until(page, query.get_by_text("patch tokens", exact=True), "Attention of the patch token")
+    _inspect(page, "patch", 8, "row 1, column 2", folder, "1-patch")
+    _click_until(page, query.get_by_text("CNN tokens", exact=True), "Attention of the CNN token")
+    _inspect(page, "cnn", 27, "row 4, column 3", folder, "2-cnn")
+    assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 4, column 3")
+    _open(page, f"{server}/?model=layerwise")
+    _inspect(page, "patch", 14, "row 2, column 2", folder, "3-cross")
+    titles = chart_titles(page)
+    assert any(t.startswith("cross-attention over CNN keys") for t in titles), titles
