@@ -2,14 +2,15 @@
 
     python bench/bench_analysis.py                  # writes bench/results/analysis_cpu.json
 
-Three runs of the real command, each in its own one-thread process (its wall time, CPU time and
-peak resident memory read from ``os.wait4``): first, alone, the five shipped models over
-``--images`` (2,000) images (target: at most 2 minutes on the 2-core CPU); then, side by side, the
-same over ``--memory-images`` (20,000) to show that memory stays flat (target: peak within 10% of the
-first run's), and the five ``small`` models at 224 px with random weights over ``--small-images``
-(64) images, to size a run over ImageNet ``val/`` (seconds per image and model). The machine is
-shared: the load average before each run is recorded, and the CPU time (user + system) beside the
-wall time says how much of the wall was waiting for a core. Each run's per-measure seconds come
+Three runs of the real command, side by side, each in its own one-thread process (its wall time,
+CPU time and peak resident memory read from ``os.wait4``): the five shipped models over ``--images``
+(2,000) images (target: at most 2 minutes on the 2-core CPU); the same over ``--memory-images``
+(20,000) to show that memory stays flat (target: peak within 10% of the first run's); and the five
+``small`` models at 224 px with random weights over ``--small-images`` (64) images, to size a run
+over ImageNet ``val/`` (seconds per image and model). The machine is shared: the load average
+before the runs is recorded, and the CPU time (user + system) beside the wall time says how much of
+the wall was spent waiting for a core. The results file is written again as each run ends, so a run
+cut short keeps those that finished (``unfinished`` names the others). Each run's per-measure seconds come
 from its ``analysis.json``; the first run's is kept as ``bench/results/analysis_synthshapes.json``
 (the README's "What the shipped models show over a data set" is written from it).
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,8 +52,9 @@ def start(checkpoints: list[Path], images: int, batch_size: int, threads: int, o
             "start": time.perf_counter()}
 
 
-def finish(runs: dict[str, dict]) -> dict[str, dict]:
-    """Wait for every started run (``os.wait4`` on whichever ends first: its own wall time and peak RSS)."""
+def finish(runs: dict[str, dict], write: Callable[[dict[str, dict]], None]) -> dict[str, dict]:
+    """Wait for every started run (``os.wait4`` on whichever ends first: its own wall time, CPU time and
+    peak RSS); ``write(rows so far)`` after each."""
     rows = {}
     by_pid = {run["child"].pid: name for name, run in runs.items()}
     while by_pid:
@@ -69,6 +72,7 @@ def finish(runs: dict[str, dict]) -> dict[str, dict]:
                       "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                       "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "load_1min_before": run["load"]}
         print(name, json.dumps(rows[name]), flush=True)
+        write(rows)
     return rows
 
 
@@ -105,21 +109,26 @@ def main(argv: list[str] | None = None) -> None:
                 torch.manual_seed(0)
                 small.append(save_checkpoint(tmp / "small" / f"{arch}.pt", create(arch, "small", num_classes=12),
                                              class_names=CLASS_NAMES))
-        rows = finish({"tiny": start(shipped, args.images, args.batch_size, args.threads, tmp / "tiny")})
-        runs = {"tiny_memory": start(shipped, args.memory_images, args.batch_size, args.threads, tmp / "memory")}
+        runs = {"tiny": start(shipped, args.images, args.batch_size, args.threads, tmp / "tiny"),
+                "tiny_memory": start(shipped, args.memory_images, args.batch_size, args.threads, tmp / "memory")}
         if small:
             runs["small"] = start(small, args.small_images, args.small_batch_size, args.threads, tmp / "small_out")
-        rows.update(finish(runs))
-        shutil.copyfile(tmp / "tiny" / "analysis.json", args.analysis_out)
-    report = {
-        "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
-        **started, "torch": torch.__version__, "alone": ["tiny"], "side_by_side": list(runs), "targets": TARGETS, **rows,
-        "import_rss_mb": floor,
-        "peak_rss_ratio": round(rows["tiny_memory"]["peak_rss_mb"] / rows["tiny"]["peak_rss_mb"], 3),
-        "rss_growth_over_import_mb": {k: round(rows[k]["peak_rss_mb"] - floor, 1) for k in rows},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+
+        def write(rows: dict[str, dict]) -> None:
+            report = {
+                "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
+                **started, "torch": torch.__version__, "side_by_side": True, "targets": TARGETS, **rows,
+                "unfinished": [name for name in runs if name not in rows], "import_rss_mb": floor,
+                "rss_growth_over_import_mb": {k: round(rows[k]["peak_rss_mb"] - floor, 1) for k in rows},
+            }
+            if "tiny" in rows and "tiny_memory" in rows:
+                report["peak_rss_ratio"] = round(rows["tiny_memory"]["peak_rss_mb"] / rows["tiny"]["peak_rss_mb"], 3)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
+            if "tiny" in rows:
+                shutil.copyfile(tmp / "tiny" / "analysis.json", args.analysis_out)
+
+        finish(runs, write)
     print(f"wrote {args.out}")
 
 
