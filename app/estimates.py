@@ -1,19 +1,75 @@
 """Slow work said before it starts: each model's measured forward, and a gate that shows the
-estimated time of anything longer than :data:`SLOW_SECONDS` and waits for the user to start it."""
+estimated time of anything longer than :data:`SLOW_SECONDS`, waits for the user to start it and,
+for work that reports its progress, runs it on a thread of its own with a progress bar and a Stop
+button in its place."""
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import streamlit as st
 
-from tokenfusion.explain import ForwardCost, measure_forward
+from tokenfusion.explain import ForwardCost, Progress, measure_forward
 
 from .state import LoadedModel, exclusive
-from .ui import duration
+from .ui import duration, fragment
 
-__all__ = ["SLOW_SECONDS", "forward_cost", "may_start"]
+__all__ = ["SLOW_SECONDS", "Job", "Stopped", "forward_cost", "may_start"]
 
 #: Work estimated above this many seconds waits for a click.
 SLOW_SECONDS = 5.0
+#: How often the progress bar of running work is redrawn.
+POLL_SECONDS = 1.0
 _STARTED = "_slow_work_started"
+_JOBS = "_slow_work_jobs"
+
+
+class Stopped(Exception):
+    """Raised inside work whose Stop button was clicked."""
+
+
+@dataclass
+class Job:
+    """Work running on a thread of its own: ``done`` of ``total`` forward passes so far (as its
+    ``progress`` reports them), the ``estimate`` in seconds it started with, and its ``error``."""
+
+    estimate: float
+    total: int = 0
+    done: int = 0
+    error: BaseException | None = None
+    started: float = field(default_factory=time.perf_counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def report(self, done: int, total: int) -> None:
+        """The work's ``progress``: keeps the count, and raises :class:`Stopped` once Stop was clicked."""
+        if self.stop.is_set():
+            raise Stopped
+        self.done, self.total = done, total
+
+    def start(self, work: Callable[[Progress], object]) -> None:
+        """Run ``work(self.report)`` on a daemon thread; its error is kept in ``error``."""
+        def run() -> None:
+            try:
+                work(self.report)
+            except BaseException as error:  # noqa: BLE001 - handed to the page's thread, which raises it
+                self.error = error
+
+        self.thread = threading.Thread(target=run, name="tokenfusion-slow-work", daemon=True)
+        self.thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def seconds_left(self) -> float:
+        """From the pace so far; the estimate before the first pass is done."""
+        elapsed = time.perf_counter() - self.started
+        if self.done == 0 or self.total == 0:
+            return max(self.estimate - elapsed, 0.0)
+        return elapsed / self.done * (self.total - self.done)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
@@ -23,18 +79,57 @@ def forward_cost(loaded: LoadedModel) -> ForwardCost:
         return measure_forward(model)
 
 
-def may_start(request: tuple, seconds: float, what: str,
+def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progress], object] | None = None, *,
               basis: str = "the measured time of one forward pass times the passes it needs") -> bool:
     """True when the work named by ``request`` (a hashable description: model, image, method...)
-    is quick (estimated ``seconds`` at most :data:`SLOW_SECONDS`) or was started before in this
+    is quick (estimated ``seconds`` at most :data:`SLOW_SECONDS`) or finished before in this
     session (its results are cached); otherwise shows ``what`` with its estimated time (from ``basis``)
-    and a button, and is True only on the run its button was clicked."""
+    and a button.
+
+    Without ``work``, True only on the run its button was clicked (the page computes it then).
+    With ``work`` (which computes and caches the results, calling its ``progress(done, total)``
+    between batches), the click runs it on a thread while a progress bar with the time left and a
+    Stop button stand in its place; True on the run after it has finished. Stopped work keeps
+    nothing and says so; an error raised by the work is raised here."""
     started = st.session_state.setdefault(_STARTED, set())
     if seconds <= SLOW_SECONDS or request in started:
         return True
+    jobs: dict[tuple, Job] = st.session_state.setdefault(_JOBS, {})
+    job = jobs.get(request)
+    if job is not None and not job.running:
+        del jobs[request]
+        if job.error is None:
+            started.add(request)
+            return True
+        if not isinstance(job.error, Stopped):
+            raise job.error
+        st.info(f"Stopped: {what} was not finished, and nothing of it was kept.", icon=":material/stop_circle:")
+    elif job is not None:
+        _watch(request, what)
+        return False
     st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from {basis}).",
             icon=":material/schedule:")
-    if st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
+    if not st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
+        return False
+    if work is None:
         started.add(request)
         return True
+    jobs[request] = job = Job(seconds)
+    job.start(work)
+    _watch(request, what)
     return False
+
+
+@fragment(run_every=POLL_SECONDS)
+def _watch(request: tuple, what: str) -> None:
+    """The progress of running work and its Stop button, redrawn on a timer; the whole page reruns
+    once the work has ended (to draw its results, or say it was stopped)."""
+    job = st.session_state.get(_JOBS, {}).get(request)
+    if job is None or not job.running:
+        st.rerun()
+    stopping = job.stop.is_set()
+    text = (f"Stopping {what}…" if stopping else
+            f"{what}: {job.done} of {job.total or '?'} forward passes, about {duration(job.seconds_left())} left")
+    st.progress(job.done / job.total if job.total else 0.0, text=text)
+    st.button("Stop", key=f"stop:{hash(request)}", on_click=job.stop.set, disabled=stopping,
+              help="Ends the computation after the batch it is running; nothing of it is kept.")

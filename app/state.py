@@ -17,7 +17,7 @@ import torch
 
 from tokenfusion.checkpoint import Checkpoint, load_checkpoint
 from tokenfusion.data.transforms import preprocess
-from tokenfusion.explain import Explainer
+from tokenfusion.explain import Explainer, Progress
 from tokenfusion.models import ARCHITECTURES, ModelConfig, TokenFusionModel, count_flops, count_parameters
 
 from .sources import ImageChoice, uploaded_image
@@ -90,18 +90,23 @@ def _session(loaded: LoadedModel, choice: ImageChoice) -> Explainer:  # called o
 
 
 @st.cache_data(max_entries=2048, show_spinner=False, hash_funcs=_BY_KEY)
-def _ask(question: str, loaded: LoadedModel, choice: ImageChoice, args: tuple, kwargs: tuple) -> Timed[Any]:
+def _ask(question: str, loaded: LoadedModel, choice: ImageChoice, args: tuple, kwargs: tuple,
+         _progress: Progress | None = None) -> Timed[Any]:  # _progress: no part of the cache key
     start = time.perf_counter()
+    watch = {} if _progress is None else {"progress": _progress}
     with exclusive(loaded):
-        answer = getattr(_session(loaded, choice), question)(*args, **dict(kwargs))
+        answer = getattr(_session(loaded, choice), question)(*args, **dict(kwargs), **watch)
     return Timed(answer, time.perf_counter() - start)
 
 
 def ask(loaded: LoadedModel, choice: ImageChoice, question: Callable[Concatenate[Explainer, P], T],
         *args: P.args, **kwargs: P.kwargs) -> Timed[T]:
     """``question(session, *args, **kwargs)`` for a method of the session (``Explainer.explain``...) of
-    ``loaded``'s model and the chosen image, under the model's lock; cached by model, image and arguments."""
-    return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())))
+    ``loaded``'s model and the chosen image, under the model's lock; cached by model, image and arguments.
+    A ``progress`` keyword goes to the question (``Explainer.explain``) but not into the cache key; an
+    answer that raises (stopped by its ``progress``) is not cached."""
+    progress = kwargs.pop("progress", None)
+    return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())), progress)
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)

@@ -58,12 +58,15 @@ def guarded(draw: Callable[[], object], what: str) -> bool:
     return True
 
 
-def fragment(draw: Callable[..., R]) -> Callable[..., R | None]:
-    """``st.fragment`` for the pages, guarded as a page is: use it instead of ``@st.fragment``.
+def fragment(draw: Callable[..., R] | None = None, *, run_every: float | None = None) -> Any:
+    """``st.fragment`` for the pages, guarded as a page is: use it instead of ``@st.fragment``
+    (``@fragment(run_every=seconds)`` for one that reruns on a timer).
 
     Streamlit shows an error raised inside a fragment as a traceback itself, and a fragment's own
     reruns do not pass through ``main.py``; here the fragment's body runs under :func:`guarded`, so
     an unexpected error is a plain message inside the fragment on every run."""
+    if draw is None:
+        return functools.partial(fragment, run_every=run_every)
 
     @functools.wraps(draw)
     def guarded_draw(*args: Any, **kwargs: Any) -> R | None:
@@ -71,4 +74,4 @@ def fragment(draw: Callable[..., R]) -> Callable[..., R | None]:
         guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
         return result[0] if result else None
 
-    return st.fragment(guarded_draw)
+    return st.fragment(guarded_draw, run_every=run_every)

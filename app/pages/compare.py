@@ -5,10 +5,12 @@ Each model opens on its most faithful map (the one that scored best against the 
 when their control changes."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from app.export import CLASS_NAMES, chart, offer, question, snippet
-from app.estimates import SLOW_SECONDS, forward_cost, may_start
+from app.estimates import forward_cost, may_start
 from app.notices import knows_true_class, out_of_distribution, show_map_score
 from app.sidebar import require, selection
 from app.sources import ImageChoice
@@ -17,7 +19,8 @@ from app.ui import DISPLAY_SIZE, duration, fragment
 from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, agreement_matrices, available_methods, best_map, estimate_seconds, score_of, scores_for,
+    Explainer, MapScore, Progress, agreement_matrices, available_methods, best_map, estimate_seconds, forward_passes,
+    score_of, scores_for,
 )
 from tokenfusion.viz import agreement_figure, overlay_figure
 
@@ -86,14 +89,34 @@ def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> 
     return (method, None, "patch") if method == "rollout" else (method, *info[method].default)
 
 
-def _seconds(loaded: LoadedModel, target: Target | str) -> float:
-    """The estimated time of the map (no measurement for a map read from the traced forward)."""
+def _cost(loaded: LoadedModel, target: Target | str) -> tuple[float, int]:
+    """The estimated seconds and forward passes of the map (none for a map read from the traced forward)."""
     if isinstance(target, str):
-        return 0.0
+        return 0.0, 0
     method, layer, kind = target
     if {m.name: m.family for m in available_methods(loaded.model)}[method] == "attention":
-        return 0.0
-    return estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind)
+        return 0.0, 0
+    cost = forward_cost(loaded)
+    return (estimate_seconds(loaded.model, cost, method, layer, kind),
+            forward_passes(loaded.model, cost, method, layer, kind).forwards)
+
+
+def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Target | str],
+          passes: dict[str, int]) -> Callable[[Progress], None]:
+    """Computes (and caches) every model's map, reporting the passes done of all models together."""
+    total = sum(passes.values())
+
+    def work(progress: Progress) -> None:
+        before = 0
+        for loaded in models:
+            target = targets[loaded.name]
+            if not isinstance(target, str):
+                name, layer, kind = target
+                ask(loaded, choice, Explainer.explain, name, layer, kind=kind,
+                    progress=lambda done, _, before=before: progress(before + done, total))
+            before += passes[loaded.name]
+
+    return work
 
 
 @fragment
@@ -103,13 +126,14 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     scores = {loaded.name: scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
               for loaded in models}
     targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
-    estimate = sum(_seconds(loaded, targets[loaded.name]) for loaded in models)
+    costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}
+    estimate = sum(seconds for seconds, _ in costs.values())
     request = ("compare", choice.key, method, tuple(loaded.key for loaded in models))
-    if not may_start(request, estimate, f"The {LABELS[method]} map of {len(models)} models"):
+    work = _work(models, choice, targets, {name: passes for name, (_, passes) in costs.items()})
+    if not may_start(request, estimate, f"The {LABELS[method]} map of {len(models)} models", work):
         return
-    progress = st.progress(0.0, text="Computing the maps…") if estimate > SLOW_SECONDS else None
     maps, blank, seconds, shown, asked = {}, [], 0.0, {}, []
-    for i, (column, loaded) in enumerate(zip(st.columns(max(len(models), 1)), models)):
+    for column, loaded in zip(st.columns(max(len(models), 1)), models):
         column.markdown(f"**{loaded.name}**")
         target = targets[loaded.name]
         if isinstance(target, str):
@@ -133,8 +157,6 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
                        + (" · blank map" if e.blank else ""))
         show_map_score(score_of(scores[loaded.name], name, layer, kind), column,
                        scored=scores[loaded.name] is not None)
-        if progress is not None:
-            progress.progress((i + 1) / len(models), text=f"{loaded.name} done ({i + 1} of {len(models)})")
     what = METHODS[method]
     st.caption(f"{what[0].upper()}{what[1:]}; each map for the model's own prediction, with its scores on held-out "
                f"SynthShapes images as badges (red: it fails a sanity check). A blank map means that layer does not "

@@ -9,10 +9,14 @@ from app.notices import knows_true_class, show_map_score, show_out_of_distributi
 from app.sidebar import require
 from app.sources import ImageChoice
 from app import url
+from app.estimates import forward_cost, may_start
 from app.state import DEVICE, LoadedModel, ask
-from app.ui import DISPLAY_SIZE, explain_line, fragment
+from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import model_view
-from tokenfusion.explain import Explainer, MethodInfo, Prediction, available_methods, best_map, score_of, scores_for
+from tokenfusion.explain import (
+    TOP_CHANNELS, Explainer, MethodInfo, Prediction, available_methods, best_map, estimate_seconds, forward_passes,
+    score_of, scores_for,
+)
 from tokenfusion.viz import (
     KIND_COLOURS, KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure,
     overlay_figure, overlays_figure, token_picker_figure, topk_figure,
@@ -237,6 +241,28 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
                  "CNN share per head (right).", result)
 
 
+def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | None, str | None],
+                  cheap: bool) -> int:
+    """The channels ``scorecam_topk`` scores: a slider, with ScoreCAM's cost beside its own, when
+    either is chosen; :data:`TOP_CHANNELS` otherwise."""
+    if not {"scorecam", "scorecam_topk"} & set(chosen) or not target:
+        return TOP_CHANNELS
+    layer, kind = target
+    cost = forward_cost(loaded)
+    every = cost.channels[layer]
+    k = st.slider("Channels scorecam_topk scores", 1, every, min(TOP_CHANNELS, every), key=f"topk:{loaded.name}",
+                  help="scorecam_topk runs one masked image per scored channel, the channels of largest mean "
+                       "activation; with every channel it is ScoreCAM.")
+    (full, full_s), (top, top_s) = (
+        (forward_passes(loaded.model, cost, m, layer, kind, **o).forwards,
+         estimate_seconds(loaded.model, cost, m, layer, kind, **o))
+        for m, o in (("scorecam", {}), ("scorecam_topk", {"channels": k})))
+    st.caption(f"ScoreCAM scores all {every} channels of this layer: {full} forward passes, about "
+               f"{duration(full_s)}; scorecam_topk scores the {k} most active: {top} passes, about {duration(top_s)}."
+               + ("" if cheap else " Work above 5 s waits for its Start button, and can be stopped."))
+    return k
+
+
 @fragment
 def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
     st.subheader("Grad-CAM and attribution gallery")
@@ -261,13 +287,23 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     target = right.selectbox("CAM layer", targets, index=targets.index(layer_default) if cams else 0,
                              format_func=lambda t: _target_label(loaded, t), key=f"gallery_layer:{loaded.name}",
                              help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
+    options = {"scorecam_topk": {"channels": _top_channels(loaded, chosen, target, cheap)}}
     columns, shown, asked = st.columns(3), {}, []
     for i, method in enumerate(chosen):
         layer, kind = target if info[method].family == "cam" else (None, None)
-        with columns[i % 3], st.spinner(f"Computing {method}…"):
-            result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind)
+        given = options.get(method, {})
+        with columns[i % 3]:
+            if not cheap:  # slow work: its estimate and Start button, then its progress and Stop button
+                seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **given)
+                request = ("gallery", loaded.key, choice.key, method, layer, kind, tuple(given.items()))
+                work = lambda progress, m=method, l=layer, k=kind: ask(  # noqa: E731
+                    loaded, choice, Explainer.explain, m, l, kind=k, progress=progress, **options.get(m, {}))
+                if not may_start(request, seconds, method, work):
+                    continue
+            with st.spinner(f"Computing {method}…"):
+                result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind, **given)
             e = shown[method] = result.value
-            asked.append(question("explain", method, layer, kind=kind))
+            asked.append(question("explain", method, layer, kind=kind, **given))
             chart(st, overlay_figure(view, e.map, title=method, hover="saliency", height=260),
                       key=f"gallery_fig_{method}", width="content")
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"

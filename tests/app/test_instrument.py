@@ -1,9 +1,11 @@
 """Explore as an instrument: the token inspector, the what-if, and the view kept in the URL."""
 from __future__ import annotations
 
+import functools
 import re
+import time
 
-from .helpers import no_exception, texts
+from .helpers import charts, no_exception, texts
 
 
 def _caption(at, start: str) -> str:
@@ -78,3 +80,84 @@ def test_removing_a_region_changes_the_prediction_over_the_object_only(app) -> N
     assert before != after
     assert "under the region replaced by their mean at blocks.0" in next(
         c for c in texts(at.caption) if c.startswith("CNN and patch tokens"))
+
+
+def _slow_compare(app, monkeypatch):
+    """Compare on occlusion, with every piece of work counted as slow (the tiny models are fast)."""
+    from app.state import _ask
+
+    _ask.clear()  # maps an earlier test cached would finish at once
+    monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)
+    at = app()
+    at.switch_page("pages/compare.py").run()
+    at.radio(key="compare_method").set_value("occlusion").run()
+    no_exception(at)
+    return at
+
+
+def _buttons(at, label: str) -> list:
+    return [b for b in at.button if b.label.startswith(label)]
+
+
+def _until_finished(at, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while _buttons(at, "Stop") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        at.run()
+
+
+def test_slow_work_shows_its_progress_then_its_results(app, monkeypatch) -> None:
+    at = _slow_compare(app, monkeypatch)
+    assert "The occlusion map of 5 models takes about" in at.info[0].value and not charts(at)
+    _buttons(at, "Start (")[0].click().run()
+    no_exception(at)
+    bar = at.get("progress")[0].proto
+    assert re.match(r"The occlusion map of 5 models: \d+ of \d+ forward passes, about .+ left", bar.text), bar.text
+    assert _buttons(at, "Stop")
+    _until_finished(at)
+    no_exception(at)
+    assert not _buttons(at, "Stop") and not at.get("progress")
+    assert len(charts(at)) == 5 + 2  # every map, and the two agreement matrices
+
+
+def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch) -> None:
+    from app.estimates import Job
+    from tokenfusion.explain import Explainer
+
+    report, explain = Job.report, Explainer.explain
+    monkeypatch.setattr(Job, "report", lambda job, done, total: (time.sleep(0.05), report(job, done, total))[1])
+    asked: list[int] = []
+
+    @functools.wraps(explain)  # the app asks the session by the method's name
+    def counted(session, *args, **kwargs):
+        if kwargs.get("progress") is not None:  # the page's call, not the session's own
+            asked.append(id(session.model))
+        return explain(session, *args, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", counted)
+    at = _slow_compare(app, monkeypatch)
+    _buttons(at, "Start (")[0].click().run()
+    _buttons(at, "Stop")[0].click().run()
+    _until_finished(at, seconds=30)
+    no_exception(at)
+    assert any(i.value.startswith("Stopped: The occlusion map of 5 models was not finished") for i in at.info)
+    assert _buttons(at, "Start (") and not charts(at)  # it can be started again
+    stopped = asked[-1]
+    _buttons(at, "Start (")[0].click().run()
+    _until_finished(at)
+    no_exception(at)
+    assert asked.count(stopped) == 2  # the stopped map was not cached: computed again
+    assert len(charts(at)) == 5 + 2
+
+
+def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:
+    at = app(query={"methods": ["scorecam", "scorecam_topk"]})
+    no_exception(at)
+    pattern = (r"ScoreCAM scores all (\d+) channels of this layer: (\d+) forward passes, about .+; "
+               r"scorecam_topk scores the (\d+) most active: (\d+) passes")
+    every, full, k, top = map(int, re.match(pattern, _caption(at, "ScoreCAM scores all")).groups())
+    assert (full, k, top) == (every + 1, min(32, every), min(32, every) + 1)
+    at.slider(key="topk:early").set_value(8).run()
+    no_exception(at)
+    assert re.match(pattern, _caption(at, "ScoreCAM scores all")).group(4) == "9"
+    assert any(c.startswith("scorecam_topk at") for c in texts(at.caption))  # its map is drawn
