@@ -304,6 +304,19 @@ def app_rows(app: dict[str, Any]) -> list[list[str]]:
     return rows or [["app", "`python bench/bench_app.py`", "not measured yet", ""]]
 
 
+def _before_controls(c: dict[str, Any]) -> str:
+    """A sentence on the controls measured on an earlier commit in the same run, if any."""
+    if "before" not in c:
+        return ""
+    b = c["before"]
+    scopes = {row["scope"] for row in b["controls"].values()}
+    reran = "the whole page" if scopes == {"page"} else "their fragment" if scopes == {"fragment"} else "a page or fragment"
+    return (f" Measured just before in the same run, the code of `{b['provenance']['code'][:7]}` (each control reran "
+            f"{reran}; {len(b['controls'])} of these controls there): median {_ms(b['median_s'])}, worst "
+            f"{_ms(b['worst_s'])} (CPU {_ms(b['median_cpu_s'])}, {_ms(b['worst_cpu_s'])}), load average "
+            f"{b['provenance']['load_average_before'][0]:.1f}.")
+
+
 def app_bench(root: Path) -> str:
     """bench/README's app section: time to the first page, each Explore control's server time (with
     the code before, when the run measured it), and every method at 224 px beside its estimate."""
@@ -327,7 +340,7 @@ def app_bench(root: Path) -> str:
         head = "| control | reruns | values | median (ms) | worst (ms) | CPU median / worst (ms) |"
         rule = "|---|---|---:|---:|---:|---:|"
         if before:
-            head += f" before `{c['before']['provenance']['code'][:7]}`: median / worst (ms) |"
+            head += f" before `{c['before']['provenance']['code'][:7]}`: median / worst (CPU median) (ms) |"
             rule += "---:|"
         lines = [head + " target |", rule + "---|"]
         for name, row in c["controls"].items():
@@ -335,7 +348,8 @@ def app_bench(root: Path) -> str:
                      f"{row['worst_s'] * 1000:.0f}", f"{row['median_cpu_s'] * 1000:.0f} / {row['worst_cpu_s'] * 1000:.0f}"]
             if before:
                 b = before.get(name)
-                cells.append(f"{b['median_s'] * 1000:.0f} / {b['worst_s'] * 1000:.0f}" if b else "")
+                cells.append(f"{b['median_s'] * 1000:.0f} / {b['worst_s'] * 1000:.0f} ({b['median_cpu_s'] * 1000:.0f})"
+                             if b else "")
             cells.append(f"<= {c['target_s'] * 1000:.0f}: {_met(row['worst_s'], c['target_s'])}")
             lines.append("| " + " | ".join(cells) + " |")
         missed = [name for name, row in c["controls"].items() if row["worst_s"] > c["target_s"]]
@@ -345,23 +359,30 @@ def app_bench(root: Path) -> str:
                    f"{_ms(c['median_s'])}, worst {_ms(c['worst_s'])} (CPU {_ms(c['median_cpu_s'])}, "
                    f"{_ms(c['worst_cpu_s'])}); target {_ms(c['target_s'])} for every change: "
                    + (f"**missed** by {len(missed)} of {len(c['controls'])} controls ({', '.join(missed)}); "
-                      f"in CPU time by {len(cpu_missed)}" if missed else "met") + ".\n\n" + "\n".join(lines)
+                      f"in CPU time by {len(cpu_missed)}" if missed else "met") + "." + _before_controls(c)
+                   + "\n\n" + "\n".join(lines)
                    + f"\n\n`{c['provenance']['command']}` ({provenance(c['provenance'])}, load average after "
                    f"{c['provenance']['load_average_after'][0]:.1f}).\n")
     if "methods" in app:
         m = app["methods"]
-        lines = ["| method | target | measured (s) | app's estimate (s) | measured / estimate |", "|---|---|---:|---:|---:|"]
+        lines = ["| method | target | measured (s) | app's estimate (s) | measured / estimate | load average |",
+                 "|---|---|---:|---:|---:|---:|"]
         for r in m["methods"]:
             where = " · ".join(str(v) for v in (r["layer"], r["kind"]) if v) or "pixels"
             est = r["estimate_s"]
             ratio = f"{r['seconds'] / est:.2f}" if est else ""
-            lines.append(f"| {r['method']} | {where} | {r['seconds']:.2f} | {'' if est is None else f'{est:.2f}'} | {ratio} |")
+            lines.append(f"| {r['method']} | {where} | {r['seconds']:.2f} | {'' if est is None else f'{est:.2f}'} "
+                         f"| {ratio} | {r['load_average']:.1f} |")
+        timed = {r["method"] for r in m["methods"]}
+        missing = [n for n in m["every_method"] if n not in timed]
+        if missing:
+            lines.append(f"\nNot timed yet: {', '.join(missing)}.")
         out.append(f"Every method once at {m['img_size']} px (`{m['size']}` `{m['arch']}`, random weights), its own time "
                    f"beyond the session's traced forward ({m['traced_forward_s']:.2f} s), beside the estimate the app "
                    f"shows before slow work (measured forward {m['forward_s'] * 1000:.0f} ms alone, "
                    f"{m['forward_batched_s'] * 1000:.0f} ms per image in a batch of {m['batch']}):\n\n" + "\n".join(lines)
-                   + f"\n\n`{m['provenance']['command']}` ({provenance(m['provenance'])}, load average after "
-                   f"{m['provenance']['load_average_after'][0]:.1f}).\n")
+                   + f"\n\n`{m['provenance']['command']}` ({provenance(m['provenance'])}; each row's load average "
+                   "taken as it started).\n")
     return "\n".join(out) or "Not measured yet: `python bench/bench_app.py`.\n"
 
 
