@@ -336,7 +336,7 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         # what-if: kind removed, replaced by, from which place
         record("what-if: remove", at, "radio", f"wi_kind:{m}", kinds[::-1])
         record("what-if: replace by", at, "radio", f"wi_mode:{m}", ["zero", "mean"])
-        if "region" in options(at, "radio", f"wi_kind:{m}"):  # the tokens under a region, of both kinds
+        if len(options(at, "radio", f"wi_kind:{m}")) > len(kinds):  # and "region": the tokens under it, of both kinds
             record("what-if: remove", at, "radio", f"wi_kind:{m}", ["region"])
             record("what-if: region", at, "slider", f"wi_across:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
             record("what-if: region", at, "slider", f"wi_down:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
@@ -506,7 +506,9 @@ def _in_subprocess(part: str, root: Path, args: argparse.Namespace, checkpoints:
         subprocess.run([sys.executable, str(Path(__file__).resolve()), _ROOT_FLAG, str(root), "--parts", part,
                         "--threads", str(args.threads), "--values", str(args.values), "--repeats", str(args.repeats),
                         "--checkpoints", str(checkpoints), "--out", str(out), "--fresh"], check=True)
-        return json.loads(out.read_text())[part]
+        figures = json.loads(out.read_text())[part]
+    figures["provenance"]["command"] = shlex.join(["python", *sys.argv])  # the command to run again, not its child
+    return figures
 
 
 def main() -> None:

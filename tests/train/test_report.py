@@ -9,7 +9,7 @@ import pytest
 from bench.score_explanations import chance_level
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES
-from train.report import bench_table, fill_block, notebook_times, provenance, results_table, scores_table
+from train.report import app_bench, bench_table, fill_block, notebook_times, provenance, results_table, scores_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +68,26 @@ def test_bench_table_states_each_target_and_whether_the_file_meets_it(tmp_path):
     report["models"][0]["traced_over_plain"] = 1.2
     path.write_text(json.dumps(report))
     assert "| 1.20-1.20x | <= 1.5x: met |" in bench_table(root)
+
+
+def test_app_controls_are_judged_each_against_the_recorded_target(tmp_path):
+    root = _results_copy(tmp_path)
+    path = root / "bench" / "results" / "app_cpu.json"
+    report = json.loads(path.read_text())
+    controls = report["controls"]
+    for row in controls["controls"].values():
+        row.update(median_s=0.05, worst_s=0.1)
+    controls.update(worst_s=0.1, target_s=0.3)
+    path.write_text(json.dumps(report))
+    assert "target 300 ms for every change: met." in app_bench(root)
+    assert "| <= 300 ms each: met |" in bench_table(root)
+    slow = next(iter(controls["controls"]))
+    controls["controls"][slow]["worst_s"] = controls["worst_s"] = 0.45
+    path.write_text(json.dumps(report))
+    text = app_bench(root)
+    assert f"**missed** by 1 of {len(controls['controls'])} controls ({slow})" in text
+    assert f"| {slow} | " in text and "| 450 | " in text and "| <= 300: **missed** |" in text
+    assert f"**missed** by 1 of {len(controls['controls'])}" in bench_table(root)
 
 
 def test_notebook_times_judge_the_recorded_target(tmp_path):
