@@ -452,25 +452,27 @@ def analysis_section(root: Path) -> str:
     tiny, memory, small, targets = bench["tiny"], bench["tiny_memory"], bench.get("small"), bench["targets"]
     measured = sum(tiny["per_measure_s"].values())
     text = (summary_markdown(_load(root, "analysis_synthshapes.json")) + f"\nCost: every measure over {tiny['images']} "
-            f"images for the five models took {tiny['wall_s']:.0f} s on one thread, alone, on the shared 2-core machine "
-            f"at load average {tiny['load_1min_before']:.1f} ({measured:.0f} s in the forwards and measures, the rest "
-            f"starting Python and loading; {tiny['cpu_s']:.0f} s of CPU time, waiting for a core the rest of the wall time; "
-            f"target {targets['seconds_2000_max']} s wall: "
+            f"images for the five models took {tiny['wall_s']:.0f} s on one thread, side by side with the two runs "
+            f"below on the shared 2-core machine at load average {tiny['load_1min_before']:.1f} ({measured:.0f} s in "
+            f"the forwards and measures, the rest starting Python and loading; {tiny['cpu_s']:.0f} s of CPU time, "
+            f"waiting for a core the rest of the wall time; target {targets['seconds_2000_max']} s wall: "
             f"{_met(tiny['wall_s'], targets['seconds_2000_max'])}); peak memory {tiny['peak_rss_mb']:.0f} MB over "
             f"{tiny['images']} images and {memory['peak_rss_mb']:.0f} MB over {memory['images']} "
             f"({bench['peak_rss_ratio']:.3f}x; target within 10%: "
             f"{_met(bench['peak_rss_ratio'], targets['peak_rss_ratio_max'])}; importing torch and the explanation "
-            f"libraries alone takes {bench['import_rss_mb']:.0f} MB). Class sensitivity, image by image and opt-in, is in "
-            "none of these runs.")
+            f"libraries alone takes {bench['import_rss_mb']:.0f} MB)."
+            + (f" The issue asks for 20,000 images; {memory['images']:,} were measured." * (memory["images"] < 20_000))
+            + " Class sensitivity, image by image and opt-in, is in none of these runs.")
     if small:
         per_image = sum(small["per_measure_s"].values()) / small["images"]
-        text += (f" The five `small` models at 224 px (random weights) over {small['images']} images (side by side "
-                 f"with the {memory['images']}-image run), batch "
+        text += (f" The five `small` models at 224 px (random weights) over {small['images']} images, batch "
                  f"{small['batch_size']}: {per_image:.1f} s per image for all five in the forwards and measures "
                  f"({small['cpu_s'] / small['images']:.1f} s of CPU time per image, start included), "
                  f"peak {small['peak_rss_mb'] / 1024:.1f} GB; at that rate ImageNet's 50,000 `val/` images would "
                  f"take {50_000 * per_image / 3600:.0f} hours on {bench['threads']} CPU thread"
                  f"{'s' * (bench['threads'] != 1)}.")
+    if bench.get("unfinished"):
+        text += f" Cut short before they finished: {', '.join(bench['unfinished'])}."
     return text + f"\n\n`{bench['command']}` ({provenance(bench)}).\n"
 
 
