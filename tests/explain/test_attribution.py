@@ -32,3 +32,15 @@ def test_smoothgrad_and_occlusion(tiny, x):
     assert torch.allclose(block, block[0, 0].expand_as(block))
     with pytest.raises(ExplainError, match="fractions"):
         occlusion(model, x, window=6)
+
+
+def test_smoothgrad_gives_the_same_map_every_time_and_leaves_the_random_state_alone(tiny, x):
+    """Scores and pictures of SmoothGrad are reproducible: its noise comes from its own seed."""
+    model = tiny("vit")
+    torch.manual_seed(1)
+    before = torch.rand(3)
+    torch.manual_seed(1)
+    first = smoothgrad(model, x, n_samples=4, batch_size=2)
+    assert torch.equal(torch.rand(3), before)  # the caller's random stream is where it was
+    assert torch.equal(smoothgrad(model, x, n_samples=4, batch_size=2).grid, first.grid)
+    assert not torch.equal(smoothgrad(model, x, n_samples=4, batch_size=2, seed=1).grid, first.grid)

@@ -54,17 +54,20 @@ def integrated_gradients(
 
 def smoothgrad(
     model: TokenFusionModel, x: Tensor, target: int | None = None, *, n_samples: int = 16, stdev: float = 0.15,
-    batch_size: int = 16,
+    batch_size: int = 16, seed: int = 0,
 ) -> Explanation:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over ``n_samples`` noisy copies,
-    noise ``stdev`` as a fraction of the input's value range, ``batch_size`` copies per forward."""
+    noise ``stdev`` as a fraction of the input's value range, ``batch_size`` copies per forward. The
+    noise is drawn from ``seed`` (the same map every time), leaving the global random state untouched."""
     start = time.perf_counter()
     x, target = _prepare(model, x, target)
     sigma = float(stdev * (x.max() - x.min()))
-    attr = NoiseTunnel(Saliency(model)).attribute(
-        x, nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=batch_size, stdevs=sigma,
-        target=target, abs=False,
-    )
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        attr = NoiseTunnel(Saliency(model)).attribute(
+            x, nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=batch_size, stdevs=sigma,
+            target=target, abs=False,
+        )
     model.zero_grad(set_to_none=True)
     return _result(attr, x, "smoothgrad", target, start)
 
