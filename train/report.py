@@ -380,7 +380,9 @@ def app_bench(root: Path) -> str:
         out.append(f"Every method once at {m['img_size']} px (`{m['size']}` `{m['arch']}`, random weights), its own time "
                    f"beyond the session's traced forward ({m['traced_forward_s']:.2f} s), beside the estimate the app "
                    f"shows before slow work (measured forward {m['forward_s'] * 1000:.0f} ms alone, "
-                   f"{m['forward_batched_s'] * 1000:.0f} ms per image in a batch of {m['batch']}):\n\n" + "\n".join(lines)
+                   f"{m['forward_batched_s'] * 1000:.0f} ms per image in a batch of {m['batch']}, measured once at "
+                   "the start: a row run at another load average than the first has its ratio moved by it):\n\n"
+                   + "\n".join(lines)
                    + f"\n\n`{m['provenance']['command']}` ({provenance(m['provenance'])}; each row's load average "
                    "taken as it started).\n")
     return "\n".join(out) or "Not measured yet: `python bench/bench_app.py`.\n"
