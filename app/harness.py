@@ -10,15 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ServerError", "apptest_navigation", "browser_missing", "start_server",
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ServerError", "browser_missing", "start_server",
            "wait_for_script_run", "wait_until_healthy"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,26 +96,3 @@ def wait_for_script_run(page: Page, timeout: float, quiet: float = 0.5) -> None:
         elif time.monotonic() - idle_since >= quiet:
             return
     raise TimeoutError(f"the app's script run did not finish within {timeout:.0f} s")
-
-
-@contextmanager
-def apptest_navigation() -> Iterator[None]:
-    """Make AppTest run ``main.py`` (and its sidebar) on every rerun, as the real server does.
-
-    AppTest (streamlit 1.67) resets ``PagesManager.uses_pages_directory`` before every run, and it
-    is switched on again because ``app/pages/`` exists, so a rerun would execute the page script
-    alone. The real server switches it off for good the first time ``st.navigation`` runs.
-    """
-    from streamlit.runtime import pages_manager
-
-    original = pages_manager.PagesManager.__init__
-
-    def init(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        pages_manager.PagesManager.uses_pages_directory = False
-
-    pages_manager.PagesManager.__init__ = init
-    try:
-        yield
-    finally:
-        pages_manager.PagesManager.__init__ = original

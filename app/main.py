@@ -1,7 +1,9 @@
 """Token Fusion Lab: ``streamlit run app/main.py [-- --checkpoints DIR]``.
 
-Declares the pages and draws the shared sidebar; each page lives in ``app/pages/``. Both run
-guarded: an unexpected error is shown as a plain message with its details folded, never a traceback.
+Declares the pages and draws the shared sidebar; each page lives in ``app/views/``. (Not ``pages/``:
+Streamlit serves a ``pages/`` folder's scripts on their own, without this file's sidebar, to a link
+opened on a server that has not run this file yet.) Both run guarded: an unexpected error is shown as
+a plain message with its details folded, never a traceback.
 """
 import sys
 from pathlib import Path
@@ -17,12 +19,12 @@ from app.ui import guarded  # noqa: E402
 
 st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
 page = st.navigation([
-    st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
-    st.Page("pages/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
-    st.Page("pages/analysis.py", title="Analysis", icon=":material/query_stats:"),
-    st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+    st.Page("views/explore.py", title="Explore", icon=":material/visibility:", default=True),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("views/faithfulness.py", title="Faithfulness", icon=":material/fact_check:"),
+    st.Page("views/analysis.py", title="Analysis", icon=":material/query_stats:"),
+    st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ])
 guarded(url.start, "the link to this view")
 if guarded(draw_sidebar, "the sidebar"):  # every page reads the sidebar's selection

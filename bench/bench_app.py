@@ -117,19 +117,15 @@ def imports(threads: int) -> dict[str, float]:
 
 @contextmanager
 def server_like() -> Iterator[None]:
-    """AppTest as the server runs the app: ``main.py`` and its sidebar on every rerun
-    (:func:`app.harness.apptest_navigation`), and one script cache for every run (AppTest makes a new
-    one per run, so each rerun would compile the page scripts again: about 80 ms here)."""
+    """AppTest as the server runs the app: one script cache for every run (AppTest makes a new one per
+    run, so each rerun would compile the page scripts again: about 80 ms here)."""
     from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     from streamlit.testing.v1 import app_test
-
-    from app.harness import apptest_navigation
 
     shared = ScriptCache()
     app_test.ScriptCache = lambda: shared
     try:
-        with apptest_navigation():
-            yield
+        yield
     finally:
         app_test.ScriptCache = ScriptCache
 
@@ -186,7 +182,7 @@ def pages(checkpoints: Path, repeats: int) -> dict[str, Any]:
         for name, folder, page in [
             ("explore_tiny", checkpoints, None),
             ("explore_small", _small_checkpoint(Path(tempfile.mkdtemp(prefix="bench-app-small-"))), None),
-            ("compare", checkpoints, "pages/compare.py"),
+            ("compare", checkpoints, "views/compare.py"),
         ]:
             times, cached = _page_times(folder, page, repeats)
             runs[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],

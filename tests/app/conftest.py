@@ -13,7 +13,6 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app.harness import apptest_navigation
 from tokenfusion.analysis.cache import CACHE_ENV
 from tokenfusion.checkpoint import save_checkpoint
 from tokenfusion.data import CLASS_NAMES
@@ -33,13 +32,6 @@ def analysis_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CACHE_ENV, str(folder))
         yield folder
-
-
-@pytest.fixture(autouse=True)
-def navigation_without_pages_directory() -> Iterator[None]:
-    """AppTest runs ``main.py`` on every rerun, as the real server does (see ``apptest_navigation``)."""
-    with apptest_navigation():
-        yield
 
 
 def write_checkpoints(folder: Path) -> Path:

@@ -30,7 +30,7 @@ def open_analysis(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch):
         at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
         at.session_state["analysis_images"] = images
         at.run()
-        return started(at.switch_page("pages/analysis.py").run())
+        return started(at.switch_page("views/analysis.py").run())
 
     return start
 
@@ -92,7 +92,7 @@ def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -
     monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path))
     monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)  # every analysis counts as slow
     at = app()
-    at.switch_page("pages/analysis.py").run()
+    at.switch_page("views/analysis.py").run()
     at.number_input(key="analysis_images").set_value(IMAGES).run()
     no_exception(at)
     assert runs == [] and not charts(at)
@@ -143,7 +143,7 @@ def test_the_data_folder_is_named_after_the_double_dash() -> None:
 
 def test_an_empty_checkpoint_folder_says_where_models_come_from(app, runs, tmp_path) -> None:
     at = app(tmp_path)
-    at.switch_page("pages/analysis.py").run()
+    at.switch_page("views/analysis.py").run()
     no_exception(at)
     assert len(at.error) == 1 and at.error[0].value.startswith(f"No checkpoints in {tmp_path}")
     assert runs == [] and not charts(at)

@@ -283,9 +283,26 @@ def test_a_link_opens_the_view_it_names(diagnosed: Page, server: str) -> None:
     assert "model=late" in page.url and "layer=2" in page.url and "head=1" in page.url
 
 
+def test_a_page_link_opens_on_a_fresh_server(diagnosed: Page, checkpoint_dir: Path, tmp_path: Path) -> None:
+    """A shared link to a page, opened before anyone opened the app's root, shows that page with the
+    sidebar (a ``pages/`` folder beside main.py would make Streamlit run the page alone: a traceback)."""
+    page = diagnosed
+    with (tmp_path / "server.log").open("w") as out:
+        process, url = start_server(checkpoint_dir, output=out)
+    try:
+        wait_until_healthy(process, url, START_TIMEOUT, poll=0.5)
+        page.goto(f"{url}/model_card")
+        settle(page)
+        no_exception(page)
+        assert page.locator("h1").first.inner_text().startswith("Model card · ")
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("Model", exact=True).count() >= 1
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_the_analysis_page_draws_every_measure(diagnosed: Page, server: str, screenshots: Path) -> None:
     page = diagnosed
-    _open(page, server)  # a fresh server runs a page named in the URL without main.py until st.navigation ran once
     _open(page, f"{server}/analysis?images=48")
     start_if_asked(page)
     page.wait_for_selector("text=Representation similarity (CKA)")

@@ -70,13 +70,13 @@ def test_every_explore_view_offers_numbers_and_a_snippet_and_charts_download_png
 
 
 def test_compare_and_the_model_card_snippets_give_their_tables(app, monkeypatch) -> None:
-    at = app().switch_page("pages/compare.py").run()
+    at = app().switch_page("views/compare.py").run()
     no_exception(at)
     last = at.dataframe[0].value.iloc[-1]  # the table's last model is the snippet's last
     result = _run(_snippet(at, "session.predict("), monkeypatch)
     assert (result.names[0], f"{result.probabilities[0]:.1%}") == (last["prediction"], last["probability"])
 
-    at.switch_page("pages/model_card.py").run()
+    at.switch_page("views/model_card.py").run()
     no_exception(at)
     history = _run(_snippet(at, "checkpoint.record.history"), monkeypatch)
     epochs = json.loads(charts(at)[0].proto.spec)["data"][0]["x"]

@@ -101,10 +101,10 @@ def test_bad_uploads_say_why_and_the_app_keeps_serving(app, name: str, data: byt
     no_exception(at)
     assert len(at.error) == 1 and message in at.error[0].value and name in at.error[0].value
     assert not charts(at)
-    at.switch_page("pages/compare.py").run()  # every page that needs the image says the same
+    at.switch_page("views/compare.py").run()  # every page that needs the image says the same
     no_exception(at)
     assert message in at.error[0].value
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     at.sidebar.radio(key="image_source").set_value("SynthShapes").run()  # and the next request works
     no_exception(at)
     assert not at.error and len(charts(at)) == EXPLORE_CHARTS
@@ -132,7 +132,7 @@ def test_a_good_uploaded_checkpoint_is_selected(app, checkpoint_dir: Path) -> No
     assert not at.error
     assert at.sidebar.selectbox(key="model_name").value == "my_model (uploaded)"
     assert texts(at.title) == ["Explore · my_model (uploaded)"]
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert len(at.dataframe[0].value) == len(ARCHITECTURES) + 1
 
 
@@ -187,7 +187,7 @@ def test_a_broken_file_in_the_folder_is_reported_where_it_is_used(app, checkpoin
     no_exception(at)
     assert "late.pt is truncated or corrupt" in at.error[0].value and not charts(at)
     at.sidebar.selectbox(key="model_name").set_value("vit")
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     no_exception(at)
     assert texts(at.error) == [e for e in texts(at.error) if e.startswith("late: late.pt is truncated")]
     assert len(at.dataframe[0].value) == len(ARCHITECTURES) - 1
@@ -197,7 +197,7 @@ def test_a_missing_folder_says_what_to_do(app, tmp_path: Path) -> None:
     at = app(tmp_path / "nowhere")
     no_exception(at)
     assert "No checkpoints in" in at.error[0].value and "python -m train.teach" in at.error[0].value
-    at.switch_page("pages/model_card.py").run()
+    at.switch_page("views/model_card.py").run()
     no_exception(at)
     assert "No checkpoints in" in at.error[0].value
 
@@ -339,7 +339,7 @@ def test_an_error_inside_a_fragment_is_a_plain_message(guarded: bool) -> None:
 
 def test_pages_use_the_guarded_fragment() -> None:
     """``@st.fragment`` in a page would show its errors as tracebacks (see the test above)."""
-    pages = Path(__file__).resolve().parents[2] / "app" / "pages"
+    pages = Path(__file__).resolve().parents[2] / "app" / "views"
     offenders = [f"{p.name}:{i}" for p in sorted(pages.glob("*.py"))
                  for i, line in enumerate(p.read_text().splitlines(), 1)
                  if "st.fragment" in line.split("#")[0]]

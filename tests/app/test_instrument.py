@@ -89,7 +89,7 @@ def _slow_compare(app, monkeypatch):
     _ask.clear()  # maps an earlier test cached would finish at once
     monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)
     at = app()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     at.radio(key="compare_method").set_value("occlusion").run()
     no_exception(at)
     return at
@@ -154,7 +154,7 @@ def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:
     at = app(query={"methods": ["scorecam", "scorecam_topk"]})
     no_exception(at)
     pattern = (r"ScoreCAM scores all (\d+) channels of this layer: (\d+) forward passes, about .+; "
-               r"scorecam_topk scores the (\d+) most active: (\d+) passes")
+               r"scorecam_topk scores the (\d+) most varied: (\d+) passes")
     every, full, k, top = map(int, re.match(pattern, _caption(at, "ScoreCAM scores all")).groups())
     assert (full, k, top) == (every + 1, min(32, every), min(32, every) + 1)
     at.slider(key="topk:early").set_value(8).run()

@@ -27,7 +27,7 @@ def started(at):
 
 def test_compare_runs_every_strategy_side_by_side(app) -> None:
     at = app()
-    started(at.switch_page("pages/compare.py").run())
+    started(at.switch_page("views/compare.py").run())
     no_exception(at)
     assert texts(at.title) == ["Compare strategies"]
     table = at.dataframe[0].value
@@ -41,7 +41,7 @@ def test_compare_runs_every_strategy_side_by_side(app) -> None:
 def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
     at = app()
     at.sidebar.radio(key="image_source").set_value("Photo")
-    started(at.switch_page("pages/compare.py").run())
+    started(at.switch_page("views/compare.py").run())
     no_exception(at)
     assert "correct" not in at.dataframe[0].value.columns
     assert len(charts(at)) == len(ARCHITECTURES) + 2
@@ -49,7 +49,7 @@ def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
 
 def test_compare_rollout_says_which_models_have_none(app) -> None:
     at = app()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     at.radio(key="compare_method").set_value("rollout").run()
     no_exception(at)
     assert texts(at.info) == ["No rollout for a cnn model."]
@@ -60,7 +60,7 @@ def test_compare_rollout_says_which_models_have_none(app) -> None:
 def test_learn_walks_from_pixels_to_fusion(app, arch: str) -> None:
     at = app()
     at.sidebar.selectbox(key="model_name").set_value(arch)
-    at.switch_page("pages/learn.py").run()
+    at.switch_page("views/learn.py").run()
     no_exception(at)
     headers = texts(at.header)
     assert headers[0] == "1 · Pixels" and headers[-1] == "6 · How attention rollout is computed"
@@ -81,7 +81,7 @@ def test_learn_walks_from_pixels_to_fusion(app, arch: str) -> None:
 
 def test_faithfulness_on_a_synthshapes_image_plays_the_pointing_game(app) -> None:
     at = app()
-    started(at.switch_page("pages/faithfulness.py").run())
+    started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     assert [m.label for m in at.metric] == ["Pointing game", "Energy on the object", "Object area"]
     assert at.metric[0].value in ("hit", "miss")
@@ -96,7 +96,7 @@ def test_faithfulness_on_a_synthshapes_image_plays_the_pointing_game(app) -> Non
 
 def test_faithfulness_other_method_and_baseline(app) -> None:
     at = app()
-    started(at.switch_page("pages/faithfulness.py").run())
+    started(at.switch_page("views/faithfulness.py").run())
     at.selectbox(key="faith_method:early").set_value(("rollout", None, "patch"))
     started(at.radio(key="faith_baseline").set_value("mean").run())
     no_exception(at)
@@ -106,7 +106,7 @@ def test_faithfulness_other_method_and_baseline(app) -> None:
 def test_faithfulness_on_a_photo_explains_why_there_is_no_pointing_game(app) -> None:
     at = app()
     at.sidebar.radio(key="image_source").set_value("Photo")
-    started(at.switch_page("pages/faithfulness.py").run())
+    started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     assert any("needs the object's ground-truth mask" in i for i in texts(at.info))
     assert not at.metric
@@ -114,7 +114,7 @@ def test_faithfulness_on_a_photo_explains_why_there_is_no_pointing_game(app) -> 
 
 def test_model_card_reads_the_checkpoint(app) -> None:
     at = app()
-    at.switch_page("pages/model_card.py").run()
+    at.switch_page("views/model_card.py").run()
     no_exception(at)
     assert texts(at.title) == ["Model card · early"]
     labels = [m.label for m in at.metric]
@@ -128,14 +128,14 @@ def test_model_card_reads_the_checkpoint(app) -> None:
 def test_compare_and_faithfulness_open_on_each_models_most_faithful_map(app, checkpoint_dir) -> None:
     from tokenfusion.explain import best_map, scores_for
 
-    at = started(app().switch_page("pages/compare.py").run())
+    at = started(app().switch_page("views/compare.py").run())
     no_exception(at)
     badges = [m for m in texts(at.markdown) if "badge[pointing" in m]
     scored = {arch: scores_for(checkpoint_dir / f"{arch}.pt") for arch in ARCHITECTURES}
     assert len(badges) == sum(s is not None for s in scored.values())  # every scored map carries its scores
     assert any(c.startswith("Each model's most faithful map") for c in texts(at.caption))
     best = best_map(scored["early"]) if scored["early"] else None
-    started(at.switch_page("pages/faithfulness.py").run())
+    started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     opened = at.selectbox(key="faith_method:early").value
     assert opened == ((best.method, *best.target) if best else ("gradcam", "trunk.stage2", "cnn"))
@@ -153,12 +153,12 @@ def test_a_model_that_cannot_predict_the_true_class_is_neither_right_nor_wrong(a
     names = [f"imagenet class {i}" for i in range(10)]
     save_checkpoint(tmp_path / "other.pt", create("early", "tiny", num_classes=10), class_names=names,
                     training=dict(dataset="imagenet"))
-    at = started(app(tmp_path).switch_page("pages/compare.py").run())
+    at = started(app(tmp_path).switch_page("views/compare.py").run())
     no_exception(at)
     table = at.dataframe[0].value
     assert "correct" not in table.columns and list(table["out of distribution"]) == ["yes"]
     assert any("Out of distribution for other" in w for w in texts(at.warning))
-    started(at.switch_page("pages/faithfulness.py").run())
+    started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     assert any("cannot predict 'striped cross'" in i for i in texts(at.info)) and not at.metric
     assert any("Not one of this model's classes" in w for w in texts(at.warning))
@@ -180,7 +180,7 @@ def test_a_blank_map_is_left_out_of_the_agreement_and_named(app, tmp_path) -> No
             torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
         save_checkpoint(tmp_path / f"{name}.pt", model, class_names=list(CLASS_NAMES),
                         training=dict(dataset="synthshapes"))
-    at = started(app(tmp_path).switch_page("pages/compare.py").run())
+    at = started(app(tmp_path).switch_page("views/compare.py").run())
     started(at.radio(key="compare_method").set_value("gradcam").run())
     no_exception(at)
     captions = texts(at.caption)

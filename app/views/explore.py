@@ -251,14 +251,14 @@ def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | No
     cost = forward_cost(loaded)
     every = cost.channels[layer]
     k = st.slider("Channels scorecam_topk scores", 1, every, min(TOP_CHANNELS, every), key=f"topk:{loaded.name}",
-                  help="scorecam_topk runs one masked image per scored channel, the channels of largest mean "
-                       "activation; with every channel it is ScoreCAM.")
+                  help="scorecam_topk runs one masked image per scored channel, the channels whose activation "
+                       "varies most over the image; with every channel it is ScoreCAM.")
     (full, full_s), (top, top_s) = (
         (forward_passes(loaded.model, cost, m, layer, kind, **o).forwards,
          estimate_seconds(loaded.model, cost, m, layer, kind, **o))
         for m, o in (("scorecam", {}), ("scorecam_topk", {"channels": k})))
     st.caption(f"ScoreCAM scores all {every} channels of this layer: {full} forward passes, about "
-               f"{duration(full_s)}; scorecam_topk scores the {k} most active: {top} passes, about {duration(top_s)}."
+               f"{duration(full_s)}; scorecam_topk scores the {k} most varied: {top} passes, about {duration(top_s)}."
                + ("" if cheap else " Work above 5 s waits for its Start button, and can be stopped."))
     return k
 
