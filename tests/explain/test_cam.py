@@ -141,11 +141,11 @@ def test_scorecam_topk_with_every_channel_is_scorecam(tiny, x, layer, kind):
     assert few.method == "scorecam_topk" and not torch.allclose(few.grid, full.grid)
 
 
-def test_scorecam_topk_weighs_only_the_most_active_channels(tiny, x):
-    """The map is the weighted sum of the k channels of largest mean activation, nothing else."""
+def test_scorecam_topk_weighs_only_the_most_varied_channels(tiny, x):
+    """The map is the weighted sum of the k channels of largest spatial variance, nothing else."""
     model = tiny("cnn")
     features = model(x, trace=True)[1].cnn_features[-1][0]  # (C, h, w)
-    top = features.mean((1, 2)).argsort(descending=True)[:3]
+    top = features.flatten(1).var(1).argsort(descending=True)[:3]
     e = cam(model, x, "scorecam_topk", "trunk.stage2", channels=3)
     basis = features[top].flatten(1).T  # (h*w, 3): the grid lies in the span of the three chosen channels
     solution = torch.linalg.lstsq(basis, e.grid.flatten()[:, None]).solution
