@@ -30,6 +30,8 @@ CHECKPOINTS_ENV = "TOKENFUSION_CHECKPOINTS"
 DATA_ENV = "TOKENFUSION_DATA"
 DEFAULT_CHECKPOINTS = REPO / "checkpoints"
 PHOTOS = REPO / "assets" / "photos"
+#: Where ``bench/score_explanations.py`` writes each shipped model's scores (read by the pages' badges).
+SCORES = REPO / "bench" / "results"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
 #: SynthShapes seed of the gallery: the held-out seed of ``train.teach``, never trained on.

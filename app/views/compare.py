@@ -13,7 +13,7 @@ from app.export import CLASS_NAMES, chart, offer, question, snippet
 from app.estimates import forward_cost, may_start
 from app.notices import knows_true_class, out_of_distribution, show_map_score
 from app.sidebar import require, selection
-from app.sources import ImageChoice
+from app.sources import SCORES, ImageChoice
 from app.state import LoadedModel, ask, load_model
 from app.ui import DISPLAY_SIZE, duration, fragment
 from tokenfusion.checkpoint import CheckpointError
@@ -123,7 +123,7 @@ def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Tar
 def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     """Each model's map side by side, its scores under it, and the agreement of the maps."""
     method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True, format_func=LABELS.get)
-    scores = {loaded.name: scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+    scores = {loaded.name: scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
               for loaded in models}
     targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
     costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}

@@ -7,7 +7,7 @@ from PIL import Image
 from app.export import CLASS_NAMES, chart, offer, question, recreate
 from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
-from app.sources import ImageChoice
+from app.sources import SCORES, ImageChoice
 from app import url
 from app.estimates import forward_cost, may_start
 from app.state import DEVICE, LoadedModel, ask
@@ -273,7 +273,7 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
     default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
     layer_default = cams[0].default if cams else None
-    scores = scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+    scores = scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
     best = best_map(scores or [], methods=[n for n in names if cheap or n in GALLERY_DEFAULT])
     if best is not None:  # open on the map that points into the object most often for this model
         default = [best.method] + [n for n in default if n != best.method][:len(default) - 1]

@@ -12,7 +12,7 @@ from app.export import chart, offer, question, recreate
 from app.estimates import forward_cost, may_start
 from app.notices import knows_true_class, show_map_score, show_out_of_distribution
 from app.sidebar import require
-from app.sources import ImageChoice
+from app.sources import SCORES, ImageChoice
 from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import mask_view, model_view
@@ -132,7 +132,7 @@ def faithfulness() -> None:
     loaded, choice = selected
     st.title(f"Faithfulness · {loaded.name}")
     show_out_of_distribution(loaded, choice, st)
-    scores = scores_for(loaded.checkpoint.path) if loaded.checkpoint.path else None
+    scores = scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
     options, opening = _choices(loaded, scores)
     target = st.selectbox("Map to test", options, index=opening, key=f"faith_method:{loaded.name}",
                           format_func=lambda t: _label(loaded, t, scores),

@@ -126,12 +126,13 @@ def test_model_card_reads_the_checkpoint(app) -> None:
 
 
 def test_compare_and_faithfulness_open_on_each_models_most_faithful_map(app, checkpoint_dir) -> None:
+    from app.sources import SCORES
     from tokenfusion.explain import best_map, scores_for
 
     at = started(app().switch_page("views/compare.py").run())
     no_exception(at)
     badges = [m for m in texts(at.markdown) if "badge[pointing" in m]
-    scored = {arch: scores_for(checkpoint_dir / f"{arch}.pt") for arch in ARCHITECTURES}
+    scored = {arch: scores_for(checkpoint_dir / f"{arch}.pt", SCORES) for arch in ARCHITECTURES}
     assert len(badges) == sum(s is not None for s in scored.values())  # every scored map carries its scores
     assert any(c.startswith("Each model's most faithful map") for c in texts(at.caption))
     best = best_map(scored["early"]) if scored["early"] else None

@@ -8,10 +8,11 @@ import pytest
 
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.explain import available_methods, best_map, score_of, scores_for
-from tokenfusion.explain.scores import RESULTS, MapScore
+from tokenfusion.explain.scores import MapScore
 from tokenfusion.models import ARCHITECTURES
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
+RESULTS = SHIPPED.parent / "bench" / "results"  # where the scoring command writes
 
 
 def _row(method: str, pointing: float, *, layer: str | None = None, kind: str | None = None, rho: float = 0.1,
@@ -76,7 +77,7 @@ def test_the_best_map_of_each_shipped_model_is_one_it_can_draw(arch: str) -> Non
     path = SHIPPED / f"{arch}.pt"
     if not path.is_file() or not list(RESULTS.glob(f"explain_scores_{arch}.json")):
         pytest.skip(f"no shipped {arch} checkpoint or no scores for it")
-    scores = scores_for(path)
+    scores = scores_for(path, RESULTS)
     assert scores, f"bench/results/explain_scores_{arch}.json does not name checkpoints/{arch}.pt"
     best = best_map(scores)
     assert best is not None and not best.problems

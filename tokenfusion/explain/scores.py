@@ -4,8 +4,9 @@ The scoring command (``bench/score_explanations.py``) writes one results file pe
 ``bench/results/explain_scores_<arch>.json``: the command and its settings, and one row per method,
 layer and token kind with the pointing game, the energy inside the mask, deletion and insertion AUC,
 the randomisation check's rank correlation and the number of blank maps, each a mean over held-out
-images. This module reads those files (it runs none of the scoring) so that a page can open on the
-map that is faithful for the model at hand and show its scores beside it.
+images. This module reads those files from the folder it is given (it runs none of the scoring, and
+knows no repository layout) so that a page can open on the map that is faithful for the model at
+hand and show its scores beside it.
 """
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLANK_LIMIT", "RANDOMISATION_LIMIT", "RESULTS", "MapScore", "best_map", "read_scores", "score_of",
+__all__ = ["BLANK_LIMIT", "RANDOMISATION_LIMIT", "MapScore", "best_map", "read_scores", "score_of",
            "scores_for"]
 
-#: Where the scoring command writes its results in this repository.
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 #: A map fails the randomisation check (Adebayo et al. 2018) when its mean rank correlation with the
 #: maps of the progressively randomised model stays above this: it hardly depends on what was learned.
 RANDOMISATION_LIMIT = 0.5
@@ -98,8 +97,9 @@ def _scored_files(report: dict[str, Any], root: Path) -> list[Path]:
     return paths
 
 
-def scores_for(checkpoint: Path, folder: Path = RESULTS) -> list[MapScore] | None:
-    """The scores of ``checkpoint`` from the results files of ``folder`` (``explain_scores_*.json``):
+def scores_for(checkpoint: Path, folder: Path) -> list[MapScore] | None:
+    """The scores of ``checkpoint`` from the results files of ``folder`` (``explain_scores_*.json``,
+    checkpoint paths in their settings relative to ``folder/../..``, where the command ran):
     those of a file whose settings name this very file (same file on disk, so an upload that shares
     a shipped checkpoint's name is not mistaken for it). None when no file scored it, or when the file
     cannot be read (a scoring run rewriting it)."""
