@@ -16,7 +16,7 @@ moves both alike. Each ``small`` model is reported as a ratio of latency and of 
 with the fused attention kernels switched off, so attention matmuls are counted on both sides.
 
 Figures go to ``bench/results/forward_cpu.json`` with the torch version, CPU count, load average,
-date and command line.
+date, commit and command line.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
+from bench.provenance import commit  # noqa: E402
 from tokenfusion.models import ARCHITECTURES, SIZES, count_flops, count_parameters, create  # noqa: E402
 
 TARGET_TRACED = 1.5  # traced / plain latency, per model
@@ -200,7 +201,7 @@ def main() -> None:
     result = {
         "benchmark": "forward latency, CPU, batch 1, torch.inference_mode, eval",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
         "cpu_count": os.cpu_count(), "usable_cores": usable_cores(), "threads": torch.get_num_threads(),

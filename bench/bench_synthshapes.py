@@ -32,6 +32,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.provenance import commit  # noqa: E402
 from tokenfusion.data.synthshapes import SynthShapes, render_sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synthshapes.json"
@@ -92,6 +93,7 @@ def main() -> None:
         "repeats": args.repeats,
         "statistic": "best of repeats, wall clock (median and per-CPU-second rates also given)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "versions": {
             "python": platform.python_version(),
