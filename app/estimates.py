@@ -32,10 +32,11 @@ class Stopped(Exception):
 
 @dataclass
 class Job:
-    """Work running on a thread of its own: ``done`` of ``total`` forward passes so far (as its
-    ``progress`` reports them), the ``estimate`` in seconds it started with, and its ``error``."""
+    """Work running on a thread of its own: ``done`` of ``total`` ``unit`` so far (as its ``progress``
+    reports them), the ``estimate`` in seconds it started with, and its ``error``."""
 
     estimate: float
+    unit: str = "forward passes"
     total: int = 0
     done: int = 0
     error: BaseException | None = None
@@ -80,7 +81,8 @@ def forward_cost(loaded: LoadedModel) -> ForwardCost:
 
 
 def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progress], object] | None = None, *,
-              basis: str = "the measured time of one forward pass times the passes it needs") -> bool:
+              basis: str = "the measured time of one forward pass times the passes it needs",
+              unit: str = "forward passes", asked: bool = False) -> bool:
     """True when the work named by ``request`` (a hashable description: model, image, method...)
     is quick (estimated ``seconds`` at most :data:`SLOW_SECONDS`) or finished before in this
     session (its results are cached); otherwise shows ``what`` with its estimated time (from ``basis``)
@@ -89,8 +91,9 @@ def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progres
     Without ``work``, True only on the run its button was clicked (the page computes it then).
     With ``work`` (which computes and caches the results, calling its ``progress(done, total)``
     between batches), the click runs it on a thread while a progress bar with the time left and a
-    Stop button stand in its place; True on the run after it has finished. Stopped work keeps
-    nothing and says so; an error raised by the work is raised here."""
+    Stop button stand in its place (counting ``unit``); True on the run after it has finished.
+    Stopped work keeps nothing and says so; an error raised by the work is raised here. ``asked``:
+    the user already asked for this work (a toggle), so ``work`` starts without a Start button."""
     started = st.session_state.setdefault(_STARTED, set())
     if seconds <= SLOW_SECONDS or request in started:
         return True
@@ -107,14 +110,15 @@ def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progres
     elif job is not None:
         _watch(request, what)
         return False
-    st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from {basis}).",
-            icon=":material/schedule:")
-    if not st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
-        return False
+    if not (asked and work is not None and job is None):
+        st.info(f"{what} takes about {duration(seconds)} on this machine (estimated from {basis}).",
+                icon=":material/schedule:")
+        if not st.button(f"Start ({duration(seconds)})", key=f"start:{hash(request)}"):
+            return False
     if work is None:
         started.add(request)
         return True
-    jobs[request] = job = Job(seconds)
+    jobs[request] = job = Job(seconds, unit)
     job.start(work)
     _watch(request, what)
     return False
@@ -129,7 +133,7 @@ def _watch(request: tuple, what: str) -> None:
         st.rerun()
     stopping = job.stop.is_set()
     text = (f"Stopping {what}…" if stopping else
-            f"{what}: {job.done} of {job.total or '?'} forward passes, about {duration(job.seconds_left())} left")
+            f"{what}: {job.done} of {job.total or '?'} {job.unit}, about {duration(job.seconds_left())} left")
     st.progress(job.done / job.total if job.total else 0.0, text=text)
     st.button("Stop", key=f"stop:{hash(request)}", on_click=job.stop.set, disabled=stopping,
               help="Ends the computation after the batch it is running; nothing of it is kept.")

@@ -58,12 +58,15 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
     baseline = st.radio("Deleted pixels become", ["blur", "mean"], key="faith_baseline", horizontal=True,
                         format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
     seconds = faithfulness_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=STEPS)
+    request = (Explainer.faithfulness, method, layer, kind)
+    options = dict(baseline=baseline, steps=STEPS)
+    work = lambda progress: ask(loaded, choice, *request, **options, progress=progress)  # noqa: E731
     if not may_start(("faithfulness", loaded.key, choice.key, target, baseline), seconds,
-                     f"{method} and its deletion and insertion curves"):
+                     f"{method} and its deletion and insertion curves", work):
         return
     with st.spinner(f"Computing {method}, then deleting and inserting pixels in {STEPS} steps "
                     f"(about {duration(seconds)})…"):
-        result = ask(loaded, choice, Explainer.faithfulness, method, layer, kind, baseline=baseline, steps=STEPS)
+        result = ask(loaded, choice, *request, **options)
     saliency, deletion, insertion = result.value.saliency, result.value.deletion, result.value.insertion
     predicted = loaded.class_names[saliency.target]
     view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
@@ -114,8 +117,13 @@ def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> 
         st.caption("Re-initialises the model from the head down, in a copy, and checks that the map changes "
                    "(Adebayo et al. 2018).")
         return
+    request = (Explainer.randomisation, method, layer, kind)
+    work = lambda progress: ask(loaded, choice, *request, steps=RANDOMISATION_STEPS, progress=progress)  # noqa: E731
+    if not may_start(("randomisation", loaded.key, choice.key, target), seconds,
+                     f"The randomisation test of {method}", work, unit="maps", asked=True):
+        return
     with st.spinner(f"Randomising the model layer by layer (about {duration(seconds)})…"):
-        check = ask(loaded, choice, Explainer.randomisation, method, layer, kind, steps=RANDOMISATION_STEPS)
+        check = ask(loaded, choice, *request, steps=RANDOMISATION_STEPS)
     chart(st, randomisation_figure(check.value), key="faith_random")
     explain_line(f"Rank correlation of the {method} map of the trained model with the map after re-initialising more "
                  "and more of it; a map that depends on the learned weights falls towards 0 (mean "

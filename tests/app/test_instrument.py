@@ -161,3 +161,30 @@ def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:
     no_exception(at)
     assert re.match(pattern, _caption(at, "ScoreCAM scores all")).group(4) == "9"
     assert any(c.startswith("scorecam_topk at") for c in texts(at.caption))  # its map is drawn
+
+
+def test_faithfulness_and_the_randomisation_test_show_progress_when_slow(app, monkeypatch) -> None:
+    """Faithfulness's curves wait for Start and count their passes; the randomisation test, asked for
+    by its toggle, starts at once and counts its maps; both end with their charts."""
+    from app.state import _ask
+
+    _ask.clear()
+    monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)
+    at = app()
+    at.switch_page("views/faithfulness.py").run()
+    no_exception(at)
+    assert any("and its deletion and insertion curves takes about" in i.value for i in at.info)
+    _buttons(at, "Start (")[0].click().run()
+    bar = at.get("progress")[0].proto
+    assert re.match(r".+ and its deletion and insertion curves: \d+ of \d+ forward passes", bar.text), bar.text
+    _until_finished(at)
+    no_exception(at)
+    drawn = len(charts(at))
+    assert drawn == 2  # the map and its curves
+    at.toggle(key="faith_randomise").set_value(True).run()
+    assert not _buttons(at, "Start (")  # the toggle asked for it
+    bars = [p.proto.text for p in at.get("progress")]
+    assert any(re.match(r"The randomisation test of .+: \d+ of (\d+|\?) maps", b) for b in bars), bars
+    _until_finished(at)
+    no_exception(at)
+    assert len(charts(at)) == drawn + 1  # and the randomisation chart

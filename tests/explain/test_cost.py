@@ -109,3 +109,29 @@ def test_an_error_raised_by_progress_stops_the_method_at_once(tiny, image, hook_
     assert len(seen) == 3 and seen[-1] < forward_passes(model, measure_forward(model, repeats=1), method).forwards
     assert hook_count(model) == hooks  # no hook of the counter or the CAM left behind
     torch.testing.assert_close(session.explain(method).map, Explainer(model, image()).explain(method).map)
+
+
+def test_faithfulness_reports_the_maps_passes_then_both_curves(tiny, image) -> None:
+    model = tiny("early")
+    session = Explainer(model, image())
+    calls: list[tuple[int, int]] = []
+    reported = session.faithfulness("occlusion", steps=5, progress=lambda done, total: calls.append((done, total)))
+    total = forward_passes(model, measure_forward(model, repeats=1), "occlusion").forwards + 2 * 6
+    assert calls[0] == (0, total) and calls[-1] == (total, total) and all(t == total for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and (total - 6, total) in calls
+    torch.testing.assert_close(reported.deletion.scores, session.faithfulness("occlusion", steps=5).deletion.scores)
+
+
+def test_randomisation_reports_each_map_and_stops_when_told(tiny, image) -> None:
+    model = tiny("early")
+    session = Explainer(model, image())
+    calls: list[tuple[int, int]] = []
+    check = session.randomisation("gradcam", steps=3, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)] and len(check.correlations) == 3
+
+    def stop_after_the_first_copy(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        session.randomisation("gradcam", steps=3, progress=stop_after_the_first_copy)

@@ -190,7 +190,7 @@ class Randomisation:
 
 def randomisation_check(
     model: nn.Module, x: Tensor, explain_fn: Callable[[nn.Module, Tensor], Explanation], *, steps: int | None = None,
-    seed: int = 0, reference: Explanation | None = None,
+    seed: int = 0, reference: Explanation | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> Randomisation:
     """Cascading model-parameter randomisation (Adebayo et al. 2018) on a deep copy of ``model``.
 
@@ -199,14 +199,18 @@ def randomisation_check(
     re-initialised one after another from the head down; after ``steps`` evenly spaced cuts (all
     units when None) the new map is compared with the trained one by Spearman rank correlation.
     Near 1 means the method ignores the weights; a faithful method falls towards 0. The
-    original model is left untouched.
+    original model is left untouched. ``progress(maps done, maps in all)``, when given, is called
+    after every map (the trained one included); an exception it raises ends the test there.
     """
     x = as_batch(x)
-    reference = reference or explain_fn(model, x)
     units = cascade_units(model)
     cuts = list(range(1, len(units) + 1))
     if steps is not None and steps < len(cuts):
         cuts = sorted({round(1 + i * (len(units) - 1) / max(steps - 1, 1)) for i in range(steps)})
+    report = progress or (lambda done, total: None)
+    report(0, len(cuts) + 1)
+    reference = reference or explain_fn(model, x)
+    report(1, len(cuts) + 1)
     clone = copy.deepcopy(model)
     done, names, correlations = 0, [], []
     with torch.random.fork_rng(devices=[]):
@@ -217,4 +221,5 @@ def randomisation_check(
             done = cut
             names.append(units[cut - 1])
             correlations.append(spearman(reference.map, explain_fn(clone, x).map))
+            report(len(correlations) + 1, len(cuts) + 1)
     return Randomisation(names, correlations)

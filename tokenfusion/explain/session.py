@@ -131,31 +131,43 @@ class Explainer:
 
     def faithfulness(
         self, method: str, layer: str | None = None, kind: str | None = None, *, baseline: str = "blur",
-        steps: int = 20,
+        steps: int = 20, progress: Progress | None = None,
     ) -> Faithfulness:
         """The map of ``method`` and the target's probability as its most salient pixels are deleted
-        and inserted, ``steps`` steps each."""
-        saliency = self.explain(method, layer, kind=kind)
+        and inserted, ``steps`` steps each. ``progress(done, total)``: forward passes, the map's
+        (as :meth:`explain` counts them) then ``steps + 1`` images per curve."""
+        curve = steps + 1
+        passes = 0
+
+        def of_map(done: int, total: int) -> None:
+            nonlocal passes
+            passes = total
+            progress(done, total + 2 * curve)
+
+        saliency = self.explain(method, layer, kind=kind, **({"progress": of_map} if progress else {}))
         options = dict(steps=steps, baseline=baseline)
-        return Faithfulness(
-            saliency,
-            deletion_curve(self.model, self.x, saliency.map, saliency.target, **options),
-            insertion_curve(self.model, self.x, saliency.map, saliency.target, **options),
-        )
+        deletion = deletion_curve(self.model, self.x, saliency.map, saliency.target, **options)
+        if progress:
+            progress(passes + curve, passes + 2 * curve)
+        insertion = insertion_curve(self.model, self.x, saliency.map, saliency.target, **options)
+        if progress:
+            progress(passes + 2 * curve, passes + 2 * curve)
+        return Faithfulness(saliency, deletion, insertion)
 
     def randomisation(
         self, method: str, layer: str | None = None, kind: str | None = None, *, steps: int | None = None,
-        target: int | None = None,
+        target: int | None = None, progress: Progress | None = None,
     ) -> Randomisation:
         """The cascading randomisation test of the map: the trained and every randomised map are made
-        by the same request (method, layer, kind, target) on a session of their own."""
+        by the same request (method, layer, kind, target) on a session of their own.
+        ``progress(done, total)``: maps made, of the trained one and one per randomised copy."""
         _, layer, kind = resolve(self.model, method, layer, kind, {})
         reference = self.explain(method, layer, target, kind=kind)
 
         def again(model: TokenFusionModel, image: Tensor) -> Explanation:
             return Explainer(model, image).explain(method, layer, reference.target, kind=kind)
 
-        return randomisation_check(self.model, self.x, again, steps=steps, reference=reference)
+        return randomisation_check(self.model, self.x, again, steps=steps, reference=reference, progress=progress)
 
     def token_attention(
         self, layer: str, kind: str, cell: tuple[int, int], head: int | str | None = "mean"
