@@ -234,22 +234,8 @@ def test_clicking_a_token_shows_where_it_looks(diagnosed: Page, server: str) -> 
     assert "row 3, column 3" in _caption(page, "Attention of the CNN token")  # the grid's centre to start
     picker = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".scatterlayer .point")).first
     picker.scroll_into_view_if_needed()
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    shows = ("(cell) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
-             ".some(c => c.innerText.startsWith('Attention of the CNN token at ' + cell))")
     for index, cell in ((35, "row 5, column 5"), (8, "row 1, column 2")):  # point i is cell divmod(i, 6)
-        point = picker.locator(".scatterlayer .point").nth(index)
-        for attempt in range(3):  # a click that lands while plotly is still wiring the chart is lost
-            point.click(force=True)
-            try:
-                page.wait_for_function(shows, arg=cell, timeout=60_000)
-                break
-            except PlaywrightTimeout:
-                if attempt == 2:
-                    raise
-        settle(page)
-        no_exception(page)
+        _click_until(page, picker.locator(".scatterlayer .point").nth(index), f"Attention of the CNN token at {cell}")
     assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 1, column 2")
 
 
