@@ -144,7 +144,8 @@ def test_scorecam_topk_with_every_channel_is_scorecam(tiny, x, layer, kind):
 def test_scorecam_topk_weighs_only_the_most_varied_channels(tiny, x):
     """The map is the weighted sum of the k channels of largest spatial variance, nothing else."""
     model = tiny("cnn")
-    features = model(x, trace=True)[1].cnn_features[-1][0]  # (C, h, w)
+    with torch.no_grad():
+        features = model(x, trace=True)[1].cnn_features[-1][0]  # (C, h, w)
     top = features.flatten(1).var(1).argsort(descending=True)[:3]
     e = cam(model, x, "scorecam_topk", "trunk.stage2", channels=3)
     basis = features[top].flatten(1).T  # (h*w, 3): the grid lies in the span of the three chosen channels
