@@ -98,10 +98,6 @@ def _skipped(module: nn.Module) -> Iterator[None]:
         del module.forward
 
 
-def _closed(module: nn.Module, args: tuple, output: Tensor | tuple[Tensor, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
-    return (args[0], output[1]) if isinstance(output, tuple) else args[0]
-
-
 def _block_hook(mask: Tensor, mode: str, generator: torch.Generator | None) -> Callable[[nn.Module, tuple], tuple]:
     def hook(module: nn.Module, args: tuple) -> tuple:
         x = args[0].clone()
@@ -142,22 +138,21 @@ def ablate_region(
                 keys[name] = ~region
             else:
                 blocks.setdefault(name, []).append((layout.mask(kind), region))
-    handles = []
-    for name, groups in blocks.items():
-        handles.append(model.get_submodule(name).register_forward_pre_hook(_region_hook(groups, mode, generator)))
-    for name, keep in keys.items():
-        module = model.get_submodule(name)
-        handles.append(module.register_forward_pre_hook(_kept_keys(keep)) if keep.any()
-                       else module.register_forward_hook(_closed))
     structure = model.structure
     order = [name for stream in structure.streams for layer in stream.layers  # forward order, as ablation_sites
              for name in (*(e.layer for e in structure.cross_entries if e.before == layer), layer)
              if name in blocks or name in keys]
-    try:
+    with ExitStack() as stack:
+        for name, groups in blocks.items():
+            hook = _region_hook(groups, mode, generator)
+            stack.callback(model.get_submodule(name).register_forward_pre_hook(hook).remove)
+        for name, keep in keys.items():
+            module = model.get_submodule(name)
+            if keep.any():
+                stack.callback(module.register_forward_pre_hook(_kept_keys(keep)).remove)
+            else:
+                stack.enter_context(_skipped(module))
         yield order
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _region_hook(groups: list[tuple[Tensor, Tensor]], mode: str,
