@@ -36,14 +36,17 @@ MODES = ("mean", "zero", "noise")
 def ablation_sites(structure: ModelStructure, kind: str) -> list[tuple[str, str]]:
     """``[(module name, "block" or "cross"), ...]``: where ``kind`` tokens are read, in forward order."""
     modules = set(structure.token_modules.get(kind, ()))
-    sites = []
-    for stream in structure.streams:
-        for layer in stream.layers:
-            sites += [(e.layer, "cross") for e in structure.cross_entries
-                      if e.stream == stream.name and e.before == layer and e.tokens in modules]
-            if kind in stream.kinds:
-                sites.append((layer, "block"))
-    return sites
+    keys_of = {e.layer: e.tokens for e in structure.cross_entries}  # cross entry -> the module making its keys
+    blocks = set(structure.attention_layers(kind))
+    return [(name, "cross" if name in keys_of else "block") for name in _forward_order(structure)
+            if keys_of.get(name) in modules or name in blocks]
+
+
+def _forward_order(structure: ModelStructure) -> list[str]:
+    """Every self-attention block and cross-attention entry, in the order the forward calls them (an
+    entry just before the block it precedes)."""
+    return [name for stream in structure.streams for layer in stream.layers
+            for name in (*(e.layer for e in structure.cross_entries if e.before == layer), layer)]
 
 
 def _replace(tokens: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
@@ -138,10 +141,7 @@ def ablate_region(
                 keys[name] = ~region
             else:
                 blocks.setdefault(name, []).append((layout.mask(kind), region))
-    structure = model.structure
-    order = [name for stream in structure.streams for layer in stream.layers  # forward order, as ablation_sites
-             for name in (*(e.layer for e in structure.cross_entries if e.before == layer), layer)
-             if name in blocks or name in keys]
+    order = [name for name in _forward_order(model.structure) if name in blocks or name in keys]
     with ExitStack() as stack:
         for name, groups in blocks.items():
             hook = _region_hook(groups, mode, generator)
