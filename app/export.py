@@ -21,7 +21,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from tokenfusion.explain.plain import to_plain
 
-from .sources import REPO, ImageChoice
+from .sources import MAX_SIDE, REPO, ImageChoice
 from .state import LoadedModel
 
 __all__ = ["CLASS_NAMES", "Code", "call", "chart", "csv_bytes", "json_bytes", "offer", "png_bytes", "png_toolbar",
@@ -93,17 +93,16 @@ def _path(path: Path | None) -> str:
 
 
 def _image_lines(choice: ImageChoice) -> list[str]:
-    """The lines that make ``image``, the PIL image ``choice`` holds (its key and label say where from,
-    as ``app.sources`` writes them)."""
-    source, _, rest = choice.key.partition(":")
-    if source == "synthshapes":
-        seed, index, size = rest.split(":")
+    """The lines that make ``image``, the PIL image ``choice`` holds (from its ``origin``)."""
+    kind, *details = choice.origin
+    if kind == "synthshapes":
+        seed, index, size = details
         return ["from PIL import Image", "from tokenfusion.data import render_sample",
                 f"image = Image.fromarray(render_sample({seed}, {index}, {size}).image)"]
-    kind, _, name = choice.label.partition(" ")
+    name = str(details[0])
     where = f"assets/photos/{name}" if kind == "photo" else name
     return ["from pathlib import Path", "from tokenfusion.data.images import load_image",
-            f"image = load_image(Path({where!r}).read_bytes(), max_side=1024)"
+            f"image = load_image(Path({where!r}).read_bytes(), max_side={MAX_SIDE})"
             + ("" if kind == "photo" else "  # the file you uploaded")]
 
 

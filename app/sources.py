@@ -45,7 +45,8 @@ MAX_UPLOADS = 4
 @dataclass(frozen=True)
 class ImageChoice:
     """One image ready for the pages: ``key`` identifies it in caches; ``mask`` ``(H, W)`` bool is the
-    object's ground truth (SynthShapes only); ``notes`` say what decoding changed."""
+    object's ground truth (SynthShapes only); ``notes`` say what decoding changed; ``origin`` where it
+    came from: ``("synthshapes", seed, index, size)``, ``("photo", file name)`` or ``("upload", file name)``."""
 
     key: str
     label: str
@@ -53,6 +54,7 @@ class ImageChoice:
     mask: np.ndarray | None = field(default=None, compare=False)
     true_class: str | None = None
     notes: tuple[str, ...] = ()
+    origin: tuple[str | int, ...] = field(default=(), compare=False)
 
 
 def checkpoint_dir(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
@@ -136,7 +138,7 @@ def synthshapes_image(index: int, size: int, seed: int = SYNTH_SEED) -> ImageCho
     name = CLASS_NAMES[sample.label]
     return ImageChoice(
         key=f"synthshapes:{seed}:{index}:{size}", label=f"SynthShapes #{index}: {name}",
-        image=Image.fromarray(sample.image), mask=sample.mask, true_class=name,
+        image=Image.fromarray(sample.image), mask=sample.mask, true_class=name, origin=("synthshapes", seed, index, size),
     )
 
 
@@ -147,15 +149,17 @@ def photo_names() -> list[str]:
 
 def photo_image(name: str) -> ImageChoice:
     """A shipped photo by file name."""
-    return _decoded(f"photo {name}", (PHOTOS / Path(name).name).read_bytes())
+    name = Path(name).name
+    return _decoded(f"photo {name}", (PHOTOS / name).read_bytes(), ("photo", name))
 
 
 def uploaded_image(name: str, data: bytes) -> ImageChoice:
     """An uploaded image; raises :class:`tokenfusion.data.images.ImageError` with a plain message."""
-    return _decoded(f"upload {Path(name).name}", data)
+    name = Path(name).name
+    return _decoded(f"upload {name}", data, ("upload", name))
 
 
-def _decoded(label: str, data: bytes) -> ImageChoice:
+def _decoded(label: str, data: bytes, origin: tuple[str, str]) -> ImageChoice:
     image = load_image(data, max_side=MAX_SIDE)
     return ImageChoice(key=f"sha256:{hashlib.sha256(data).hexdigest()}", label=label, image=image,
-                       notes=tuple(image.info.get("notes", ())))
+                       notes=tuple(image.info.get("notes", ())), origin=origin)
