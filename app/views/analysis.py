@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import streamlit as st
 
 from app import url
-from app.estimates import SLOW_SECONDS, may_start
+from app.estimates import may_start
 from app.sidebar import selection
 from app.sources import data_dir
 from app.state import DEVICE, LoadedModel, exclusive, load_model
@@ -29,6 +28,7 @@ from tokenfusion.analysis import DEFAULT_MEASURES, MODES, AnalysisData, Analysis
 from tokenfusion.analysis.cache import AnalysisCache, analysis_key
 from tokenfusion.analysis.cost import PROBE_IMAGES, seconds_per_image
 from tokenfusion.checkpoint import CheckpointError
+from tokenfusion.explain import Progress
 from tokenfusion.data import HELDOUT_SEED
 from tokenfusion.models import TokenFusionModel
 from tokenfusion.viz.analysis import (
@@ -43,8 +43,6 @@ MAX_IMAGES = 50_000
 #: Images per batch, also the CKA minibatch (small: the progress bar moves often).
 BATCH = 64
 COLUMNS = 2
-_STOPS = "_analysis_stops"  # session key: how many runs the user stopped (a stopped run asks again)
-_STOPPED = "_analysis_stopped"  # session key: the last run was stopped (said once)
 #: What the tokens are replaced by, per ablation mode.
 REPLACED_BY = {"mean": "their mean", "zero": "zeros", "noise": "noise of their mean and spread"}
 
@@ -105,14 +103,16 @@ def _open(models: dict[str, LoadedModel], spec: str, images: int) -> AnalysisDat
 
 
 def _run(models: dict[str, LoadedModel], data: AnalysisData, options: dict[str, Any]) -> dict[str, Any]:
-    """The analysis, under every model's lock, with a progress bar."""
+    """The analysis, under every model's lock, with a progress bar that is gone once it is done."""
     bar = st.progress(0.0, text="Analysing…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Analysing: {done} of {total} images")
 
     with _exclusive(models) as modules:
-        return analyze(modules, data, device=DEVICE, progress=progress, **options)
+        result = analyze(modules, data, device=DEVICE, progress=progress, **options)
+    bar.empty()
+    return result
 
 
 def _command(models: dict[str, LoadedModel], spec: str, images: int, modes: tuple[str, ...]) -> str:
@@ -213,26 +213,21 @@ def analysis() -> None:
     key = analysis_key({name: loaded.checkpoint.path for name, loaded in models.items()}, data, options)
     result = cache.get(key)
     if result is None:
-        stops = st.session_state.setdefault(_STOPS, 0)
-        if st.session_state.pop(_STOPPED, False):
-            st.info("Stopped: the analysis was not finished, and nothing of it was kept.", icon=":material/stop_circle:")
         with st.spinner(f"Timing the analysis on {PROBE_IMAGES} images…"):
             seconds = _per_image(tuple(models.values()), spec, tuple(sorted(options.items()))) * len(data.dataset)
-        what = f"Analysing {len(data.dataset)} images with {len(models)} models"
-        work = st.empty()  # the estimate, the buttons and the progress, gone once the results are in
-        with work.container():
-            basis = f"the analysis timed on {PROBE_IMAGES} images"
-            if not may_start(("analysis", key, stops), seconds, what, basis=basis):
-                return
-            if seconds > SLOW_SECONDS and st.button("Stop", key="analysis_stop"):
-                st.session_state[_STOPS] = stops + 1  # the next run asks again before it starts
-                st.session_state[_STOPPED] = True
-                st.rerun()
-            start = time.perf_counter()
+
+        def work(progress: Progress) -> None:  # slow work: on a thread of its own, behind may_start's progress
+            with _exclusive(models) as modules:
+                cache.put(key, analyze(modules, data, device=DEVICE, progress=progress, **options))
+
+        if not may_start(("analysis", key), seconds, f"Analysing {len(data.dataset)} images with {len(models)} models",
+                         work, basis=f"the analysis timed on {PROBE_IMAGES} images", unit="images"):
+            return
+        result = cache.get(key)
+        if result is None:  # quick work, not started on a thread: computed here
             result = _run(models, data, options)
-        work.empty()
-        cache.put(key, result)
-        how = f"Computed in {duration(time.perf_counter() - start)} and kept for next time"
+            cache.put(key, result)
+        how = f"Computed in {duration(sum(result['seconds'].values()))} and kept for next time"
     else:
         how = f"Loaded from the cache ({cache.path(key).name[:12]}…), computed before"
     st.caption(f"{result['images']} images on {result['device'].upper()}. {how}. The same from the command line: "

@@ -98,8 +98,8 @@ def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -
     assert runs == [] and not charts(at)
     assert f"Analysing {IMAGES} images with {len(ARCHITECTURES)} models takes about" in at.info[0].value
     assert "timed on 8 images" in at.info[0].value
-    start = [b for b in at.button if b.label.startswith("Start (")]
-    start[0].click().run()
+    assert [b for b in at.button if b.label.startswith("Start (")]
+    started(at)  # clicks Start, then waits for the work on its thread
     no_exception(at)
     assert runs == [IMAGES] and texts(at.subheader) == SECTIONS
     assert not at.info and not [b for b in at.button if b.label in ("Stop",) or b.label.startswith("Start (")]
