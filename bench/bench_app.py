@@ -50,7 +50,7 @@ BENCH_REPO = Path(__file__).resolve().parents[1]
 _ROOT_FLAG = "--code-root"
 REPO = Path(sys.argv[sys.argv.index(_ROOT_FLAG) + 1]).resolve() if _ROOT_FLAG in sys.argv else BENCH_REPO
 sys.path.insert(0, str(BENCH_REPO))
-from bench.provenance import commit  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 
 sys.path.insert(0, str(REPO))  # the app and library measured
 
@@ -447,14 +447,13 @@ def _default_checkpoints() -> Path:
 
 
 def _stamp(threads: int, command: str, code: str) -> dict[str, Any]:
-    import datetime
-
+    """:func:`bench.provenance.provenance` under this file's keys, with the versions of the app's libraries."""
     import streamlit
     import torch
 
-    return {"command": command, "code": code, "threads": threads, "cpus": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit(), "load_average_before": [round(v, 2) for v in os.getloadavg()],
+    where = provenance(threads)
+    return {"command": command, "code": code, "threads": threads, "cpus": where["cpu_count"], "date": where["date"],
+            "commit": where["commit"], "load_average_before": where["load_average"],
             "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version()}
 
 
