@@ -1,4 +1,6 @@
-"""Explore: one model, one image: prediction, token attention, fusion weights, CAM gallery, ablation."""
+"""Explore: one model, one image: its prediction, then one view per tab (attention, the token inspector,
+what-if, fusion weights, the map gallery, branch ablation). Only the open tab is computed and drawn, so a
+new model or image reruns the prediction and that one view."""
 from __future__ import annotations
 
 import streamlit as st
@@ -29,6 +31,8 @@ GALLERY_DEFAULT = ["gradcam", "layercam", "integrated_gradients"]
 GALLERY_DEFAULT_SLOW = ["gradcam"]
 FAST_ON_CPU_PX = 64
 REGION = "region"  # the what-if's choice that removes the tokens under a region, of both kinds
+#: The page's views, one tab each, in the order of the tabs; the first opens by default.
+VIEWS = ("Attention", "Inspector", "What-if", "Fusion", "Maps", "Ablation")
 
 
 def _target_label(loaded: LoadedModel, target: tuple[str | None, str | None]) -> str:
@@ -52,7 +56,7 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
     st.subheader("Where the class token looks: CNN tokens vs patch tokens")
     layers = _attention_layers(info)
     if not any(layers.values()):
-        st.info("A CNN has no tokens and no attention: see the Grad-CAM gallery below for where it looks.")
+        st.info("A CNN has no tokens and no attention: see the Maps tab for where it looks.")
         return
     key = loaded.name
     left, middle, right = st.columns([1, 2, 1])
@@ -356,12 +360,19 @@ def explore() -> None:
                      + (" The true class is green." if truth else ""), prediction)
         offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),
               picture=view)
-    _attention(loaded, choice, info, view)
-    _inspector(loaded, choice, view)
-    _what_if(loaded, choice, prediction.value)
-    _fusion(loaded, choice)
-    _gallery(loaded, choice, info, view)
-    _ablation(loaded, choice, prediction.value.names[0])
+    views = {
+        "Attention": lambda: _attention(loaded, choice, info, view),
+        "Inspector": lambda: _inspector(loaded, choice, view),
+        "What-if": lambda: _what_if(loaded, choice, prediction.value),
+        "Fusion": lambda: _fusion(loaded, choice),
+        "Maps": lambda: _gallery(loaded, choice, info, view),
+        "Ablation": lambda: _ablation(loaded, choice, prediction.value.names[0]),
+    }
+    url.bind("view", "explore_view", VIEWS[0], VIEWS)
+    for tab, name in zip(st.tabs(VIEWS, key="explore_view", on_change="rerun"), VIEWS):
+        if tab.open:  # the other tabs stay empty until opened: a click on one reruns the page with it
+            with tab:
+                views[name]()
 
 
 explore()

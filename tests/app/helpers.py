@@ -7,7 +7,7 @@ import json
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-__all__ = ["chart_titles", "charts", "no_exception", "png", "texts"]
+__all__ = ["chart_titles", "charts", "no_exception", "open_view", "png", "texts", "tab_charts"]
 
 
 def png(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
@@ -22,6 +22,23 @@ def png(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 4
 def no_exception(at: AppTest) -> None:
     """The run raised nothing the user would see as a traceback."""
     assert not at.exception, [e.value for e in at.exception]
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    """Click Explore's tab ``view`` ("Maps"): the page reruns with that view drawn."""
+    at.session_state["explore_view"] = view
+    return at.run()
+
+
+def tab_charts(at: AppTest) -> dict[str, int]:
+    """Open each of Explore's tabs in turn, with no exception: the charts each shows (besides the prediction
+    above the tabs); the first tab is open again afterwards."""
+    shown = {}
+    for view in [t.label for t in at.tabs]:
+        no_exception(open_view(at, view))
+        shown[view] = len(charts(at)) - 1
+    open_view(at, next(iter(shown)))
+    return shown
 
 
 def charts(at: AppTest) -> list:

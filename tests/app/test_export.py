@@ -14,7 +14,7 @@ from PIL import Image
 from app.export import csv_bytes, json_bytes, png_bytes, png_toolbar
 from tokenfusion.explain import Explanation
 
-from .helpers import charts, no_exception, texts
+from .helpers import charts, no_exception, open_view, texts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def _shown(prediction) -> str:
 
 
 def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> None:
-    at = app()
+    at = app(query={"view": "What-if"})
     at.radio(key="wi_kind:early").set_value("region").run()
     at.slider(key="wi_across:early").set_value((0.05, 0.95)).run()
     no_exception(at)
@@ -50,6 +50,7 @@ def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> Non
     what_if = _run(_snippet(at, "session.what_if("), monkeypatch)
     assert what_if.region == (0.05, 0.25, 0.95, 0.75) and _shown(what_if.prediction) == after
 
+    open_view(at, "Inspector")
     inspector = _snippet(at, "session.token_attention(")
     assert "'blocks.3', 'cnn', (3, 3), 'mean'" in inspector  # the token the page inspects
     token = _run(inspector, monkeypatch)
@@ -58,12 +59,16 @@ def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> Non
 
 def test_every_explore_view_offers_numbers_and_a_snippet_and_charts_download_png(app) -> None:
     at = app()
-    buttons = {b.key for b in at.get("download_button")}
+    buttons: set[str] = set()
+    configs = []
+    for tab in [t.label for t in at.tabs]:
+        open_view(at, tab)
+        buttons |= {b.key for b in at.get("download_button")}
+        configs += [json.loads(chart.proto.config) for chart in charts(at)]
     views = ["prediction", "attention", "token-inspector", "what-if", "fusion-weights", "gallery", "branch-ablation"]
     for view in views:
         assert {f"export_numbers:{view}", f"export_code:{view}"} <= buttons, view
     assert "export_png:prediction" in buttons  # the crop the model sees, shown as an image
-    configs = [json.loads(chart.proto.config) for chart in charts(at)]
     assert configs and all(c.get("displayModeBar", True) and c["toImageButtonOptions"]["format"] == "png"
                            for c in configs)
     assert {c["toImageButtonOptions"]["filename"] for c in configs} >= {"topk-fig", "ablation-fig"}

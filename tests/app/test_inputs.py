@@ -19,10 +19,11 @@ from PIL import Image
 from tests.data.test_images import huge_png_header
 from tokenfusion.models import ARCHITECTURES, create
 
-from .helpers import charts, no_exception, png, texts
+from .helpers import charts, no_exception, png, tab_charts, texts
 from .test_explore import EXPECTED
 
-EXPLORE_CHARTS = EXPECTED["early"]["charts"]  # every view of Explore on the default model
+EXPLORE_CHARTS = 1 + EXPECTED["early"]["charts"]["Attention"]  # the opening tab of Explore on the default model
+EVERY_VIEW = EXPECTED["early"]["charts"]  # charts per tab
 
 
 def upload_image(at, name: str, data: bytes):
@@ -86,6 +87,7 @@ def test_good_uploads_are_explored(app, name: str, data: bytes, note: str | None
     if note:
         assert any(note in c for c in texts(at.sidebar.caption))
     assert len(charts(at)) == EXPLORE_CHARTS
+    assert tab_charts(at) == EVERY_VIEW
 
 
 @pytest.mark.parametrize(("name", "data", "message"), [
@@ -118,6 +120,7 @@ def test_shipped_photos(app, photo: str) -> None:
     no_exception(at)
     assert any(f"photo {photo}" in c for c in texts(at.sidebar.caption))
     assert len(charts(at)) == EXPLORE_CHARTS
+    assert tab_charts(at) == EVERY_VIEW
 
 
 # --- checkpoints ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ def _caption(at, start: str) -> str:
 
 
 def test_the_token_inspector_follows_its_controls(app) -> None:
-    at = app()
+    at = app(query={"view": "Inspector"})
     first = _caption(at, "Attention of the CNN token")  # early's sequence starts with its CNN tokens
     assert "at blocks.3" in first and "receptive field, measured" in first
     at.radio(key="tok_kind:early").set_value("patch").run()
@@ -24,7 +24,7 @@ def test_the_token_inspector_follows_its_controls(app) -> None:
 
 
 def test_the_layerwise_inspector_shows_the_cross_attention_row(app) -> None:
-    at = app(query={"model": "layerwise"})
+    at = app(query={"model": "layerwise", "view": "Inspector"})
     no_exception(at)
     assert texts(at.title) == ["Explore · layerwise"]
     assert any(c.startswith("Attention of the patch token") for c in texts(at.caption))
@@ -36,7 +36,7 @@ def _percent(caption: str) -> list[tuple[str, int]]:
 
 
 def test_removing_cnn_tokens_changes_the_prediction(app) -> None:
-    at = app()
+    at = app(query={"view": "What-if"})
     at.select_slider(key="wi_from:early").set_value("blocks.0").run()
     no_exception(at)
     (before, p_before), (after, p_after) = _percent(_caption(at, "Prediction, attention shares and rollout"))
@@ -46,27 +46,31 @@ def test_removing_cnn_tokens_changes_the_prediction(app) -> None:
 
 
 def test_a_link_opens_the_view_it_names(app) -> None:
-    at = app(query={"model": "late", "image": "Photo", "photo": "rocket.jpg", "layer": "2", "head": "1",
-                    "methods": ["gradcam", "occlusion"]})
+    at = app(query={"model": "late", "image": "Photo", "photo": "rocket.jpg", "view": "Attention", "layer": "2",
+                    "head": "1"})
     no_exception(at)
     assert texts(at.title) == ["Explore · late"]
     assert at.session_state["photo_name"] == "rocket.jpg"
     assert at.session_state["att_layer:late"] == 2 and at.session_state["att_head:late"] == 1
-    assert at.session_state["gallery_methods:late"] == ["gradcam", "occlusion"]
     assert at.query_params["model"] == "late" and at.query_params["layer"] == "2"
-    assert at.query_params["methods"] == ["gradcam", "occlusion"]
+    at = app(query={"model": "late", "view": "Maps", "methods": ["gradcam", "occlusion"]})
+    no_exception(at)
+    assert texts(at.subheader) == ["Grad-CAM and attribution gallery"]  # the tab it names is open
+    assert at.session_state["gallery_methods:late"] == ["gradcam", "occlusion"]
+    assert at.query_params["view"] == "Maps" and at.query_params["methods"] == ["gradcam", "occlusion"]
 
 
 def test_a_link_with_unknown_values_falls_back_to_the_defaults(app) -> None:
-    at = app(query={"model": "nonexistent", "layer": "99", "methods": ["gradcam", "nope"]})
+    at = app(query={"model": "nonexistent", "view": "nowhere", "layer": "99", "methods": ["gradcam", "nope"]})
     no_exception(at)
     assert texts(at.title) == ["Explore · early"]
+    assert at.session_state["explore_view"] == "Attention"
     assert at.session_state["att_layer:early"] == 4
     assert at.query_params["model"] == "early"
 
 
 def test_removing_a_region_changes_the_prediction_over_the_object_only(app) -> None:
-    at = app()  # early on the striped cross of SynthShapes, whose cross spans most of the image
+    at = app(query={"view": "What-if"})  # early on the striped cross of SynthShapes, spanning most of the image
     at.radio(key="wi_kind:early").set_value("region").run()
     at.slider(key="wi_across:early").set_value((0.0, 0.25))
     at.slider(key="wi_down:early").set_value((0.0, 0.25)).run()  # a corner of background
@@ -151,7 +155,7 @@ def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch) -> None:
 
 
 def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:
-    at = app(query={"methods": ["scorecam", "scorecam_topk"]})
+    at = app(query={"view": "Maps", "methods": ["scorecam", "scorecam_topk"]})
     no_exception(at)
     pattern = (r"ScoreCAM scores all (\d+) channels of this layer: (\d+) forward passes, about .+; "
                r"scorecam_topk scores the (\d+) most varied: (\d+) passes")

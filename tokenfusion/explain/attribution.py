@@ -19,9 +19,7 @@ from ..models import TokenFusionModel
 from ._utils import ExplainError, as_batch, device_of, resolve_target
 from .result import Explanation
 
-__all__ = ["ATTRIBUTION_METHODS", "integrated_gradients", "smoothgrad", "occlusion"]
-
-ATTRIBUTION_METHODS = ("integrated_gradients", "smoothgrad", "occlusion")
+__all__ = ["integrated_gradients", "smoothgrad", "occlusion"]
 
 
 def _prepare(model: TokenFusionModel, x: Tensor, target: int | None) -> tuple[Tensor, int]:
