@@ -131,6 +131,14 @@ def go_to(page: Page, name: str) -> None:
     settle(page)
 
 
+def open_tab(page: Page, name: str) -> None:
+    """Click Explore's tab ``name``: the page reruns with that view drawn."""
+    page.get_by_role("tab", name=name, exact=True).click()
+    page.wait_for_function(f"document.querySelector('[role=tab][aria-selected=true]')?.innerText === {name!r}")
+    settle(page)
+    no_exception(page)
+
+
 def screenshot(page: Page, folder: Path, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so the window is made as tall as it."""
     size = page.viewport_size
@@ -158,11 +166,15 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
     settle(page)
     no_exception(page)
     assert page.locator("h1").first.inner_text().startswith("Explore")
-    wait_for_count(page, PLOT, 9)  # top-k, attention, fusion weights, gallery, ablation
+    assert wait_for_count(page, PLOT, 3) == 3  # top-k and the attention tab's two maps: no other tab is drawn
     titles = chart_titles(page)
     assert any(t.startswith("CNN tokens") for t in titles) and any(t.startswith("patch tokens") for t in titles)
-    assert "gradcam" in titles
     screenshot(page, screenshots, "explore")
+    for tab, charts in (("Inspector", 4), ("What-if", 5), ("Fusion", 3), ("Ablation", 2), ("Maps", 4)):
+        open_tab(page, tab)
+        assert wait_for_count(page, PLOT, charts) == charts, tab
+    assert "gradcam" in chart_titles(page)
+    screenshot(page, screenshots, "explore-maps")
 
     for name in ("compare", "learn", "faithfulness", "model_card"):
         go_to(page, name)
@@ -190,9 +202,10 @@ def test_every_page_renders_and_an_uploaded_image_is_explained(diagnosed: Page, 
     page.wait_for_selector("text=upload upload.png")
     settle(page)
     no_exception(page)
-    wait_for_count(page, PLOT, 9)
-    titles = chart_titles(page)
-    assert any(t.startswith("CNN tokens") for t in titles) and "gradcam" in titles
+    open_tab(page, "Maps")
+    assert wait_for_count(page, PLOT, 4) == 4 and "gradcam" in chart_titles(page)
+    open_tab(page, "Attention")
+    assert wait_for_count(page, PLOT, 3) == 3 and any(t.startswith("CNN tokens") for t in chart_titles(page))
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(png((256, 256))[:200])
@@ -230,7 +243,7 @@ def _open(page: Page, url: str) -> None:
 
 def test_clicking_a_token_shows_where_it_looks(diagnosed: Page, server: str) -> None:
     page = diagnosed
-    _open(page, server)
+    _open(page, f"{server}/?view=Inspector")
     assert "row 3, column 3" in _caption(page, "Attention of the CNN token")  # the grid's centre to start
     picker = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".scatterlayer .point")).first
     picker.scroll_into_view_if_needed()
@@ -247,7 +260,7 @@ def _prediction_change(page: Page) -> tuple[str, str]:
 
 def test_removing_cnn_tokens_moves_the_prediction(diagnosed: Page, server: str) -> None:
     page = diagnosed
-    _open(page, server)
+    _open(page, f"{server}/?view=What-if")
     before, after = _prediction_change(page)  # from the first place on, by default
     assert before != after
     thumb = page.locator('[data-testid="stSlider"]').filter(has_text="From").get_by_role("slider")
@@ -262,11 +275,15 @@ def test_removing_cnn_tokens_moves_the_prediction(diagnosed: Page, server: str) 
 
 def test_a_link_opens_the_view_it_names(diagnosed: Page, server: str) -> None:
     page = diagnosed
-    _open(page, f"{server}/?model=late&layer=2&head=1")
+    _open(page, f"{server}/?model=late&view=Attention&layer=2&head=1")
     assert page.locator("h1").first.inner_text() == "Explore · late"
     layer = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").first
     assert layer.locator('[data-testid="stSliderThumbValue"]').inner_text() == "2"
     assert "model=late" in page.url and "layer=2" in page.url and "head=1" in page.url
+    _open(page, f"{server}/?model=late&view=Maps&methods=occlusion")
+    assert page.get_by_role("tab", name="Maps", exact=True).get_attribute("aria-selected") == "true"
+    assert wait_for_count(page, PLOT, 2) == 2 and "occlusion" in chart_titles(page)
+    assert "view=Maps" in page.url and "methods=occlusion" in page.url
 
 
 def test_a_page_link_opens_on_a_fresh_server(diagnosed: Page, checkpoint_dir: Path, tmp_path: Path) -> None:
@@ -339,14 +356,14 @@ def test_the_token_inspector_in_three_clicks(diagnosed: Page, server: str, scree
     """The README's sequence: a patch token, a CNN token (early), then a patch token of layerwise with
     its cross-attention row over the CNN keys."""
     page, folder = diagnosed, screenshots / "inspector"  # beside the pages' pictures, not among them
-    _open(page, server)
+    _open(page, f"{server}/?view=Inspector")
     query = page.get_by_role("radiogroup", name="Query token")
     _click_until(page, query.get_by_text("patch tokens", exact=True), "Attention of the patch token")
     _inspect(page, "patch", 8, "row 1, column 2", folder, "1-patch")
     _click_until(page, query.get_by_text("CNN tokens", exact=True), "Attention of the CNN token")
     _inspect(page, "cnn", 27, "row 4, column 3", folder, "2-cnn")
     assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 4, column 3")
-    _open(page, f"{server}/?model=layerwise")
+    _open(page, f"{server}/?model=layerwise&view=Inspector")
     _inspect(page, "patch", 14, "row 2, column 2", folder, "3-cross")
     titles = chart_titles(page)
     assert any(t.startswith("cross-attention over CNN keys") for t in titles), titles
