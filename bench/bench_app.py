@@ -6,19 +6,21 @@ Parts (each is written to ``bench/results/app_cpu.json`` with its own command, d
 load average; a run replaces only the parts it measured):
 
 1. **startup**: ``streamlit run app/main.py`` until its health endpoint answers, and until a headless
-   Chromium (Playwright, ``/usr/bin/chromium``) shows the finished Explore page (title, every chart
-   drawn, no script run in progress). The browser is started first, so its own start is not counted.
+   Chromium (Playwright, ``/usr/bin/chromium``) shows the finished Explore page (its opening tab: the
+   prediction and the attention maps, every chart drawn, no script run in progress). The browser is started first, so its own start is not counted.
    Target: first page finished within 4 s.
-2. **pages**: the Explore page (``AppTest``) on the default ``early`` model, each repeat on a SynthShapes
+2. **pages**: the Explore page (``AppTest``, its opening tab) on the default ``early`` model, each repeat on a SynthShapes
    image never seen before (every view computed and drawn); the same for an ``early`` model at size
    ``small`` (224 px, random weights); Compare over every model. Targets 1 s, 5 s, 2 s.
 3. **controls**: server time of each Explore control on the ``tiny`` models, once the page is loaded
    and warm: each control is set in turn to several values never shown before, and each change is
    timed as the server runs it: a control inside a fragment (``app.ui.fragment``) reruns that
    fragment only (AppTest is told the fragment, as the browser tells the server), a sidebar control
-   the whole page; a token click is sent as the picker chart's selection. Median and worst per
-   control, wall clock and CPU time (on a loaded machine the wall clock also counts waiting for a
-   core); target 300 ms each.
+   or a tab the whole page (which computes only the open tab); a token click is sent as the picker
+   chart's selection. Tab by tab: the tab opened, its controls, then a new SynthShapes example with
+   it open; then class, photo, image source and model with the opening tab open and with the map
+   gallery's (their rows say which). Median and worst per control, wall clock and CPU time (on a
+   loaded machine the wall clock also counts waiting for a core); target 300 ms each.
 4. **methods**: every explanation method once on an ``early`` model at size ``small`` (224 px, random
    weights) through one ``tokenfusion.explain.Explainer`` session, beside the estimate the app shows
    before it starts (``tokenfusion.explain.estimate_seconds`` from the measured forward), cheapest
@@ -58,6 +60,12 @@ RESULTS = BENCH_REPO / "bench" / "results" / "app_cpu.json"
 PARTS = ("startup", "pages", "controls", "methods")
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
 STARTUP_TARGET_S = 4.0
+FIRST_PAGE_CHARTS = 3  # Explore's opening tab: the top-k chart and the attention maps of both kinds of token
+#: In the browser: a title, at least ``n`` charts, every chart drawn, and no script run in progress.
+FINISHED = ("(n) => { const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+            " return document.querySelector('h1') && charts.length >= n"
+            " && charts.every(c => c.querySelector('.main-svg'))"
+            " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }")
 CONTROL_TARGET_S = 0.3
 
 
@@ -78,11 +86,7 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             wait_until_healthy(process, url, timeout)
             healthy = time.perf_counter() - start
             page.goto(url)
-            page.wait_for_function(
-                "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 9"
-                " && !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                timeout=timeout * 1000, polling=50,
-            )
+            page.wait_for_function(FINISHED, arg=FIRST_PAGE_CHARTS, timeout=timeout * 1000, polling=50)
             finished = time.perf_counter() - start
         finally:
             process.terminate()
@@ -305,6 +309,20 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
             return list(range(int(widget.min), int(widget.max) + 1))
         return list(widget.options)
 
+    def open_tab(at, tab: str) -> bool:
+        """Click Explore's tab ``tab`` (a rerun of the page), timed; False when the page has no such tab
+        (older code drew every view on one page)."""
+        if tab not in [t.label for t in at.tabs]:
+            return False
+        if at.session_state["explore_view"] != tab:
+            at.session_state["explore_view"] = tab
+            start, cpu = time.perf_counter(), time.process_time()
+            at.run()
+            note(f"tab: open {tab}", "explore_view", tab, time.perf_counter() - start, time.process_time() - cpu,
+                 "page")
+            _no_error(at)
+        return True
+
     with server_like(), fragments.installed():
         at = _apptest(checkpoints)
         m = at.sidebar.selectbox(key="model_name").value
@@ -315,46 +333,70 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         kinds = list(structure.token_kinds) if structure else ["cnn", "patch"]
         cam_targets = [(t.layer, t.kind) for t in structure.cam_targets] if structure else []
         layers = structure.attention_layers() if structure and hasattr(structure, "attention_layers") else []
-        # the attention views: one layer (layer slider, heads), then rollout (discard slider, head fusion)
-        record("attention: layer", at, "slider", f"att_layer:{m}", options(at, "slider", f"att_layer:{m}")[:values])
-        record("attention: heads", at, "selectbox", f"att_head:{m}", heads[:values])
-        record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["rollout"])
-        record("rollout: discard", at, "slider", f"att_discard:{m}", [0.1, 0.3, 0.5, 0.9][:values])
-        record("rollout: heads", at, "selectbox", f"att_fusion:{m}", ["max", "min", "mean"][:values])
-        record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["one layer"])
-        # the token inspector: layer, heads, kind of query token, a click on a token
-        record("inspector: layer", at, "select_slider", f"tok_layer:{m}", layers[:values])
-        record("inspector: heads", at, "selectbox", f"tok_head:{m}", heads[:values])
-        record("inspector: query token", at, "radio", f"tok_kind:{m}", kinds[::-1])
-        for index in (0, 5, 17, 30)[:values] if _picker_id(at) else ():
-            note("inspector: click a token", "tok_picker", f"token {index}",
-                 *_timed_change(at, fragments, _picker_id(at), _picker_click(at, index)))
-        # what-if: kind removed, replaced by, from which place
-        record("what-if: remove", at, "radio", f"wi_kind:{m}", kinds[::-1])
-        record("what-if: replace by", at, "radio", f"wi_mode:{m}", ["zero", "mean"])
-        if len(options(at, "radio", f"wi_kind:{m}")) > len(kinds):  # and "region": the tokens under it, of both kinds
-            record("what-if: remove", at, "radio", f"wi_kind:{m}", ["region"])
-            record("what-if: region", at, "slider", f"wi_across:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
-            record("what-if: region", at, "slider", f"wi_down:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
-            record("what-if: remove", at, "radio", f"wi_kind:{m}", [kinds[0]])
-        places = options(at, "select_slider", f"wi_from:{m}")
-        record("what-if: from", at, "select_slider", f"wi_from:{m}", places[1:values + 1])
-        # fusion weights: queries
-        record("fusion: queries", at, "radio", f"fusion_query:{m}", ["mean", "cls"])
-        # gallery: CAM layer with the opening methods, then methods added and removed
-        record("gallery: CAM layer", at, "selectbox", f"gallery_layer:{m}", cam_targets[:values])
-        chosen = list(_widget(at, "multiselect", f"gallery_methods:{m}").value)  # a gallery on every version
-        extra = [n for n in options(at, "multiselect", f"gallery_methods:{m}") if n not in chosen]
-        record("gallery: methods", at, "multiselect", f"gallery_methods:{m}",
-               [chosen + [n] for n in extra[:values]] + [chosen])
-        # sidebar: image (class, example, source, photo), then model
-        record("sidebar: class", at, "selectbox", "synth_class", options(at, "selectbox", "synth_class")[1:values + 1])
-        record("sidebar: example", at, "number_input", "synth_example", [200 + i for i in range(values)])
-        record("sidebar: image source", at, "radio", "image_source", ["Photo"])
-        record("sidebar: photo", at, "selectbox", "photo_name", options(at, "selectbox", "photo_name")[1:values + 1])
-        record("sidebar: image source", at, "radio", "image_source", ["SynthShapes"])
-        record("sidebar: model", at, "selectbox", "model_name",
-               [n for n in options(at, "selectbox", "model_name") if n != m] + [m])
+        examples = iter(range(200, 10_000))  # SynthShapes examples never shown before
+
+        def attention() -> None:  # one layer (layer slider, heads), then rollout (discard slider, head fusion)
+            record("attention: layer", at, "slider", f"att_layer:{m}", options(at, "slider", f"att_layer:{m}")[:values])
+            record("attention: heads", at, "selectbox", f"att_head:{m}", heads[:values])
+            record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["rollout"])
+            record("rollout: discard", at, "slider", f"att_discard:{m}", [0.1, 0.3, 0.5, 0.9][:values])
+            record("rollout: heads", at, "selectbox", f"att_fusion:{m}", ["max", "min", "mean"][:values])
+            record("attention: one layer / rollout", at, "radio", f"att_mode:{m}", ["one layer"])
+
+        def inspector() -> None:  # layer, heads, kind of query token, a click on a token
+            record("inspector: layer", at, "select_slider", f"tok_layer:{m}", layers[:values])
+            record("inspector: heads", at, "selectbox", f"tok_head:{m}", heads[:values])
+            record("inspector: query token", at, "radio", f"tok_kind:{m}", kinds[::-1])
+            for index in (0, 5, 17, 30)[:values] if _picker_id(at) else ():
+                note("inspector: click a token", "tok_picker", f"token {index}",
+                     *_timed_change(at, fragments, _picker_id(at), _picker_click(at, index)))
+
+        def what_if() -> None:  # kind removed, replaced by, from which place
+            record("what-if: remove", at, "radio", f"wi_kind:{m}", kinds[::-1])
+            record("what-if: replace by", at, "radio", f"wi_mode:{m}", ["zero", "mean"])
+            if len(options(at, "radio", f"wi_kind:{m}")) > len(kinds):  # "region": the tokens under it, of both kinds
+                record("what-if: remove", at, "radio", f"wi_kind:{m}", ["region"])
+                record("what-if: region", at, "slider", f"wi_across:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
+                record("what-if: region", at, "slider", f"wi_down:{m}", [(0.0, 0.5), (0.5, 1.0)][:values])
+                record("what-if: remove", at, "radio", f"wi_kind:{m}", [kinds[0]])
+            places = options(at, "select_slider", f"wi_from:{m}")
+            record("what-if: from", at, "select_slider", f"wi_from:{m}", places[1:values + 1])
+
+        def fusion() -> None:
+            record("fusion: queries", at, "radio", f"fusion_query:{m}", ["mean", "cls"])
+
+        def gallery() -> None:  # CAM layer with the opening methods, then methods added and removed
+            record("gallery: CAM layer", at, "selectbox", f"gallery_layer:{m}", cam_targets[:values])
+            chosen = list(_widget(at, "multiselect", f"gallery_methods:{m}").value)  # a gallery on every version
+            extra = [n for n in options(at, "multiselect", f"gallery_methods:{m}") if n not in chosen]
+            record("gallery: methods", at, "multiselect", f"gallery_methods:{m}",
+                   [chosen + [n] for n in extra[:values]] + [chosen])
+
+        # each tab: opened, its controls, then a new image with it open (only the open tab is computed)
+        tabs = {"Attention": attention, "Inspector": inspector, "What-if": what_if, "Fusion": fusion, "Maps": gallery,
+                "Ablation": lambda: None}
+        for tab, controls_of in tabs.items():
+            tabbed = open_tab(at, tab)
+            controls_of()
+            if tabbed:
+                record(f"sidebar: example ({tab} open)", at, "number_input", "synth_example",
+                       [next(examples) for _ in range(values)])
+            elif tab == "Ablation":  # older code: every view on one page
+                record("sidebar: example", at, "number_input", "synth_example", [next(examples) for _ in range(values)])
+        # the rest of the sidebar, on the opening tab and on the gallery's: class, source, photo, then model
+        for i, tab in enumerate(("Attention", "Maps")):
+            suffix = f" ({tab} open)" if open_tab(at, tab) else ""
+            if not suffix and tab == "Maps":
+                break
+            record(f"sidebar: class{suffix}", at, "selectbox", "synth_class",
+                   options(at, "selectbox", "synth_class")[1 + i * values:1 + (i + 1) * values])
+            record(f"sidebar: image source{suffix}", at, "radio", "image_source", ["Photo"])
+            record(f"sidebar: photo{suffix}", at, "selectbox", "photo_name",
+                   [p for p in options(at, "selectbox", "photo_name")
+                    if p != _widget(at, "selectbox", "photo_name").value][:values])
+            record(f"sidebar: image source{suffix}", at, "radio", "image_source", ["SynthShapes"])
+            record(f"sidebar: model{suffix}", at, "selectbox", "model_name",
+                   [n for n in options(at, "selectbox", "model_name") if n != m] + [m])
     for row in rows.values():
         for what, values in (("", row["runs_s"]), ("_cpu", row["cpu_s"])):
             row[f"median{what}_s"], row[f"worst{what}_s"] = round(statistics.median(values), 3), round(max(values), 3)
