@@ -275,7 +275,7 @@ def app_rows(app: dict[str, Any]) -> list[list[str]]:
     rows = []
     if "pages" in app:
         pages, keys = app["pages"], ("explore_tiny", "explore_small", "compare")
-        rows.append(["app: Explore on tiny `early` / on `small` 224 px / Compare over five models, a new image",
+        rows.append(["app: Explore (its opening tab) on tiny `early` / on `small` 224 px / Compare over five models, a new image",
                      f"`{pages['provenance']['command']}`", " / ".join(f"{pages[k]['median_s']:.2f} s" for k in keys),
                      " / ".join(f"{pages[k]['target_s']:g}" for k in keys) + " s: "
                      + _met(max(pages[k]["median_s"] / pages[k]["target_s"] for k in keys), 1)])
@@ -332,6 +332,9 @@ def app_bench(root: Path) -> str:
                    f"{_met(start['first_page_s'], start['target_s'])}. What the first page imports, one after another "
                    f"in a fresh interpreter of the same run ({sum(start['imports_s'].values()):.1f} s in all): "
                    + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in start["imports_s"].items())
+                   + "".join(f"; the first CAM or attribution map (the Maps tab) then imports "
+                             + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in later.items())
+                             for later in [start.get("first_map_imports_s")] if later)
                    + f". `{start['provenance']['command']}` ({provenance(start['provenance'])}, load average after "
                    f"{start['provenance']['load_average_after'][0]:.1f}).\n")
     if "controls" in app:
