@@ -13,11 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
+from app.preload import preload_chart_module  # noqa: E402
+
+st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
+preload_chart_module()  # before the imports below (torch, the models: seconds on a first run)
+
 from app.sidebar import draw_sidebar  # noqa: E402
 from app import url  # noqa: E402
 from app.ui import guarded  # noqa: E402
 
-st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
 page = st.navigation([
     st.Page("views/explore.py", title="Explore", icon=":material/visibility:", default=True),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
