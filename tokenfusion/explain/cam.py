@@ -26,7 +26,7 @@ from ..models import CamTarget, TokenFusionModel, TokenLayout, Trace
 from ._utils import ExplainError, as_batch, resolve_target, traced
 from .result import Explanation
 
-__all__ = ["CAM_METHODS", "TOP_CHANNELS", "TokenReshape", "cam"]
+__all__ = ["CAM_METHODS", "PER_CHANNEL_CAMS", "TOP_CHANNELS", "TokenReshape", "cam"]
 
 #: Channels ``scorecam_topk`` scores by default.
 TOP_CHANNELS = 32
@@ -36,6 +36,9 @@ CAM_METHODS: tuple[str, ...] = (
     "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "eigengradcam", "gradcam-elementwise",
     "scorecam", "scorecam_topk", "ablationcam",
 )
+#: The CAMs that run one masked forward per channel of their layer (``scorecam_topk``: per scored
+#: channel), in batches.
+PER_CHANNEL_CAMS: tuple[str, ...] = ("scorecam", "scorecam_topk", "ablationcam")
 
 
 class TokenReshape:

@@ -22,7 +22,7 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
-from .cam import TOP_CHANNELS, TokenReshape
+from .cam import PER_CHANNEL_CAMS, TOP_CHANNELS, TokenReshape
 
 __all__ = ["CAM_CLASSES", "TopChannelsScoreCAM", "ZeroAblationLayerVit", "raw_cam"]
 
@@ -62,10 +62,6 @@ CAM_CLASSES: dict[str, type[BaseCAM]] = {
     "scorecam_topk": TopChannelsScoreCAM,
     "ablationcam": AblationCAM,
 }
-
-
-#: The methods that run one masked forward per channel, in batches.
-_MANY_PASSES = ("scorecam", "scorecam_topk", "ablationcam")
 
 
 class ZeroAblationLayerVit(AblationLayerVit):
@@ -126,7 +122,7 @@ def raw_cam(
             explainer.batch_size = batch_size
         if method == "scorecam_topk":
             explainer.channels = channels
-        quiet = redirect_stderr(io.StringIO()) if method in _MANY_PASSES else nullcontext()
+        quiet = redirect_stderr(io.StringIO()) if method in PER_CHANNEL_CAMS else nullcontext()
         with quiet:  # their per-batch tqdm bars
             explainer(x, [ClassifierOutputTarget(target)], eigen_smooth=eigen_smooth)
         return torch.from_numpy(np.asarray(explainer.grids[-1][0], dtype=np.float32))

@@ -19,7 +19,7 @@ import torch
 
 from ..models import TokenFusionModel
 from ._utils import device_of
-from .cam import TOP_CHANNELS
+from .cam import PER_CHANNEL_CAMS, TOP_CHANNELS
 from .registry import resolve
 
 __all__ = ["BATCH", "ForwardCost", "Passes", "Progress", "estimate_seconds", "faithfulness_seconds", "forward_passes",
@@ -31,8 +31,6 @@ Progress = Callable[[int, int], None]
 #: Methods that need one forward and one backward of the image.
 _GRADIENT_CAMS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
                             "gradcam-elementwise"})
-#: Methods that run one masked image per channel of their layer.
-_PER_CHANNEL = frozenset({"scorecam", "ablationcam"})
 #: The batch the many-pass methods run at by default (``batch_size``, ``internal_batch_size``...).
 BATCH = 16
 
@@ -135,11 +133,11 @@ def _passes(
         return Passes(1, 0)
     if method in _GRADIENT_CAMS:
         return Passes(1, 1)
-    if method in _PER_CHANNEL:
-        return Passes(channels[layer] + (1 if method == "scorecam" else 2), 0, True)  # type: ignore[index]
     if method == "scorecam_topk":
         scored = min(channels[layer], int(options.get("channels", TOP_CHANNELS)))  # type: ignore[index]
         return Passes(scored + 1, 0, True)
+    if method in PER_CHANNEL_CAMS:
+        return Passes(channels[layer] + (1 if method == "scorecam" else 2), 0, True)  # type: ignore[index]
     if method == "integrated_gradients":
         steps = int(options.get("n_steps", 32))
         return Passes(steps + 1, steps, True)
@@ -166,8 +164,8 @@ def reporting(
     ``done = 0`` on entry. The methods that run one image per channel first read their layer's
     channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
     info, layer, kind = resolve(model, method, layer, kind, options)
-    per_channel = method in _PER_CHANNEL or method == "scorecam_topk"
-    passes = _passes(model, _channels(model, x, [layer]) if per_channel else {}, method, layer, kind, options)
+    channels = _channels(model, x, [layer]) if method in PER_CHANNEL_CAMS else {}
+    passes = _passes(model, channels, method, layer, kind, options)
     done = 0
 
     def count(_module: torch.nn.Module, args: tuple, _output: Any) -> None:
