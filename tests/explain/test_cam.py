@@ -6,6 +6,8 @@ import torch
 from captum.attr import LayerGradCam
 
 from tokenfusion.explain import CAM_METHODS, ExplainError, TokenReshape, cam, pearson, to_map
+from tokenfusion.explain.cam import PER_CHANNEL_CAMS
+from tokenfusion.explain.cam_classes import CAM_CLASSES
 from tokenfusion.explain.result import Explanation
 from tokenfusion.models import TokenLayout
 
@@ -21,7 +23,12 @@ def test_gradcam_matches_captum_layer_gradcam(arch, tiny, x):
     torch.testing.assert_close(e.map, to_map(raw, (48, 48)), atol=1e-4, rtol=0)  # same ReLU, upsampling, min-max
 
 
-@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in ("scorecam", "scorecam_topk", "ablationcam")])
+def test_every_cam_name_has_its_class_and_the_per_channel_ones_are_cams():
+    assert list(CAM_CLASSES) == list(CAM_METHODS)  # a method offered is a method that runs
+    assert set(PER_CHANNEL_CAMS) <= set(CAM_METHODS)
+
+
+@pytest.mark.parametrize("method", [m for m in CAM_METHODS if m not in PER_CHANNEL_CAMS])
 @pytest.mark.parametrize("arch,kind", [("cnn", "cnn"), ("vit", "patch"), ("late", "cnn"), ("late", "patch")])
 def test_every_gradient_cam(method, arch, kind, tiny, x):
     model = tiny(arch)
