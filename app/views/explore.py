@@ -31,8 +31,6 @@ GALLERY_DEFAULT = ["gradcam", "layercam", "integrated_gradients"]
 GALLERY_DEFAULT_SLOW = ["gradcam"]
 FAST_ON_CPU_PX = 64
 REGION = "region"  # the what-if's choice that removes the tokens under a region, of both kinds
-#: The page's views, one tab each, in the order of the tabs; the first opens by default.
-VIEWS = ("Attention", "Inspector", "What-if", "Fusion", "Maps", "Ablation")
 
 
 def _target_label(loaded: LoadedModel, target: tuple[str | None, str | None]) -> str:
@@ -360,7 +358,7 @@ def explore() -> None:
                      + (" The true class is green." if truth else ""), prediction)
         offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),
               picture=view)
-    views = {
+    views = {  # one tab each, in this order; the first opens by default
         "Attention": lambda: _attention(loaded, choice, info, view),
         "Inspector": lambda: _inspector(loaded, choice, view),
         "What-if": lambda: _what_if(loaded, choice, prediction.value),
@@ -368,11 +366,11 @@ def explore() -> None:
         "Maps": lambda: _gallery(loaded, choice, info, view),
         "Ablation": lambda: _ablation(loaded, choice, prediction.value.names[0]),
     }
-    url.bind("view", "explore_view", VIEWS[0], VIEWS)
-    for tab, name in zip(st.tabs(VIEWS, key="explore_view", on_change="rerun"), VIEWS):
+    url.bind("view", "explore_view", next(iter(views)), views)
+    for tab, draw in zip(st.tabs(list(views), key="explore_view", on_change="rerun"), views.values()):
         if tab.open:  # the other tabs stay empty until opened: a click on one reruns the page with it
             with tab:
-                views[name]()
+                draw()
 
 
 explore()
