@@ -100,6 +100,8 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
         target = label if args.target == "label" else predicted
         for info, layer, kind in chosen:
             options = {"kind": kind} if kind is not None else {}
+            if info.name == "occlusion":
+                options["stride"] = args.occlusion_stride
             e = explain(model, x, info.name, layer, target, **options)
             row = sums[(info.name, e.layer if info.name != "rollout" else None, kind)]
             blank = is_blank(e.map)
@@ -407,6 +409,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-images", type=int, default=20,
                    help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
+    p.add_argument("--occlusion-stride", type=float, default=0.5,
+                   help="Occlusion's stride as a fraction of its window (1: windows side by side)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p
 
