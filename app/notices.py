@@ -5,12 +5,30 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from tokenfusion.explain import MapScore
+from tokenfusion.explain import MapScore, available_methods, best_map, scores_for
 
-from .sources import ImageChoice
+from .sources import SCORES, ImageChoice
 from .state import LoadedModel
 
-__all__ = ["knows_true_class", "out_of_distribution", "show_map_score", "show_out_of_distribution"]
+__all__ = ["FALLBACK", "faithful_map", "knows_true_class", "map_scores", "out_of_distribution", "show_map_score",
+           "show_out_of_distribution"]
+
+#: The map a model without scores opens on.
+FALLBACK = "gradcam"
+
+
+def map_scores(loaded: LoadedModel) -> list[MapScore] | None:
+    """How the model's maps scored against the masks of held-out SynthShapes images (the shipped
+    scoring files); None for a checkpoint nobody scored (an upload, a retrained folder)."""
+    return scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
+
+
+def faithful_map(loaded: LoadedModel, scores: list[MapScore] | None) -> tuple[str, str | None, str | None]:
+    """``(method, layer, kind)`` a page opens on for this model: its best-scored map among those that
+    apply to it (:func:`~tokenfusion.explain.best_map`), else :data:`FALLBACK` at its default target."""
+    info = {m.name: m for m in available_methods(loaded.model)}
+    best = best_map([s for s in scores or () if s.method in info and s.target in info[s.method].targets])
+    return (best.method, *best.target) if best is not None else (FALLBACK, *info[FALLBACK].default)
 
 
 def knows_true_class(loaded: LoadedModel, choice: ImageChoice) -> bool:

@@ -22,7 +22,7 @@ from .sources import (
 )
 from .ui import show_failure
 
-__all__ = ["Selection", "draw_sidebar", "require", "selection"]
+__all__ = ["Selection", "draw_sidebar", "load_models", "require", "selection"]
 
 SOURCES = ("SynthShapes", "Photo", "Upload")
 DEFAULT_MODEL = "early"
@@ -180,6 +180,19 @@ def draw_sidebar() -> None:
 def selection() -> Selection:
     """The sidebar's selection of this run."""
     return st.session_state[_SELECTION]
+
+
+def load_models(names: list[str] | None = None) -> dict[str, state.LoadedModel]:
+    """The models of the sidebar's list named ``names`` (default: all of them) that load, by name; an
+    error line in the page for each that does not."""
+    models = selection().models
+    loaded = {}
+    for name in models if names is None else names:
+        try:
+            loaded[name] = state.load_model(models[name], name)
+        except CheckpointError as e:
+            st.error(f"{name}: {e}")
+    return loaded
 
 
 def require(image: bool = True) -> tuple[state.LoadedModel, ImageChoice | None] | None:

@@ -20,14 +20,13 @@ import streamlit as st
 
 from app import url
 from app.estimates import may_start
-from app.sidebar import selection
+from app.sidebar import load_models, selection
 from app.sources import data_dir
-from app.state import DEVICE, LoadedModel, exclusive, load_model
+from app.state import DEVICE, LoadedModel, exclusive
 from app.ui import duration, fragment
 from tokenfusion.analysis import DEFAULT_MEASURES, MODES, AnalysisData, AnalysisError, analyze, open_data
 from tokenfusion.analysis.cache import AnalysisCache, analysis_key
 from tokenfusion.analysis.cost import PROBE_IMAGES, seconds_per_image
-from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.explain import Progress
 from tokenfusion.data import HELDOUT_SEED
 from tokenfusion.models import TokenFusionModel
@@ -45,17 +44,6 @@ BATCH = 64
 COLUMNS = 2
 #: What the tokens are replaced by, per ablation mode.
 REPLACED_BY = {"mean": "their mean", "zero": "zeros", "noise": "noise of their mean and spread"}
-
-
-def _models(names: list[str]) -> dict[str, LoadedModel]:
-    """The chosen models that load; an error line for each that does not."""
-    loaded = {}
-    for name in names:
-        try:
-            loaded[name] = load_model(selection().models[name], name)
-        except CheckpointError as e:
-            st.error(f"{name}: {e}")
-    return loaded
 
 
 def _controls(names: list[str], folder: Path | None) -> tuple[list[str], str, int, tuple[str, ...]]:
@@ -100,19 +88,6 @@ def _open(models: dict[str, LoadedModel], spec: str, images: int) -> AnalysisDat
     if len(classes) != 1:
         raise AnalysisError("These models were trained on different classes; choose models of one data set.")
     return open_data(spec, [loaded.config for loaded in models.values()], list(classes.pop()), images)
-
-
-def _run(models: dict[str, LoadedModel], data: AnalysisData, options: dict[str, Any]) -> dict[str, Any]:
-    """The analysis, under every model's lock, with a progress bar that is gone once it is done."""
-    bar = st.progress(0.0, text="Analysing…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Analysing: {done} of {total} images")
-
-    with _exclusive(models) as modules:
-        result = analyze(modules, data, device=DEVICE, progress=progress, **options)
-    bar.empty()
-    return result
 
 
 def _command(models: dict[str, LoadedModel], spec: str, images: int, modes: tuple[str, ...]) -> str:
@@ -199,7 +174,7 @@ def analysis() -> None:
         st.error(selection().model_error or "No checkpoints are loaded.")
         return
     chosen, spec, images, modes = _controls(names, data_dir(sys.argv[1:], os.environ))
-    models = _models(chosen)
+    models = load_models(chosen)
     if not models:
         st.info("Choose at least one model.")
         return
@@ -216,7 +191,7 @@ def analysis() -> None:
         with st.spinner(f"Timing the analysis on {PROBE_IMAGES} images…"):
             seconds = _per_image(tuple(models.values()), spec, tuple(sorted(options.items()))) * len(data.dataset)
 
-        def work(progress: Progress) -> None:  # slow work: on a thread of its own, behind may_start's progress
+        def work(progress: Progress) -> None:  # the analysis, under every model's lock, kept on disk
             with _exclusive(models) as modules:
                 cache.put(key, analyze(modules, data, device=DEVICE, progress=progress, **options))
 
@@ -224,9 +199,11 @@ def analysis() -> None:
                          work, basis=f"the analysis timed on {PROBE_IMAGES} images", unit="images"):
             return
         result = cache.get(key)
-        if result is None:  # quick work, not started on a thread: computed here
-            result = _run(models, data, options)
-            cache.put(key, result)
+        if result is None:  # quick work, not started on a thread: computed here, with a progress bar
+            bar = st.progress(0.0, text="Analysing…")
+            work(lambda done, total: bar.progress(done / total, text=f"Analysing: {done} of {total} images"))
+            bar.empty()
+            result = cache.get(key)
         how = f"Computed in {duration(sum(result['seconds'].values()))} and kept for next time"
     else:
         how = f"Loaded from the cache ({cache.path(key).name[:12]}…), computed before"

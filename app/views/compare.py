@@ -11,16 +11,14 @@ import streamlit as st
 
 from app.export import CLASS_NAMES, chart, offer, question, snippet
 from app.estimates import forward_cost, may_start
-from app.notices import knows_true_class, out_of_distribution, show_map_score
-from app.sidebar import require, selection
-from app.sources import SCORES, ImageChoice
-from app.state import LoadedModel, ask, load_model
+from app.notices import faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score
+from app.sidebar import load_models, require
+from app.sources import ImageChoice
+from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, fragment
-from tokenfusion.checkpoint import CheckpointError
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, Progress, agreement_matrices, available_methods, best_map, estimate_seconds, forward_passes,
-    score_of, scores_for,
+    Explainer, MapScore, Progress, agreement_matrices, available_methods, estimate_seconds, forward_passes, score_of,
 )
 from tokenfusion.viz import agreement_figure, overlay_figure
 
@@ -35,21 +33,8 @@ METHODS = {
 }
 LABELS = {"faithful": "most faithful", "gradcam": "gradcam", "rollout": "rollout",
           "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}
-#: The map a model without scores opens on.
-FALLBACK = "gradcam"
 TOP_FRACTION = 0.2
 Target = tuple[str, str | None, str | None]  # (method, layer, kind)
-
-
-def _load_all() -> list[LoadedModel]:
-    """Every model of the sidebar's list that loads; an error line for each that does not."""
-    loaded = []
-    for name, path in selection().models.items():
-        try:
-            loaded.append(load_model(path, name))
-        except CheckpointError as e:
-            st.error(f"{name}: {e}")
-    return loaded
 
 
 def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
@@ -78,12 +63,9 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
 
 def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Target | str:
     """The map ``method`` asks of this model (``"faithful"``: its best-scored map), or why it has none."""
-    info = {m.name: m for m in available_methods(loaded.model)}
     if method == "faithful":
-        best = best_map(scores or [], methods=info)
-        if best is not None and best.target in info[best.method].targets:
-            return best.method, *best.target
-        return FALLBACK, *info[FALLBACK].default
+        return faithful_map(loaded, scores)
+    info = {m.name: m for m in available_methods(loaded.model)}
     if method not in info or (method == "rollout" and (None, "patch") not in info[method].targets):
         return f"No {method} for a {loaded.config.arch} model."
     return (method, None, "patch") if method == "rollout" else (method, *info[method].default)
@@ -123,8 +105,7 @@ def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Tar
 def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     """Each model's map side by side, its scores under it, and the agreement of the maps."""
     method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True, format_func=LABELS.get)
-    scores = {loaded.name: scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
-              for loaded in models}
+    scores = {loaded.name: map_scores(loaded) for loaded in models}
     targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
     costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}
     estimate = sum(seconds for seconds, _ in costs.values())
@@ -191,7 +172,7 @@ def compare() -> None:
     _, choice = selected
     st.title("Compare strategies")
     with st.spinner("Loading every checkpoint…"):
-        models = _load_all()
+        models = list(load_models().values())
     _predictions(models, choice)
     _maps(models, choice)
 

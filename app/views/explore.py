@@ -7,9 +7,9 @@ import streamlit as st
 from PIL import Image
 
 from app.export import CLASS_NAMES, chart, offer, question, recreate
-from app.notices import knows_true_class, show_map_score, show_out_of_distribution
+from app.notices import knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
-from app.sources import SCORES, ImageChoice
+from app.sources import ImageChoice
 from app import url
 from app.estimates import forward_cost, may_start
 from app.state import DEVICE, LoadedModel, ask
@@ -17,7 +17,7 @@ from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
     TOP_CHANNELS, Explainer, MethodInfo, Prediction, available_methods, best_map, estimate_seconds, forward_passes,
-    score_of, scores_for,
+    score_of,
 )
 from tokenfusion.viz import (
     KIND_COLOURS, KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure,
@@ -275,7 +275,7 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
     default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
     layer_default = cams[0].default if cams else None
-    scores = scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
+    scores = map_scores(loaded)
     best = best_map(scores or [], methods=[n for n in names if cheap or n in GALLERY_DEFAULT])
     if best is not None:  # open on the map that points into the object most often for this model
         default = [best.method] + [n for n in default if n != best.method][:len(default) - 1]

@@ -10,36 +10,31 @@ import streamlit as st
 
 from app.export import chart, offer, question, recreate
 from app.estimates import forward_cost, may_start
-from app.notices import knows_true_class, show_map_score, show_out_of_distribution
+from app.notices import faithful_map, knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
-from app.sources import SCORES, ImageChoice
+from app.sources import ImageChoice
 from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import mask_view, model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, available_methods, best_map, faithfulness_seconds, mask_scores, randomisation_seconds,
-    score_of, scores_for,
+    Explainer, MapScore, available_methods, faithfulness_seconds, mask_scores, randomisation_seconds, score_of,
 )
 from tokenfusion.viz import KIND_LABELS, deletion_insertion_figure, overlay_figure, randomisation_figure
 
 STEPS = 20
 RANDOMISATION_STEPS = 6
-#: The map a model without scores opens on.
-FALLBACK = "gradcam"
 Target = tuple[str, str | None, str | None]  # (method, layer, kind)
 
 
 def _choices(loaded: LoadedModel, scores: list[MapScore] | None) -> tuple[list[Target], int]:
     """The maps to choose from (every scored map of the model, best first, then each method at its
-    default target) and the index of the one to open on: the best-scored map, else Grad-CAM."""
+    default target) and the index of the one to open on (:func:`app.notices.faithful_map`)."""
     info = {m.name: m for m in available_methods(loaded.model)}
     scored = [s for s in scores or () if s.method in info and s.target in info[s.method].targets]
-    best = best_map(scored)
     ranked = sorted(scored, key=lambda s: (bool(s.problems), -s.pointing_game, -s.mask_energy))
     options = list(dict.fromkeys([(s.method, *s.target) for s in ranked] + [(m.name, *m.default)
                                                                             for m in info.values()]))
-    opening = (best.method, *best.target) if best is not None else (FALLBACK, *info[FALLBACK].default)
-    return options, options.index(opening)
+    return options, options.index(faithful_map(loaded, scores))
 
 
 def _label(loaded: LoadedModel, target: Target, scores: list[MapScore] | None) -> str:
@@ -140,7 +135,7 @@ def faithfulness() -> None:
     loaded, choice = selected
     st.title(f"Faithfulness · {loaded.name}")
     show_out_of_distribution(loaded, choice, st)
-    scores = scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
+    scores = map_scores(loaded)
     options, opening = _choices(loaded, scores)
     target = st.selectbox("Map to test", options, index=opening, key=f"faith_method:{loaded.name}",
                           format_func=lambda t: _label(loaded, t, scores),
