@@ -79,5 +79,5 @@ def test_the_estimate_times_the_first_images_in_one_batch(model, monkeypatch: py
     calls = []
     monkeypatch.setattr(cost, "analyze", lambda models, data, **kw: calls.append((len(data.dataset), kw)))
     data = open_data("synthshapes", [model.config], list(CLASS_NAMES), 100)
-    assert seconds_per_image({"early": model}, data, probe=4, **OPTIONS) >= 0
+    seconds_per_image({"early": model}, data, probe=4, **OPTIONS)
     assert calls == [(4, {**OPTIONS, "batch_size": 4, "progress": False})]

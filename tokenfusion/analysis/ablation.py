@@ -19,6 +19,7 @@ layers costs little. The plain top-1 (``k = L + 1``) is the traced forward's.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -80,7 +81,8 @@ def ablate_from(
             if site == "cross":
                 stack.enter_context(_skipped(module))
             else:
-                hook = _block_hook(layouts[name].mask(kind), mode, generator)
+                mask = layouts[name].mask(kind)
+                hook = _region_hook([(mask, mask)], mode, generator)  # the region: every token of the kind
                 stack.callback(module.register_forward_pre_hook(hook).remove)
         yield len(sites) - k + 1
 
@@ -99,15 +101,6 @@ def _skipped(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         del module.forward
-
-
-def _block_hook(mask: Tensor, mode: str, generator: torch.Generator | None) -> Callable[[nn.Module, tuple], tuple]:
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        x = args[0].clone()
-        positions = mask.to(x.device)
-        x[:, positions] = _replace(x[:, positions], mode, generator)
-        return (x, *args[1:])
-    return hook
 
 
 @contextmanager
@@ -134,7 +127,7 @@ def ablate_region(
     for kind, found in sites.items():
         for name, site in found[k - 1:]:
             layout = layouts[name]
-            span = layout.grid_span("cnn" if site == "cross" else kind)
+            span = layout.grid_span(kind)  # at a cross entry: its keys, which are tokens of this kind
             region = torch.zeros(layout.num_tokens, dtype=torch.bool)
             region[span.start:span.stop] = cells[kind](span.grid).flatten()  # type: ignore[arg-type]
             if site == "cross":
@@ -226,7 +219,7 @@ class Recording:
             changed.add(stream)
             stream = feeds[stream]
         position = self.order.index(site)
-        once = {n for n in self.order if self.order.count(n) == 1}
+        once = {n for n, calls in Counter(self.order).items() if calls == 1}
         return [n for i, n in enumerate(self.order) if n in once
                 and (i < position or (n in stream_of and stream_of[n] not in changed))]
 

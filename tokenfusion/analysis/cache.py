@@ -87,9 +87,9 @@ def analysis_key(checkpoints: Mapping[str, Path], data: AnalysisData, options: M
     keyword arguments of :func:`analyze` that change its numbers (``measures``, ``batch_size``...)
     and :func:`code_version`."""
     inputs = {
-        "checkpoints": {name: _file_digest(Path(path)) for name, path in sorted(checkpoints.items())},
+        "checkpoints": {name: _file_digest(Path(path)) for name, path in checkpoints.items()},
         "images": _images(data),
-        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())},
+        "options": dict(options),  # sort_keys orders it, and JSON writes tuples as lists
         "code": code_version(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()

@@ -163,7 +163,7 @@ def reporting(
     :func:`forward_passes` counts for ``method`` on the image ``x`` ``(1, 3, H, W)``; once with
     ``done = 0`` on entry. The methods that run one image per channel first read their layer's
     channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
-    info, layer, kind = resolve(model, method, layer, kind, options)
+    _, layer, kind = resolve(model, method, layer, kind, options)
     channels = _channels(model, x, [layer]) if method in PER_CHANNEL_CAMS else {}
     passes = _passes(model, channels, method, layer, kind, options)
     done = 0
