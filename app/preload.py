@@ -1,8 +1,8 @@
 """Start the browser loading plotly's chart code while the server imports torch and the models.
 
 The first chart of a session otherwise waits, after the server has sent it, for the browser to fetch
-and compile Streamlit's plotly component (a 4.7 MB module); asked for first thing, that happens while
-the server is still importing. Only ``streamlit`` is imported here, so it runs before anything heavy."""
+and compile Streamlit's plotly component (one of its largest modules); asked for first thing, that
+happens while the server is still importing. Only ``streamlit`` is imported here, so it runs before anything heavy."""
 from pathlib import Path
 
 import streamlit as st

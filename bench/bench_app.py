@@ -442,7 +442,8 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
     start = time.perf_counter()
     session = Explainer(model, x)
     traced = time.perf_counter() - start
-    every = [info.name for info in available_methods(model)]
+    infos = available_methods(model)
+    every = [info.name for info in infos]
     rows = {r["method"]: r for r in earlier.get("methods", []) if r["method"] in every}
     part = {"arch": "early", "size": "small", "img_size": model.config.img_size, "traced_forward_s": round(traced, 3),
             "forward_s": round(cost.seconds, 4), "forward_batched_s": round(cost.batched, 4), "batch": cost.batch,
@@ -454,10 +455,10 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
         except NotImplementedError:
             return None, None
 
-    chosen = [info for info in available_methods(model) if not names or info.name in names]
-    for info in sorted(chosen, key=lambda i: estimated(i)[0] or 0.0):  # cheapest first: a cut-short run has the most
+    chosen = [(info, *estimated(info)) for info in infos if not names or info.name in names]
+    cheapest_first = sorted(chosen, key=lambda c: c[1] or 0.0)  # a run cut short has the most rows
+    for info, estimate, passes in cheapest_first:
         layer, kind = info.default
-        estimate, passes = estimated(info)
         load = round(os.getloadavg()[0], 2)
         start = time.perf_counter()
         session.explain(info.name, layer, kind=kind)
@@ -548,7 +549,7 @@ def _in_subprocess(part: str, root: Path, args: argparse.Namespace, checkpoints:
         out = Path(tmp) / "part.json"
         subprocess.run([sys.executable, str(Path(__file__).resolve()), _ROOT_FLAG, str(root), "--parts", part,
                         "--threads", str(args.threads), "--values", str(args.values), "--repeats", str(args.repeats),
-                        "--checkpoints", str(checkpoints), "--out", str(out), "--fresh"], check=True)
+                        "--checkpoints", str(checkpoints), "--out", str(out)], check=True)
         figures = json.loads(out.read_text())[part]
     figures["provenance"]["command"] = shlex.join(["python", *sys.argv])  # the command to run again, not its child
     return figures
@@ -564,7 +565,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the 2 cores are shared)")
     parser.add_argument("--before", default=None, help="also measure startup and controls on this git revision")
     parser.add_argument(_ROOT_FLAG, type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)  # write only this run's parts
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -576,8 +576,6 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; expected some of {PARTS}")
     checkpoints = args.checkpoints or _default_checkpoints()
-    if args.fresh and args.out.is_file():
-        args.out.unlink()
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     worktree = None
     if args.before:

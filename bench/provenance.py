@@ -14,10 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commit() -> str:
-    """The checked-out commit, with ``-dirty`` when the library, the training code or a benchmark differ from it."""
+    """The checked-out commit, with ``-dirty`` when the library, the training code or a benchmark differ from it
+    (results files aside: a benchmark that stores each part as it finishes would mark its own later parts)."""
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--", "tokenfusion", "train", "app", "bench", "notebooks"],
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "tokenfusion", "train", "app", "bench", "notebooks",
+                              ":(exclude)bench/results"],
                              capture_output=True, text=True, check=True).stdout.strip()
     return head + ("-dirty" if changed else "")
 
