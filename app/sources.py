@@ -22,7 +22,8 @@ from tokenfusion.models import ARCHITECTURES
 
 __all__ = [
     "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "DATA_ENV", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice",
-    "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names", "synthshapes_image", "uploaded_image",
+    "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names",
+    "synthshapes_image", "uploaded_image",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +139,8 @@ def synthshapes_image(index: int, size: int, seed: int = SYNTH_SEED) -> ImageCho
     name = CLASS_NAMES[sample.label]
     return ImageChoice(
         key=f"synthshapes:{seed}:{index}:{size}", label=f"SynthShapes #{index}: {name}",
-        image=Image.fromarray(sample.image), mask=sample.mask, true_class=name, origin=("synthshapes", seed, index, size),
+        image=Image.fromarray(sample.image), mask=sample.mask, true_class=name,
+        origin=("synthshapes", seed, index, size),
     )
 
 
