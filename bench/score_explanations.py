@@ -11,7 +11,9 @@ number of blank maps, deletion and insertion AUC (target probability, ``--steps`
 ``--baseline``), the mean Spearman correlation of the cascading randomisation check (lower is
 better) over those of the first ``--random-images`` images whose trained map is not blank (a
 constant map has no ranks to correlate), and milliseconds per explanation. The JSON file also
-holds the command, date, commit, threads and load average; ``python -m train.report`` puts
+holds the command, date, commit, threads and load average. ``--update`` rescores the ``--methods``
+named (say, after a method's defaults changed) and replaces their rows in ``--out``, recording its
+own command, date and settings under ``updates``; ``python -m train.report`` puts
 :func:`summary_table`, :func:`target_checks`, :func:`findings` and :func:`before_after` of the
 files into the README.
 """
@@ -37,12 +39,13 @@ from tqdm.auto import tqdm
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import HELDOUT_SEED, SynthShapes
 from tokenfusion.explain import MethodInfo, available_methods, explain
+from tokenfusion.explain.attribution import OCCLUSION_STRIDE
 from tokenfusion.explain.metrics import (
     deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game, randomisation_check,
 )
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
 
-__all__ = ["variants", "chance_level", "score_checkpoint", "markdown_table", "summary_table", "target_checks",
+__all__ = ["variants", "chance_level", "score_checkpoint", "merged", "commands", "markdown_table", "summary_table", "target_checks",
            "before_after", "findings", "findings_text", "before_after_text", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
@@ -394,6 +397,52 @@ def _commit() -> str | None:
         return None
 
 
+class UpdateError(ValueError):
+    """An ``--update`` whose results file is missing or was scored otherwise."""
+
+
+#: Settings an ``--update`` must share with the file it updates: they decide what a score means.
+SHARED_SETTINGS = ("images", "seed", "target", "steps", "baseline", "tolerance", "random_images", "random_steps")
+
+
+def _updated(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The report in ``out`` that a run with ``settings`` may update (:class:`UpdateError` if none)."""
+    if not settings["methods"]:
+        raise UpdateError("--update rescores the --methods named; name them")
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        raise UpdateError(f"no results file to update ({e})") from e
+    differ = [f"{k} {settings[k]!r} (the file: {earlier['settings'].get(k)!r})" for k in SHARED_SETTINGS
+              if earlier["settings"].get(k) != settings[k]]
+    unscored = sorted({Path(c).name for c in settings["checkpoints"]} - {r["checkpoint"] for r in earlier["results"]})
+    if differ or unscored:
+        raise UpdateError("; ".join(differ + [f"it does not score {', '.join(unscored)}"] * bool(unscored)))
+    return earlier
+
+
+def merged(earlier: list[dict[str, Any]], rescored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``earlier`` rows with those of every ``(checkpoint, method)`` in ``rescored`` replaced by its new
+    rows, where the first of the old ones stood (at the end when the file did not score it)."""
+    new: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rescored:
+        new[row["checkpoint"], row["method"]].append(row)
+    out, placed = [], set()
+    for row in earlier:
+        key = (row["checkpoint"], row["method"])
+        if key not in new:
+            out.append(row)
+        elif key not in placed:
+            out += new[key]
+            placed.add(key)
+    return out + [row for key, rows in new.items() if key not in placed for row in rows]
+
+
+def commands(report: dict[str, Any]) -> list[str]:
+    """The commands that made a results file: the scoring run, then each ``--update``."""
+    return [report["command"], *(u["command"] for u in report.get("updates", []))]
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/score_explanations.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="checkpoint files or folders of *.pt")
@@ -409,8 +458,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-images", type=int, default=20,
                    help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
-    p.add_argument("--occlusion-stride", type=float, default=0.5,
-                   help="Occlusion's stride as a fraction of its window (1: windows side by side)")
+    p.add_argument("--occlusion-stride", type=float, default=OCCLUSION_STRIDE,
+                   help="Occlusion's stride as a fraction of its window (1: windows side by side; default: the library's)")
+    p.add_argument("--update", action="store_true",
+                   help="rescore only --methods and put their rows in place of theirs in --out, which must hold the "
+                        "same checkpoints scored with the same images and settings")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p
 
@@ -426,24 +478,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no checkpoints to score (missing: {missing or [str(p) for p in args.checkpoints]}). "
               "Pass .pt files or a folder holding them.", file=sys.stderr)
         return 2
+    settings = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
+                for k, v in vars(args).items()}
+    try:
+        earlier = _updated(args.out, settings) if args.update else None
+    except UpdateError as e:
+        print(f"error: cannot update {args.out}: {e}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     rows = [row for path in paths for row in score_checkpoint(path, args)]
-    report = {
+    run = {
         "command": "python bench/score_explanations.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "settings": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
-                     for k, v in vars(args).items()},
+        "settings": settings,
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "load_average": os.getloadavg()},
         "seconds": time.perf_counter() - start,
-        "results": rows,
     }
+    if earlier is None:
+        report = {**run, "results": rows}
+    else:
+        report = {**earlier, "updates": [*earlier.get("updates", []), run],
+                  "results": merged(earlier["results"], rows)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     if args.markdown:
-        table = markdown_table(rows)
-        args.out.with_suffix(".md").write_text(f"`{report['command']}`\n\n{table}\n")
+        table = markdown_table(report["results"])
+        made = "\n".join(f"`{command}`" for command in commands(report))
+        args.out.with_suffix(".md").write_text(f"{made}\n\n{table}\n")
         print(table)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable
 
 import nbformat
 
-from bench.score_explanations import before_after_text, chance_level, findings_text, summary_table, target_checks
+from bench.score_explanations import (
+    before_after_text, chance_level, commands, findings_text, summary_table, target_checks,
+)
 from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.analysis.summary import summary_markdown
 from tokenfusion.checkpoint import load_checkpoint
@@ -71,7 +73,7 @@ def scores_table(paths: list[Path]) -> str:
     chance = ", ".join(f"{100 * level['random']:.0f}%" for level in levels)
     blank = ", ".join(f"{level['blank_pointing']:.2f} on the pointing game and {level['blank_energy']:.2f} energy"
                       for level in levels)
-    commands = "\n".join(f"    {report['command']}" for report in reports)
+    made = "\n".join(f"    {command}" for report in reports for command in commands(report))
     return (f"{summary_table(rows)}\n\nChance: the objects cover {chance} of these images on average, so a map that "
             f"ignores the image scores about that on the pointing game and the energy. A blank map (constant, "
             f"such as Grad-CAM's when no weighted channel is positive) points nowhere: it scores {blank}. The "
@@ -79,7 +81,7 @@ def scores_table(paths: list[Path]) -> str:
             f"object at most 1 - b/n of the time.\n\n"
             f"Targets, checked on every scored method and layer ({', '.join(map(str, images))} "
             f"held-out images per model):\n\n" + "\n".join(target_checks(rows)) +
-            f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{commands}\n")
+            f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{made}\n")
 
 
 def fill_block(text: str, name: str, content: str) -> str:
@@ -421,8 +423,11 @@ def score_times(root: Path) -> str:
     """How long each explanation-score file took to make, from its ``seconds``."""
     reports = {p.stem.removeprefix("explain_scores_"): json.loads(p.read_text())
                for p in sorted((root / RESULTS).glob("explain_scores_*.json"))}
-    return ("Scoring took " + ", ".join(f"{r['seconds'] / 60:.0f} min for `{arch}`" for arch, r in reports.items())
-            + " (the `seconds` of each file).\n")
+    def took(arch: str, report: dict[str, Any]) -> str:
+        updates = "".join(f", then {u['seconds'] / 60:.0f} min rescoring {', '.join(u['settings']['methods'])}"
+                          for u in report.get("updates", []))
+        return f"{report['seconds'] / 60:.0f} min for `{arch}`{updates}"
+    return "Scoring took " + "; ".join(took(arch, r) for arch, r in reports.items()) + " (the `seconds` of each file).\n"
 
 
 def forward_parts(root: Path) -> str:

@@ -1,6 +1,9 @@
 """The figure builders the app draws with (``tokenfusion.viz``): what they show is what was computed."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,7 @@ from PIL import Image
 from tokenfusion.data.transforms import model_view, preprocess
 from tokenfusion.explain import agreement_matrices, anatomy, explain, predict, rollout_steps, top_fraction_iou
 from tokenfusion.models import ARCHITECTURES, create, make_config
-from tokenfusion.viz import overlay_figure, strategy_diagram, token_grid_figure, topk_figure
+from tokenfusion.viz import overlay_figure, overlays_figure, strategy_diagram, token_grid_figure, topk_figure
 
 
 @pytest.mark.parametrize(("size", "crop_pct"), [((300, 200), 0.875), ((90, 160), 1.0), ((48, 48), 1.0)])
@@ -47,6 +50,15 @@ def test_overlay_stretches_a_token_grid_over_the_image() -> None:
     assert heat.dx == 40 and heat.x0 + 5 * heat.dx + heat.dx / 2 == pytest.approx(239.5)
     lines = token_grid_figure(np.zeros((240, 240, 3), dtype=np.uint8), (6, 4), colour="red").layout.shapes
     assert len(lines) == (4 + 1) + (6 + 1)
+
+
+def test_overlays_carry_the_picture_itself_as_a_lossless_image() -> None:
+    picture = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    for fig in (overlay_figure(picture, torch.rand(5, 5)), overlays_figure(picture, [("a", torch.rand(5, 5))] * 3)):
+        images = [t for t in fig.data if t.type == "image"]
+        assert images and all(t.source == images[0].source for t in images)
+        shown = Image.open(io.BytesIO(base64.b64decode(images[0].source.split(",", 1)[1])))
+        assert np.array_equal(np.asarray(shown.convert("RGB")), picture)
 
 
 def test_topk_marks_the_true_class() -> None:

@@ -34,6 +34,28 @@ def test_score_command_writes_scores_in_range(tmp_path):
     assert "| cnn.pt | gradcam | trunk.stage2 |" in out.with_suffix(".md").read_text()
 
 
+def test_an_update_rescores_only_the_methods_named(tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    common = ["--checkpoints", str(CNN), "--steps", "5", "--random-images", "1", "--random-steps", "2", "--out", str(out),
+              "--markdown"]
+    assert main([*common, "--images", "2", "--methods", "gradcam", "occlusion"]) == 0
+    before = json.loads(out.read_text())
+    update = [*common, "--images", "2", "--methods", "occlusion", "--occlusion-stride", "0.5", "--update"]
+    assert main(update) == 0
+    after = json.loads(out.read_text())
+    assert after["command"] == before["command"] and after["results"][0] == before["results"][0]  # gradcam kept
+    assert [r["method"] for r in after["results"]] == ["gradcam", "occlusion"]
+    assert after["results"][1]["ms_per_image"] != before["results"][1]["ms_per_image"]  # rescored
+    assert [u["settings"]["occlusion_stride"] for u in after["updates"]] == [0.5]
+    assert out.with_suffix(".md").read_text().splitlines()[:2] == [f"`{after['command']}`",
+                                                                    f"`{after['updates'][0]['command']}`"]
+    # Scores of other images, or of a checkpoint the file never scored, would mix what the rows mean: refused.
+    for wrong in (["--images", "3"], ["--checkpoints", str(CNN.with_name("vit.pt"))]):
+        assert main([*update, *wrong]) == 2
+        assert json.loads(out.read_text()) == after
+    assert "images 3 (the file: 2)" in capsys.readouterr().err
+
+
 def test_score_command_refuses_missing_checkpoints(tmp_path, capsys):
     assert main(["--checkpoints", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "s.json")]) == 2
     assert "no checkpoints to score" in capsys.readouterr().err

@@ -19,7 +19,13 @@ from ..models import TokenFusionModel
 from ._utils import ExplainError, as_batch, device_of, resolve_target
 from .result import Explanation
 
-__all__ = ["integrated_gradients", "smoothgrad", "occlusion"]
+__all__ = ["OCCLUSION_STRIDE", "OCCLUSION_WINDOW", "integrated_gradients", "smoothgrad", "occlusion"]
+
+#: Occlusion's window, a fraction of the image side (6 px at 48 px, 28 px at 224 px).
+OCCLUSION_WINDOW = 0.125
+#: Occlusion's stride, a fraction of its window: windows side by side. ``bench/results/occlusion_stride_*.md``
+#: score it against half a window apart, which takes about four times the forward passes.
+OCCLUSION_STRIDE = 1.0
 
 
 def _prepare(model: TokenFusionModel, x: Tensor, target: int | None) -> tuple[Tensor, int]:
@@ -77,12 +83,12 @@ def smoothgrad(
 
 
 def occlusion(
-    model: TokenFusionModel, x: Tensor, target: int | None = None, *, window: float = 0.125, stride: float = 0.5,
-    perturbations_per_eval: int = 16,
+    model: TokenFusionModel, x: Tensor, target: int | None = None, *, window: float = OCCLUSION_WINDOW,
+    stride: float = OCCLUSION_STRIDE, perturbations_per_eval: int = 16,
 ) -> Explanation:
     """Occlusion (Zeiler & Fergus 2014): the drop of the target logit when a square window is
-    set to the mean colour. ``window`` is a fraction of the image side (6 px at 48, 28 px at
-    224), ``stride`` a fraction of the window; at most ``perturbations_per_eval`` per forward."""
+    set to the mean colour. ``window`` is a fraction of the image side, ``stride`` a fraction of the
+    window; at most ``perturbations_per_eval`` per forward."""
     from captum.attr import Occlusion
 
     start = time.perf_counter()

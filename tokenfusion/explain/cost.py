@@ -19,6 +19,7 @@ import torch
 
 from ..models import TokenFusionModel
 from ._utils import device_of
+from .attribution import OCCLUSION_STRIDE, OCCLUSION_WINDOW
 from .cam import PER_CHANNEL_CAMS, TOP_CHANNELS
 from .registry import resolve
 
@@ -146,8 +147,8 @@ def _passes(
         return Passes(samples + 1, samples, True)
     if method == "occlusion":
         size = model.config.img_size
-        side = max(1, round(float(options.get("window", 0.125)) * size))
-        step = max(1, round(float(options.get("stride", 0.5)) * side))
+        side = max(1, round(float(options.get("window", OCCLUSION_WINDOW)) * size))
+        step = max(1, round(float(options.get("stride", OCCLUSION_STRIDE)) * side))
         per_side = (size - side) // step + 1
         return Passes(per_side * per_side + 2, 0, True)
     raise NotImplementedError(f"No cost model for {method!r}")
