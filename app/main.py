@@ -3,7 +3,7 @@
 Declares the pages and draws the shared sidebar; each page lives in ``app/views/``. (Not ``pages/``:
 Streamlit serves a ``pages/`` folder's scripts on their own, without this file's sidebar, to a link
 opened on a server that has not run this file yet.) Both run guarded: an unexpected error is shown as
-a plain message with its details folded, never a traceback.
+a plain message with its details folded, never a traceback. What loads ahead of need: ``app/preload.py``.
 """
 import sys
 from pathlib import Path
@@ -13,10 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
-from app.preload import preload_chart_module  # noqa: E402
+from app.preload import load_backends_in_background, preload_chart_module, wait_for_backends  # noqa: E402
 
 st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
 preload_chart_module()  # before the imports below (torch, the models: seconds on a first run)
+wait_for_backends()  # no import beside the background one
 
 from app.sidebar import draw_sidebar  # noqa: E402
 from app import url  # noqa: E402
@@ -34,3 +35,4 @@ guarded(url.start, "the link to this view")
 if guarded(draw_sidebar, "the sidebar"):  # every page reads the sidebar's selection
     guarded(page.run, f"the {page.title} page")
 guarded(lambda: url.write(prune=True), "the link to this view")
+load_backends_in_background()  # the first page is drawn: load what the first map needs while it is read

@@ -333,6 +333,7 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         at = _apptest(checkpoints)
         m = at.sidebar.selectbox(key="model_name").value
         at.run()  # warm: every view of the opening page computed once
+        backends_s = _load_backends()
         model = load_checkpoint(checkpoints / f"{m}.pt").model  # the raw options of the formatted controls
         heads = ["max", *range(model.config.num_heads)]
         structure = getattr(model, "structure", None)  # older code (--before) may not declare one
@@ -410,7 +411,20 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
     cpu = [t for row in rows.values() for t in row["cpu_s"]]
     return {"controls": rows, "median_s": round(statistics.median(every), 3), "worst_s": round(max(every), 3),
             "median_cpu_s": round(statistics.median(cpu), 3), "worst_cpu_s": round(max(cpu), 3),
-            "changes": len(every), "target_s": CONTROL_TARGET_S, "model": m}
+            "changes": len(every), "target_s": CONTROL_TARGET_S, "model": m, "backends_s": backends_s}
+
+
+def _load_backends() -> float | None:
+    """Seconds to import the explanation back-ends, which the server does in the background once the
+    first page of a browser session is drawn (``app/preload.py``; AppTest has no browser, so it is
+    done here); None for older code, which imported them with the first page or the first map."""
+    try:
+        from tokenfusion.explain import load_backends
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    load_backends()
+    return round(time.perf_counter() - start, 2)
 
 
 def _picker_id(at) -> str:

@@ -383,9 +383,13 @@ def findings_text(paths: list[Path]) -> str:
 
 
 def before_after_text(before: list[Path], after: list[Path]) -> str:
-    """:func:`before_after` of the score files ``before`` and ``after``, naming where ``before`` lies."""
-    return (before_after(_results(before)[1], _results(after)[1]) +
-            f"\nBefore: the score files kept in `bench/results/{Path(before[0]).parent.name}/`.\n")
+    """:func:`before_after` of the score files ``before`` and ``after``, naming where ``before`` lies and
+    which methods of ``after`` were rescored since (``--update``: their maps may be made otherwise)."""
+    reports, rows = _results(after)
+    rescored = sorted({m for r in reports for u in r.get("updates", []) for m in u["settings"]["methods"]})
+    since = f" Rescored since with `--update` (see each file's `updates`): {', '.join(rescored)}." if rescored else ""
+    return (before_after(_results(before)[1], rows) +
+            f"\nBefore: the score files kept in `bench/results/{Path(before[0]).parent.name}/`.{since}\n")
 
 
 def _commit() -> str | None:

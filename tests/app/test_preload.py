@@ -1,11 +1,18 @@
-"""The chart module the app asks the browser for first thing is the one Streamlit's first chart imports."""
+"""What the app loads ahead of need: the chart module the browser is asked for first thing is the one
+Streamlit's first chart imports; the explanation back-ends load in the background for a browser session."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+from app import preload
 from app.preload import CHART_MODULE
 
 from .helpers import no_exception
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_preloaded_module_is_the_one_the_first_chart_imports() -> None:
@@ -20,3 +27,29 @@ def test_every_page_asks_for_it_before_drawing(app) -> None:
     drawn = [e for e in at.main if e.type != "main"]  # the page's elements in order, after its container
     assert drawn[0].type == "html" and CHART_MODULE.name in drawn[0].proto.body
     assert drawn[0].proto.unsafe_allow_javascript
+
+
+BACKGROUND = """
+import json, sys, types
+import app.preload as preload
+
+before = [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]
+preload.st = types.SimpleNamespace(context=types.SimpleNamespace(headers={"Host": "localhost"}))  # a browser session
+preload.load_backends_in_background()
+started = preload._backends is not None
+preload.load_backends_in_background()  # a second session: the same thread
+preload.wait_for_backends()
+print(json.dumps([before, started, [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]]))
+"""
+
+
+def test_a_browser_session_loads_the_explanation_backends_in_the_background() -> None:
+    done = subprocess.run([sys.executable, "-c", BACKGROUND], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    before, started, after = json.loads(done.stdout.splitlines()[-1])
+    assert before == [] and started and after == ["captum", "pytorch_grad_cam"]
+
+
+def test_a_session_without_a_browser_starts_no_import_beside_it(app) -> None:
+    no_exception(app())  # AppTest: no request headers; its test code goes on at once and could import beside it
+    assert preload._backends is None

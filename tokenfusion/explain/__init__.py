@@ -11,6 +11,7 @@ from .agreement import agreement_matrices, top_fraction_iou
 from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
 from .attention import attention_map, attention_rollout, cross_attention_map, fuse_heads, rollout_matrix
 from .attribution import integrated_gradients, occlusion, smoothgrad
+from .backends import load_backends
 from .cam import CAM_METHODS, TOP_CHANNELS, TokenReshape, cam
 from .cost import (
     ForwardCost, Passes, Progress, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward,
@@ -35,8 +36,8 @@ __all__ = [
     "attention_rollout", "auc", "available_methods", "best_map", "branch_ablation", "cam", "cross_attention_map",
     "deletion_curve", "estimate_seconds", "explain", "faithfulness_seconds", "forward_passes", "fuse_heads",
     "fusion_weights", "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank",
-    "mask_energy", "mask_scores", "mean_tokens", "measure_forward", "occlusion", "pearson", "pointing_game",
-    "predict", "randomisation_check", "randomisation_seconds", "reporting", "rollout_matrix", "rollout_steps",
-    "score_of", "scores_for", "sequence_table", "smoothgrad", "spearman", "strongest_channels", "to_map",
-    "top_fraction_iou", "top_k",
+    "load_backends", "mask_energy", "mask_scores", "mean_tokens", "measure_forward", "occlusion", "pearson",
+    "pointing_game", "predict", "randomisation_check", "randomisation_seconds", "reporting", "rollout_matrix",
+    "rollout_steps", "score_of", "scores_for", "sequence_table", "smoothgrad", "spearman", "strongest_channels",
+    "to_map", "top_fraction_iou", "top_k",
 ]
