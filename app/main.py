@@ -13,13 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st  # noqa: E402
 
-from app.preload import load_backends_in_background, preload_chart_module, wait_for_backends  # noqa: E402
+from app.preload import load_ahead, preload_chart_module, wait_for_background  # noqa: E402
 
 st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
 preload_chart_module()  # before the imports below (torch, the models: seconds on a first run)
-wait_for_backends()  # no import beside the background one
+wait_for_background()  # nothing imports beside the background thread
 
-from app.sidebar import draw_sidebar  # noqa: E402
+from app.sidebar import draw_sidebar, selection  # noqa: E402
 from app import url  # noqa: E402
 from app.ui import guarded  # noqa: E402
 
@@ -32,7 +32,9 @@ page = st.navigation([
     st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ])
 guarded(url.start, "the link to this view")
-if guarded(draw_sidebar, "the sidebar"):  # every page reads the sidebar's selection
+drawn = guarded(draw_sidebar, "the sidebar")
+if drawn:  # every page reads the sidebar's selection
     guarded(page.run, f"the {page.title} page")
 guarded(lambda: url.write(prune=True), "the link to this view")
-load_backends_in_background()  # the first page is drawn: load what the first map needs while it is read
+if drawn:  # the page is drawn: load what the next clicks need while it is read
+    guarded(lambda: load_ahead(selection().models), "loading ahead")

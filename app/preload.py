@@ -2,27 +2,38 @@
 
 - In the browser, while the server imports torch and the models: Streamlit's plotly component, which
   the first chart otherwise fetches and compiles only after the server has sent that chart.
-- On the server, once the first page of the first browser session is drawn: the explanation
-  back-ends (:func:`~tokenfusion.explain.load_backends`, seconds), in a background thread, which the
-  first map (the Maps tab, Compare, Faithfulness) would otherwise wait for. Script runs and fragment
-  reruns wait for that thread first (:func:`wait_for_backends`), so no code imports beside it: two
-  threads importing the modules of one package at once can each see the other's half-initialised.
+- On the server, once the first page of the first browser session is drawn, in a background thread:
+  the explanation back-ends (:func:`~tokenfusion.explain.load_backends`, seconds), which the first
+  map (the Maps tab, Compare, Faithfulness) would otherwise wait for, then the other listed
+  checkpoints (a fraction of a second each), which the model picker and Compare would. Script runs
+  and fragment reruns wait for that thread first (:func:`wait_for_background`), so no code imports
+  beside it: two threads importing the modules of one package at once can each see the other's
+  half-initialised.
 
 Only ``streamlit`` and the standard library are imported here, so it runs before anything heavy."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import streamlit as st
 
-__all__ = ["CHART_MODULE", "load_backends_in_background", "preload_chart_module", "wait_for_backends"]
+__all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "preload_chart_module", "wait_for_background"]
 
 #: Streamlit's lazily loaded plotly component, as its build names it (None if a release renames it).
 CHART_MODULE = next(iter(sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))),
                     None)
 
-_backends: threading.Thread | None = None
+#: Checkpoints are loaded ahead while their files come to at most this many MB (the teaching models; not a
+#: folder of ImageNet models, which would hold gigabytes of memory nobody may ask for).
+AHEAD_MB = 100
+
+#: Seconds between the end of the first page's run and the start of loading ahead, for the server to send
+#: that page's last messages first: an importing thread holds the interpreter lock most of the time.
+AHEAD_DELAY_S = 1.0
+
+_background: threading.Thread | None = None
 _starting = threading.Lock()
 
 
@@ -34,22 +45,39 @@ def preload_chart_module() -> None:
                 unsafe_allow_javascript=True)
 
 
-def load_backends_in_background() -> None:
-    """Start importing the explanation back-ends in a background thread, once per server, and only for a
-    session with a browser (request headers): a person reads the first page before they click, where
-    a test (``AppTest``) would go on at once and import beside the thread."""
-    global _backends
+def load_ahead(checkpoints: Mapping[str, Path]) -> None:
+    """Start loading ahead in a background thread, once per server, and only for a session with a
+    browser (request headers): a person reads the first page before they click, where a test
+    (``AppTest``) would go on at once and import beside the thread. ``checkpoints``: the listed
+    ``{name: path}``, loaded in order up to :data:`AHEAD_MB`."""
+    global _background
     if not st.context.headers:
         return
     with _starting:
-        if _backends is None:
-            from tokenfusion.explain import load_backends
+        if _background is None:
+            _background = threading.Timer(AHEAD_DELAY_S, _load_ahead, args=(dict(checkpoints),))
+            _background.daemon, _background.name = True, "load-ahead"
+            _background.start()
 
-            _backends = threading.Thread(target=load_backends, name="load-explanation-backends", daemon=True)
-            _backends.start()
+
+def _load_ahead(checkpoints: dict[str, Path]) -> None:
+    from tokenfusion.explain import load_backends
+
+    from .state import load_model
+
+    load_backends()
+    budget = AHEAD_MB * 2**20
+    for name, path in checkpoints.items():
+        budget -= path.stat().st_size if path.is_file() else 0
+        if budget < 0:
+            return
+        try:
+            load_model(path, name)
+        except Exception:  # noqa: BLE001 - not cached: the page that loads it says what is wrong with it
+            continue
 
 
-def wait_for_backends() -> None:
-    """Return once the background import (if any) is done."""
-    if _backends is not None:
-        _backends.join()
+def wait_for_background() -> None:
+    """Return once the background loading (if any) is done."""
+    if _background is not None:
+        _background.join()

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from .preload import wait_for_backends
+from .preload import wait_for_background
 from .state import Timed
 
 __all__ = ["DISPLAY_SIZE", "duration", "explain_line", "fragment", "guarded", "show_failure"]
@@ -71,7 +71,7 @@ def fragment(draw: Callable[..., R] | None = None, *, run_every: float | None = 
 
     @functools.wraps(draw)
     def guarded_draw(*args: Any, **kwargs: Any) -> R | None:
-        wait_for_backends()  # a fragment's rerun skips main.py, which waits for them
+        wait_for_background()  # a fragment's rerun skips main.py, which waits for them
         result: list[R] = []
         guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
         return result[0] if result else None

@@ -31,25 +31,31 @@ def test_every_page_asks_for_it_before_drawing(app) -> None:
 
 BACKGROUND = """
 import json, sys, types
-import app.preload as preload
+from pathlib import Path
+import app.preload as preload, app.state as state
 
 before = [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]
+loaded = []
+state.load_model = lambda path, name: loaded.append(name)
 preload.st = types.SimpleNamespace(context=types.SimpleNamespace(headers={"Host": "localhost"}))  # a browser session
-preload.load_backends_in_background()
-started = preload._backends is not None
-preload.load_backends_in_background()  # a second session: the same thread
-preload.wait_for_backends()
-print(json.dumps([before, started, [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]]))
+listed = {name: Path(f"checkpoints/{name}.pt") for name in ("early", "late", "cnn")}
+preload.AHEAD_MB = (listed["early"].stat().st_size + listed["late"].stat().st_size) / 2**20  # room for two
+preload.load_ahead({"gone": Path("checkpoints/gone.pt"), **listed})
+started = preload._background is not None
+preload.load_ahead(listed)  # a second session: the same thread
+preload.wait_for_background()
+print(json.dumps([before, started, [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules], loaded]))
 """
 
 
-def test_a_browser_session_loads_the_explanation_backends_in_the_background() -> None:
+def test_a_browser_session_loads_the_backends_and_the_listed_models_in_the_background() -> None:
     done = subprocess.run([sys.executable, "-c", BACKGROUND], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    before, started, after = json.loads(done.stdout.splitlines()[-1])
+    before, started, after, loaded = json.loads(done.stdout.splitlines()[-1])
     assert before == [] and started and after == ["captum", "pytorch_grad_cam"]
+    assert loaded == ["gone", "early", "late"]  # in order, up to AHEAD_MB; a missing file is the page's to report
 
 
 def test_a_session_without_a_browser_starts_no_import_beside_it(app) -> None:
     no_exception(app())  # AppTest: no request headers; its test code goes on at once and could import beside it
-    assert preload._backends is None
+    assert preload._background is None
