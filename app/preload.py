@@ -19,7 +19,7 @@ from pathlib import Path
 
 import streamlit as st
 
-__all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "preload_chart_module", "wait_for_background"]
+__all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "load_ahead_now", "preload_chart_module", "wait_for_background"]
 
 #: Streamlit's lazily loaded plotly component, as its build names it (None if a release renames it).
 CHART_MODULE = next(iter(sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))),
@@ -55,12 +55,14 @@ def load_ahead(checkpoints: Mapping[str, Path]) -> None:
         return
     with _starting:
         if _background is None:
-            _background = threading.Timer(AHEAD_DELAY_S, _load_ahead, args=(dict(checkpoints),))
+            _background = threading.Timer(AHEAD_DELAY_S, load_ahead_now, args=(dict(checkpoints),))
             _background.daemon, _background.name = True, "load-ahead"
             _background.start()
 
 
-def _load_ahead(checkpoints: dict[str, Path]) -> None:
+def load_ahead_now(checkpoints: Mapping[str, Path]) -> None:
+    """What :func:`load_ahead`'s thread runs: the explanation back-ends, then ``checkpoints`` in order
+    up to :data:`AHEAD_MB` of files."""
     from tokenfusion.explain import load_backends
 
     from .state import load_model

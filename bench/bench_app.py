@@ -333,7 +333,7 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         at = _apptest(checkpoints)
         m = at.sidebar.selectbox(key="model_name").value
         at.run()  # warm: every view of the opening page computed once
-        backends_s = _load_backends()
+        ahead_s = _load_ahead(checkpoints)
         model = load_checkpoint(checkpoints / f"{m}.pt").model  # the raw options of the formatted controls
         heads = ["max", *range(model.config.num_heads)]
         structure = getattr(model, "structure", None)  # older code (--before) may not declare one
@@ -411,19 +411,20 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
     cpu = [t for row in rows.values() for t in row["cpu_s"]]
     return {"controls": rows, "median_s": round(statistics.median(every), 3), "worst_s": round(max(every), 3),
             "median_cpu_s": round(statistics.median(cpu), 3), "worst_cpu_s": round(max(cpu), 3),
-            "changes": len(every), "target_s": CONTROL_TARGET_S, "model": m, "backends_s": backends_s}
+            "changes": len(every), "target_s": CONTROL_TARGET_S, "model": m, "ahead_s": ahead_s}
 
 
-def _load_backends() -> float | None:
-    """Seconds to import the explanation back-ends, which the server does in the background once the
-    first page of a browser session is drawn (``app/preload.py``; AppTest has no browser, so it is
-    done here); None for older code, which imported them with the first page or the first map."""
+def _load_ahead(checkpoints: Path) -> float | None:
+    """Seconds to load what the server loads ahead, in the background once the first page of a browser
+    session is drawn (``app/preload.py``: the explanation back-ends, the listed checkpoints); AppTest
+    has no browser, so it is done here. None for older code, which loaded them when first asked."""
     try:
-        from tokenfusion.explain import load_backends
+        from app.preload import load_ahead_now
+        from app.sources import list_checkpoints
     except ImportError:
         return None
     start = time.perf_counter()
-    load_backends()
+    load_ahead_now(list_checkpoints(checkpoints))
     return round(time.perf_counter() - start, 2)
 
 

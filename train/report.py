@@ -365,9 +365,9 @@ def app_bench(root: Path) -> str:
                    f"{_ms(c['worst_cpu_s'])}); target {_ms(c['target_s'])} for every change: "
                    + (f"**missed** by {len(missed)} of {len(c['controls'])} controls ({', '.join(missed)}); "
                       f"in CPU time by {len(cpu_missed)}" if missed else "met") + "."
-                   + (f" Before timing, the explanation back-ends were imported ({c['backends_s']:.1f} s), as the "
-                      "server does in the background once the first page of a browser session is drawn "
-                      "(`app/preload.py`)." if c.get("backends_s") is not None else "")
+                   + (f" Before timing, what the server loads ahead in the background once the first page of a "
+                      f"browser session is drawn (`app/preload.py`: the explanation back-ends, the listed "
+                      f"checkpoints) was loaded: {c['ahead_s']:.1f} s." if c.get("ahead_s") is not None else "")
                    + _before_controls(c) + "\n\n" + "\n".join(lines)
                    + f"\n\n`{c['provenance']['command']}` ({provenance(c['provenance'])}, load average after "
                    f"{c['provenance']['load_average_after'][0]:.1f}).\n")
