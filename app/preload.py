@@ -13,6 +13,7 @@
 Only ``streamlit`` and the standard library are imported here, so it runs before anything heavy."""
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,7 +63,9 @@ def load_ahead(checkpoints: Mapping[str, Path]) -> None:
 
 def load_ahead_now(checkpoints: Mapping[str, Path]) -> None:
     """What :func:`load_ahead`'s thread runs: the explanation back-ends, then ``checkpoints`` in order
-    up to :data:`AHEAD_MB` of files."""
+    up to :data:`AHEAD_MB` of files; then every object alive is moved out of the garbage collector's
+    reach (``gc.freeze``): the modules and models stay for the server's life, and a full collection
+    walking them all would otherwise stall whichever click it fell in."""
     from tokenfusion.explain import load_backends
 
     from .state import load_model
@@ -72,11 +75,12 @@ def load_ahead_now(checkpoints: Mapping[str, Path]) -> None:
     for name, path in checkpoints.items():
         budget -= path.stat().st_size if path.is_file() else 0
         if budget < 0:
-            return
+            break
         try:
             load_model(path, name)
         except Exception:  # noqa: BLE001 - not cached: the page that loads it says what is wrong with it
             continue
+    gc.freeze()
 
 
 def wait_for_background() -> None:

@@ -44,16 +44,19 @@ preload.load_ahead({"gone": Path("checkpoints/gone.pt"), **listed})
 started = preload._background is not None
 preload.load_ahead(listed)  # a second session: the same thread
 preload.wait_for_background()
-print(json.dumps([before, started, [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules], loaded]))
+import gc
+loaded_modules = [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]
+print(json.dumps([before, started, loaded_modules, loaded, gc.get_freeze_count()]))
 """
 
 
 def test_a_browser_session_loads_the_backends_and_the_listed_models_in_the_background() -> None:
     done = subprocess.run([sys.executable, "-c", BACKGROUND], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    before, started, after, loaded = json.loads(done.stdout.splitlines()[-1])
+    before, started, after, loaded, frozen = json.loads(done.stdout.splitlines()[-1])
     assert before == [] and started and after == ["captum", "pytorch_grad_cam"]
     assert loaded == ["gone", "early", "late"]  # in order, up to AHEAD_MB; a missing file is the page's to report
+    assert frozen > 100_000  # what stays for the server's life, out of the collector's full passes
 
 
 def test_a_session_without_a_browser_starts_no_import_beside_it(app) -> None:
