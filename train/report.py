@@ -331,7 +331,12 @@ def app_bench(root: Path) -> str:
                f"{before['health_s']:.1f} s)") if before else ""
         out.append(f"From `streamlit run` to the first finished Explore page in Chromium: {start['first_page_s']:.1f} s, "
                    f"server healthy after {start['health_s']:.1f} s{was}; target {start['target_s']:g} s: "
-                   f"{_met(start['first_page_s'], start['target_s'])}. What the first page imports, one after another "
+                   f"{_met(start['first_page_s'], start['target_s'])}."
+                   + (f" The page connected (its websocket opened, and the first run began) after "
+                      f"{start['connected_s']:.1f} s; with torch and torchvision imported, "
+                      f"{start['connected_s'] + start['imports_s']['torch'] + start['imports_s']['torchvision']:.1f} s "
+                      "have passed before a line of the app's own code runs." if "connected_s" in start else "")
+                   + " What the first page imports, one after another "
                    f"in a fresh interpreter of the same run ({sum(start['imports_s'].values()):.1f} s in all): "
                    + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in start["imports_s"].items())
                    + "".join(f"; the first CAM or attribution map (the Maps tab) then imports "
