@@ -20,7 +20,8 @@ from pathlib import Path
 
 import streamlit as st
 
-__all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "load_ahead_now", "preload_chart_module", "wait_for_background"]
+__all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "load_ahead_now", "preload_chart_module",
+           "wait_for_background"]
 
 #: Streamlit's lazily loaded plotly component, as its build names it (None if a release renames it).
 CHART_MODULE = next(iter(sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))),

@@ -24,7 +24,7 @@ __all__ = ["OCCLUSION_STRIDE", "OCCLUSION_WINDOW", "integrated_gradients", "smoo
 #: Occlusion's window, a fraction of the image side (6 px at 48 px, 28 px at 224 px).
 OCCLUSION_WINDOW = 0.125
 #: Occlusion's stride, a fraction of its window: windows side by side. ``bench/results/occlusion_stride_*.md``
-#: score it against half a window apart, which takes about four times the forward passes.
+#: score it against half a window apart, which takes over three times the forward passes.
 OCCLUSION_STRIDE = 1.0
 
 
