@@ -20,6 +20,7 @@ import streamlit as st
 
 from app import url
 from app.estimates import may_start
+from app.export import chart
 from app.sidebar import load_models, selection
 from app.sources import data_dir
 from app.state import DEVICE, LoadedModel, exclusive
@@ -101,7 +102,7 @@ def _in_columns(items: list[tuple[str, Any]], key: str) -> None:
     for start in range(0, len(items), COLUMNS):
         for column, (title, figure) in zip(st.columns(COLUMNS), items[start:start + COLUMNS]):
             column.markdown(f"**{title}**")
-            column.plotly_chart(figure, key=f"{key}_{title}")
+            chart(column, figure, key=f"{key}_{title}")
 
 
 def _accuracy(result: dict[str, Any]) -> None:
@@ -160,7 +161,7 @@ def _similarity(result: dict[str, Any]) -> None:
     url.bind("cka", "analysis_cka", labels[0], labels)
     label = st.selectbox("Compare", labels, key="analysis_cka")
     url.write()  # a fragment rerun changes the view too
-    st.plotly_chart(cka_figure(comparisons[labels.index(label)], height=360), key="analysis_cka_figure")
+    chart(st, cka_figure(comparisons[labels.index(label)], height=360), key="analysis_cka_figure")
     st.caption("Linear CKA between every layer of one model (rows) and of the other (columns), on the same images "
                "(minibatch estimate, Nguyen et al. 2021): 1 where two layers hold the same representation up to a "
                "rotation and scale, near 0 where they are unrelated.")

@@ -2,6 +2,7 @@
 disk so that the same question is answered again without computing, plain messages for bad data."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,8 @@ def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(open_analys
     # with attention shares, one for layerwise's gates; one CKA heatmap
     assert len(charts(at)) == len(attending) + len(attending) + 2 * 2 + 1 + 1
     assert sum(t.startswith("CKA: ") for t in chart_titles(at)) == 1
+    downloads = [json.loads(c.proto.config)["toImageButtonOptions"] for c in charts(at)]
+    assert all(d["format"] == "png" for d in downloads) and "analysis-cka-figure" in {d["filename"] for d in downloads}
     assert any("Computed in" in c and f"{IMAGES} images" in c for c in texts(at.caption))
     titles = [m.strip("*") for m in texts(at.markdown) if m.startswith("**")]
     per_model = [f"{name}: per {what}" for name in fused[:2] for what in ("layer", "head")] + [f"{fused[2]}: gates"]
