@@ -204,10 +204,8 @@ def file_record(path: str | Path, kind: str, modules: list[str], notes: list[str
     """Provenance of one part: the file (absolute path, SHA-256), its format, the model's
     top-level modules it filled, and notes on what was adapted."""
     path = Path(path).resolve()
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+        digest = hashlib.file_digest(f, "sha256")
     return {"path": str(path), "sha256": digest.hexdigest(), "format": kind, "modules": modules, "notes": notes or []}
 
 
