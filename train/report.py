@@ -134,6 +134,17 @@ def _checkpoints(root: Path) -> dict[str, Any]:
             if (root / "checkpoints" / f"{arch}.pt").exists()}
 
 
+def vit_history(root: Path) -> str:
+    """How the shipped ViT trained, from its checkpoint's record: schedule, validation top-1 after each
+    epoch, held-out top-1 and each cue alone (indented: it continues a list item)."""
+    record = _checkpoints(root)["vit"].record
+    curve = " / ".join(f"{entry['top1']:.1f}" for entry in record.history)
+    held = record.heldout
+    return (f"  The shipped ViT trains {record.epochs_done} epochs over {record.train_samples:,} images at peak lr "
+            f"{record.peak_lr:g}: {curve}% validation top-1 after each epoch, {held.top1:.2f}% held-out (shape "
+            f"alone {held.shape:.2f}%, texture alone {held.texture:.2f}%; `checkpoints/vit.pt`'s training record).\n")
+
+
 def teach_time(root: Path) -> str:
     """The teaching set's training time, from each checkpoint's ``train_seconds``, as ``train.teach --jobs 2``
     lays it out: the ViT on one core, the other four one after another on the other."""
@@ -521,6 +532,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
             "teach-time": lambda: teach_time(root),
         },
         "docs/design.md": {
+            "vit-history": lambda: vit_history(root),
             "forward-parts": lambda: forward_parts(root),
             "threads-and-jobs": lambda: threads_and_jobs(root),
         },
