@@ -1,5 +1,6 @@
 """What the app loads ahead of need: the chart module the browser is asked for first thing is the one
-Streamlit's first chart imports; the explanation back-ends load in the background for a browser session."""
+Streamlit's first chart imports; the explanation back-ends and the listed models load in the background for a
+browser session, and no AppTest session starts that."""
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ def test_every_page_asks_for_it_before_drawing(app) -> None:
 
 
 BACKGROUND = """
-import json, sys, types
+import gc, json, sys, types
 from pathlib import Path
 import app.preload as preload, app.state as state
 
@@ -44,7 +45,6 @@ preload.load_ahead({"gone": Path("checkpoints/gone.pt"), **listed})
 started = preload._background is not None
 preload.load_ahead(listed)  # a second session: the same thread
 preload.wait_for_background()
-import gc
 loaded_modules = [m for m in ("captum", "pytorch_grad_cam") if m in sys.modules]
 print(json.dumps([before, started, loaded_modules, loaded, gc.get_freeze_count()]))
 """
