@@ -350,7 +350,8 @@ def app_bench(root: Path) -> str:
                    + " What the first page imports, one after another "
                    f"in a fresh interpreter of the same run ({sum(start['imports_s'].values()):.1f} s in all): "
                    + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in start["imports_s"].items())
-                   + "".join(f"; the first CAM or attribution map (the Maps tab) then imports "
+                   + "".join("; then, in the background once the page is drawn (`app/preload.py`; else the first "
+                             "CAM or attribution map would), the server imports "
                              + ", ".join(f"`{name}` {seconds:.1f} s" for name, seconds in later.items())
                              for later in [start.get("first_map_imports_s")] if later)
                    + f". `{start['provenance']['command']}` ({provenance(start['provenance'])}, load average after "
