@@ -450,7 +450,9 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
 
     from app.sources import synthshapes_image
     from tokenfusion.data.transforms import preprocess
-    from tokenfusion.explain import Explainer, available_methods, estimate_seconds, forward_passes, measure_forward
+    from tokenfusion.explain import (
+        Explainer, available_methods, estimate_seconds, forward_passes, load_backends, measure_forward,
+    )
     from tokenfusion.models import create
 
     torch.manual_seed(0)
@@ -460,6 +462,7 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
     start = time.perf_counter()
     session = Explainer(model, x)
     traced = time.perf_counter() - start
+    load_backends()  # the app loads them ahead (app/preload.py): importing them is no method's cost
     infos = available_methods(model)
     every = [info.name for info in infos]
     rows = {r["method"]: r for r in earlier.get("methods", []) if r["method"] in every}
