@@ -45,8 +45,8 @@ from tokenfusion.explain.metrics import (
 )
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
 
-__all__ = ["variants", "chance_level", "score_checkpoint", "merged", "commands", "markdown_table", "summary_table", "target_checks",
-           "before_after", "findings", "findings_text", "before_after_text", "main"]
+__all__ = ["variants", "chance_level", "score_checkpoint", "merged", "commands", "markdown_table", "summary_table",
+           "target_checks", "before_after", "findings", "findings_text", "before_after_text", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
 #: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
@@ -417,11 +417,13 @@ def _updated(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         earlier = json.loads(out.read_text())
     except (OSError, ValueError) as e:
         raise UpdateError(f"no results file to update ({e})") from e
-    differ = [f"{k} {settings[k]!r} (the file: {earlier['settings'].get(k)!r})" for k in SHARED_SETTINGS
-              if earlier["settings"].get(k) != settings[k]]
+    problems = [f"{k} {settings[k]!r} (the file: {earlier['settings'].get(k)!r})" for k in SHARED_SETTINGS
+                if earlier["settings"].get(k) != settings[k]]
     unscored = sorted({Path(c).name for c in settings["checkpoints"]} - {r["checkpoint"] for r in earlier["results"]})
-    if differ or unscored:
-        raise UpdateError("; ".join(differ + [f"it does not score {', '.join(unscored)}"] * bool(unscored)))
+    if unscored:
+        problems.append(f"it does not score {', '.join(unscored)}")
+    if problems:
+        raise UpdateError("; ".join(problems))
     return earlier
 
 

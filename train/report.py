@@ -439,7 +439,7 @@ def train_table(root: Path) -> str:
             f"`{report['command']}` ({provenance(report)}).\n")
 
 
-def _took(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
@@ -447,11 +447,12 @@ def score_times(root: Path) -> str:
     """How long each explanation-score file took to make, from its ``seconds``."""
     reports = {p.stem.removeprefix("explain_scores_"): json.loads(p.read_text())
                for p in sorted((root / RESULTS).glob("explain_scores_*.json"))}
-    def took(arch: str, report: dict[str, Any]) -> str:
-        updates = "".join(f", then {_took(u['seconds'])} rescoring {', '.join(u['settings']['methods'])}"
+    def scoring(arch: str, report: dict[str, Any]) -> str:
+        updates = "".join(f", then {_duration(u['seconds'])} rescoring {', '.join(u['settings']['methods'])}"
                           for u in report.get("updates", []))
-        return f"{_took(report['seconds'])} for `{arch}`{updates}"
-    return "Scoring took " + "; ".join(took(arch, r) for arch, r in reports.items()) + " (the `seconds` of each file).\n"
+        return f"{_duration(report['seconds'])} for `{arch}`{updates}"
+    return ("Scoring took " + "; ".join(scoring(arch, r) for arch, r in reports.items())
+            + " (the `seconds` of each file).\n")
 
 
 def forward_parts(root: Path) -> str:
