@@ -22,6 +22,7 @@ from tokenfusion.data import synthshapes
 
 ADJECTIVES = {"checker": "checkered", "dots": "dotted", "stripes": "striped"}
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+V1_DIGEST = "dde5368de420a004"
 
 
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -78,20 +79,65 @@ def test_every_class_reachable_and_labels_match():
     assert seen == set(range(12))
 
 
-@pytest.mark.parametrize("image_size", [48, 64])
-def test_mask_geometry(image_size):
+@pytest.mark.parametrize("version, image_size, area, extent", [
+    # v1: circumradius 33-47% of the side, from a small triangle (14% of the image) to a large circle (69%).
+    (1, 48, (0.13, 0.70), (0.45, 0.96)),
+    # v2: circumradius 18-32%, from 4% to 33% of the image.
+    (2, 64, (0.035, 0.33), (0.25, 0.66)),
+])
+def test_mask_geometry(version, image_size, area, extent):
     for index in range(36):
-        mask = render_sample(2, index, image_size).mask
+        mask = render_sample(2, index, image_size, version=version).mask
         # Fully inside the image: the object never touches the border.
         assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-        # Circumradius 33-47% of the side: from a small triangle (14% of the image) to a large circle (69%).
-        assert 0.13 <= mask.mean() <= 0.70
+        assert area[0] <= mask.mean() <= area[1]
         ys, xs = np.nonzero(mask)
-        extent = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / image_size
-        assert 0.45 <= extent <= 0.96
+        side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / image_size
+        assert extent[0] <= side <= extent[1]
         # One connected-ish object: its bounding box is well filled.
         box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
         assert mask.sum() >= 0.3 * box
+
+
+def test_v2_objects_leave_the_centre_and_move_about():
+    """No fixed map can localise v2's objects: the centre lies in the object in under half the images,
+    and object centres spread over the image (v1's always covered the centre)."""
+    samples = [render_sample(12345, i) for i in range(400)]
+    centre = np.mean([s.mask[31:33, 31:33].any() for s in samples])
+    assert centre <= 0.5
+    assert np.mean([render_sample(12345, i, version=1).mask[23:25, 23:25].any() for i in range(100)]) == 1.0
+    centres = np.array([np.argwhere(s.mask).mean(0) for s in samples]) / 64
+    assert (centres.min(0) < 0.3).all() and (centres.max(0) > 0.7).all()
+
+
+def test_v1_is_unchanged():
+    """v1 renders the images the first teaching models trained on, bit for bit."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for i in range(50):
+        digest.update(render_sample(0, i, 48, version=1).image.tobytes())
+    assert digest.hexdigest()[:16] == V1_DIGEST
+
+
+def test_cue_conflict_split():
+    """Decoys carry another class's shape and another texture; the object's own cues are the label's."""
+    from tokenfusion.data import SHAPES, conflict_reliance
+
+    samples = [render_sample(7, i, conflict=True) for i in range(48)]
+    for s in samples:
+        assert s.decoy_label is not None and s.decoy_label != s.label
+        assert s.decoy_label % len(SHAPES) != s.label % len(SHAPES)  # another shape
+        assert s.decoy_label // len(SHAPES) != s.label // len(SHAPES)  # and another texture
+    assert render_sample(7, 0).decoy_label is None
+    labels, decoys = [s.label for s in samples], [s.decoy_label for s in samples]
+    assert conflict_reliance(labels, labels, decoys) == {
+        "top1": 100.0, "shape": 100.0, "texture": 100.0, "decoy_shape": 0.0, "decoy_texture": 0.0}
+    assert conflict_reliance(decoys, labels, decoys)["decoy_texture"] == 100.0
+    with pytest.raises(ValueError, match="exists from SynthShapes v2"):
+        render_sample(0, 0, version=1, conflict=True)
+    with pytest.raises(ValueError, match="Unknown SynthShapes version"):
+        SynthShapes(3, version=3)
 
 
 def test_object_differs_from_background():

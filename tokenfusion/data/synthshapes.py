@@ -1,13 +1,22 @@
 """SynthShapes: a procedurally generated shape x texture teaching dataset.
 
 Every image holds one object whose class is the pair (global cue = shape,
-local cue = texture): 4 shapes x 3 textures = 12 classes. The object is large
-(circumradius 33-47% of the side, so that 8-px patches at 48 px resolve its
-outline) and sits on a cluttered background (smooth colour gradient,
-low-amplitude noise) together with up to 4 distractor fragments, 2.5 on average,
-placed where the object leaves room: small textured blobs (texture without
-shape) and thin shape outlines (shape without texture), so that neither a
-texture-only nor a shape-only reader is ideal.
+local cue = texture): 4 shapes x 3 textures = 12 classes, on a cluttered
+background (smooth colour gradient, noise) together with distractor fragments
+placed where the object leaves room: textured blobs (texture without shape)
+and thin shape outlines (shape without texture), so that neither a texture-only
+nor a shape-only reader is ideal.
+
+Two versions (:data:`VERSIONS`), each reproducible by name:
+
+- **v2** (the default, 64 px): objects of circumradius 16-30% of the side anywhere in
+  the image, so that the image centre lies in the object in about a third of
+  the images and no fixed map can localise them; 2-6 distractors, stronger noise.
+  ``conflict=True`` renders the cue-conflict split: two decoys as large as the
+  object, a blob with another class's texture and a filled untextured silhouette
+  of another class's shape (``SynthSample.decoy_label``).
+- **v1** (48 px): large objects (circumradius 33-47%) that always cover the
+  centre; 2-4 distractors. Kept so that v1 checkpoints evaluate on their data.
 
 Class order: ``label = texture_index * len(SHAPES) + shape_index``. With
 ``SHAPES`` and ``TEXTURES`` in alphabetical order this makes ``CLASS_NAMES``
@@ -44,10 +53,13 @@ __all__ = [
     "TRAIN_SEED",
     "VAL_SEED_OFFSET",
     "val_seed",
+    "VERSIONS",
+    "SYNTHSHAPES_DATA",
     "SynthSample",
     "render_sample",
     "SynthShapes",
     "cue_accuracy",
+    "conflict_reliance",
     "export_imagefolder",
 ]
 
@@ -77,7 +89,29 @@ _NOISE_AMPLITUDE = 0.06  # peak-to-peak, on a [0, 1] intensity scale
 _MIN_CONTRAST = 0.35  # luminance difference between the two texture colours
 _MIN_DISTANCE = 0.3  # RGB distance of texture colours from the background
 _SQRT3_2 = math.sqrt(3) / 2
-_OBJECT_RADIUS = (0.33, 0.47)  # circumradius range of the object, as fractions of the side
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What differs between SynthShapes versions (radii as fractions of the image side)."""
+
+    object_radius: tuple[float, float]  # circumradius range of the object
+    noise: float  # peak-to-peak background noise, on a [0, 1] intensity scale
+    period: tuple[float, float]  # texture period: lowest, and span above it
+    extra_distractors: int  # at most this many beyond the first blob and outline
+    default_size: int
+    edge_bias: bool  # object centres drawn towards the sides rather than uniformly
+    distractor_radius: tuple[tuple[float, float], tuple[float, float]]  # blobs' range, outlines' range
+
+
+#: SynthShapes versions by number: 2 is the teaching set, 1 the set the first models trained on.
+VERSIONS: dict[int, _Version] = {
+    1: _Version(object_radius=(0.33, 0.47), noise=_NOISE_AMPLITUDE, period=(0.105, 0.04), extra_distractors=2,
+                default_size=48, edge_bias=False,
+                distractor_radius=((0.15, 0.22), (0.12, 0.25))),
+    2: _Version(object_radius=(0.18, 0.32), noise=0.06, period=(0.07, 0.03), extra_distractors=2, default_size=64,
+                edge_bias=True, distractor_radius=((0.08, 0.14), (0.12, 0.25))),
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +124,8 @@ class SynthSample:
         label: class index into ``CLASS_NAMES``.
         shape: object shape, one of ``SHAPES``.
         texture: object texture, one of ``TEXTURES``.
+        decoy_label: in the cue-conflict split, the class whose shape and texture the decoys carry;
+            otherwise None.
     """
 
     image: np.ndarray
@@ -97,6 +133,9 @@ class SynthSample:
     label: int
     shape: str
     texture: str
+    decoy_label: int | None = None
+#: The ``--data`` names of the SynthShapes versions (``python -m train``, checkpoints' ``dataset``).
+SYNTHSHAPES_DATA: dict[str, int] = {"synthshapes": 2, "synthshapes-v1": 1}
 
 
 def _check_int(name: str, value: int, low: int, high: int | None = None) -> int:
@@ -231,13 +270,15 @@ def _draw_textured(
     dx: np.ndarray,
     texture: str,
     image_size: int,
+    period_range: tuple[float, float],
 ) -> None:
-    """Fill ``sdf <= 0`` (pixel units) of the (3, h, w) view ``region`` with ``texture``.
+    """Fill ``sdf <= 0`` (pixel units) of the (3, h, w) view ``region`` with ``texture``, its period
+    ``image_size * (low + span * u)`` for ``period_range = (low, span)``.
 
     The two texture colours contrast with each other and with the background at the region's centre.
     """
     angle, period, phase_u, phase_v = rng.random(4).tolist()
-    period = image_size * (0.105 + 0.04 * period)  # 5-7 px at 48 px
+    period = image_size * (period_range[0] + period_range[1] * period)  # v1: 5-7 px at 48; v2: 4.5-6.4 px at 64
     t = _texture(texture, dy, dx, period, math.pi * angle, (phase_u, phase_v))
     c0, c1 = _colour_pair(rng, region[:, region.shape[1] // 2, region.shape[2] // 2])
     alpha = (0.5 - sdf).clip(0.0, 1.0)
@@ -253,20 +294,25 @@ def _bilinear_weights(size: int) -> np.ndarray:
     return weights
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(3, size, size) float32 bilinear gradient between 4 random corner colours, plus uniform grey noise."""
+def _background(rng: np.random.Generator, size: int, amplitude: float) -> np.ndarray:
+    """(3, size, size) float32 bilinear gradient between 4 random corner colours, plus uniform grey noise
+    of peak-to-peak ``amplitude``."""
     corners = rng.uniform(0.1, 0.9, (3, 2, 2)).astype(np.float32)
     weights = _bilinear_weights(size)
     canvas = weights @ corners @ weights.T
     noise = rng.random((size, size), dtype=np.float32)
     noise -= 0.5
-    noise *= _NOISE_AMPLITUDE
+    noise *= amplitude
     canvas += noise
     return canvas
 
 
-def _draw_blob(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float) -> None:
-    """Small textured blob within ``radius`` of (cx, cy): a union of 3 overlapping discs, randomly textured."""
+def _draw_blob(
+    rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float, version: _Version,
+    texture: str | None = None,
+) -> None:
+    """Textured blob within ``radius`` of (cx, cy): a union of 3 overlapping discs, textured with
+    ``texture`` (default: a random one)."""
     window = _window(cx, cy, radius, canvas.shape[-1])
     if window is None:
         return
@@ -276,11 +322,13 @@ def _draw_blob(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: floa
     radii = (0.25 + 0.25 * params[:, 2, None, None]) * radius  # the union stays within ``radius``
     du, dv = dx - offsets[:, 0], dy - offsets[:, 1]  # (3, w), (3, h)
     sdf = (np.sqrt(dv[:, :, None] ** 2 + du[:, None, :] ** 2) - radii).min(axis=0)
-    texture = TEXTURES[rng.integers(len(TEXTURES))]
-    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, canvas.shape[-1])
+    texture = TEXTURES[rng.integers(len(TEXTURES))] if texture is None else texture
+    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, canvas.shape[-1], version.period)
 
 
-def _draw_outline(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float) -> None:
+def _draw_outline(
+    rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float, version: _Version,
+) -> None:
     """Thin untextured outline of a random shape of circumradius ``radius``, contrasting with the background."""
     size = canvas.shape[-1]
     half_width = max(0.5, size / 80)
@@ -295,56 +343,118 @@ def _draw_outline(rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: f
     _paint(canvas[:, ys, xs], alpha, colour)
 
 
-# (draw function, min and max radius as fractions of the image side)
-_DISTRACTORS = ((_draw_blob, 0.15, 0.22), (_draw_outline, 0.12, 0.25))
+def _draw_silhouette(
+    rng: np.random.Generator, canvas: np.ndarray, cx: float, cy: float, radius: float, shape: str,
+) -> None:
+    """Filled untextured ``shape`` of circumradius ``radius`` at (cx, cy), in one colour contrasting with
+    the background."""
+    size = canvas.shape[-1]
+    ys, xs, dy, dx = _window(cx, cy, radius, size)
+    u, v = _rotate(dy, dx, 2 * math.pi * rng.random(), radius)
+    alpha = (0.5 - _shape_sdf(shape, u, v) * radius).clip(0.0, 1.0)
+    colour = _contrasting(rng, _luma(canvas[:, min(int(cy), size - 1), min(int(cx), size - 1)].tolist()), 0.3)
+    _paint(canvas[:, ys, xs], alpha, colour)
 
 
-def render_sample(seed: int, index: int, image_size: int = 48) -> SynthSample:
+_DISTRACTORS = (_draw_blob, _draw_outline)
+
+
+def _free_centre(
+    rng: np.random.Generator, size: int, radius: float, taken: list[tuple[float, float, float]],
+) -> tuple[float, float] | None:
+    """A centre for a disc of ``radius`` fully inside the image and clear of the discs ``taken``
+    ((cx, cy, r) each), the first of 32 random tries; None when none fits."""
+    centres = radius + 1 + rng.random((32, 2)) * (size - 2 * radius - 2)
+    clear = np.ones(len(centres), dtype=bool)
+    for x, y, r in taken:
+        clear &= np.hypot(centres[:, 0] - x, centres[:, 1] - y) >= r + radius
+    return tuple(centres[clear.argmax()].tolist()) if clear.any() else None
+
+
+def render_sample(
+    seed: int, index: int, image_size: int | None = None, *, version: int = 2, conflict: bool = False,
+) -> SynthSample:
     """Render sample ``index`` of the stream ``seed``.
 
     Args:
         seed: stream seed, in [0, 2**32).
         index: sample index, >= 0. Its label is ``index % len(CLASS_NAMES)``.
-        image_size: side of the square image in pixels, >= 32.
+        image_size: side of the square image in pixels, >= 32 (default: the version's, 64 for v2).
+        version: SynthShapes version, a key of :data:`VERSIONS`.
+        conflict: the cue-conflict split (v2 only): the object's shape and texture beside two decoys
+            as large as the object that carry another class's cues, a textured blob (another texture) and
+            a filled untextured silhouette (another shape); their class is ``decoy_label``.
 
     Returns:
         The sample: (H, W, 3) uint8 image, (H, W) bool object mask, label, shape and texture.
     """
+    if version not in VERSIONS:
+        raise ValueError(f"Unknown SynthShapes version {version!r}. Expected one of {sorted(VERSIONS)}")
+    if conflict and version < 2:
+        raise ValueError("The cue-conflict split exists from SynthShapes v2 on")
+    spec = VERSIONS[version]
     seed = _check_int("seed", seed, 0, _MAX_SEED)
     index = _check_int("index", index, 0)
-    size = _check_int("image_size", image_size, _MIN_IMAGE_SIZE)
+    size = _check_int("image_size", spec.default_size if image_size is None else image_size, _MIN_IMAGE_SIZE)
     rng = np.random.default_rng([seed, index])
     label = index % len(CLASS_NAMES)
     texture_index, shape_index = divmod(label, len(SHAPES))
     shape, texture = SHAPES[shape_index], TEXTURES[texture_index]
 
-    # Object: fully inside the image.
+    # Object: fully inside the image (in the cue-conflict split, in the lower half of the radii so that
+    # the two decoys fit beside it).
     size_u, x_u, y_u, angle_u = rng.random(4).tolist()
-    low, high = _OBJECT_RADIUS
+    low, high = spec.object_radius
+    if conflict:
+        high = (low + high) / 2
     radius = size * (low + (high - low) * size_u)
+    if spec.edge_bias:  # arcsine-distributed positions: objects drawn towards the sides, off the centre
+        x_u, y_u = ((1 - math.cos(math.pi * u)) / 2 for u in (x_u, y_u))
     cx = radius + 1 + x_u * (size - 2 * radius - 2)
     cy = radius + 1 + y_u * (size - 2 * radius - 2)
 
-    canvas = _background(rng, size)  # (3, H, W), channels first for fast broadcasting
+    canvas = _background(rng, size, spec.noise)  # (3, H, W), channels first for fast broadcasting
 
-    # Distractors: a blob, an outline, then 0-2 of either; centred away from the object, which is drawn
-    # last (a distractor is left out when none of 16 random centres is far enough).
-    extra, *coins = rng.random(3).tolist()
-    kinds = [0, 1] + [int(coin < 0.5) for coin in coins[: int(3 * extra)]]
+    # Distractors: a blob, an outline, then up to ``extra_distractors`` of either; centred away from the
+    # object, which is drawn last (a distractor is left out when none of 16 random centres is far enough).
+    extra, *coins = rng.random(1 + spec.extra_distractors).tolist()
+    kinds = [0, 1] + [int(coin < 0.5) for coin in coins[: int((spec.extra_distractors + 1) * extra)]]
     for kind in kinds:
-        draw, min_radius, max_radius = _DISTRACTORS[kind]
+        draw, (min_radius, max_radius) = _DISTRACTORS[kind], spec.distractor_radius[kind]
         d_radius = size * (min_radius + (max_radius - min_radius) * rng.random())
         centres = rng.random((16, 2)) * size
         far = np.hypot(centres[:, 0] - cx, centres[:, 1] - cy) >= radius + 0.8 * d_radius
         if far.any():
             x, y = centres[far.argmax()].tolist()
-            draw(rng, canvas, x, y, d_radius)
+            draw(rng, canvas, x, y, d_radius, spec)
+
+    decoy_label = None
+    if conflict:
+        other_texture, other_shape = (rng.integers(1, n) for n in (len(TEXTURES), len(SHAPES)))
+        decoy_texture = TEXTURES[(texture_index + other_texture) % len(TEXTURES)]
+        decoy_shape = SHAPES[(shape_index + other_shape) % len(SHAPES)]
+        decoy_label = CLASS_NAMES.index(f"{_ADJECTIVES[decoy_texture]} {decoy_shape}")
+        taken = [(cx, cy, radius)]
+        for scale in (1.0, 0.85, 0.7, 0.55, 0.4):  # as large as the object where they fit
+            taken = [(cx, cy, radius)]
+            for _ in range(2):
+                centre = _free_centre(rng, size, scale * radius, taken)
+                if centre is None:
+                    break
+                taken.append((*centre, scale * radius))
+            if len(taken) == 3:
+                break
+        if len(taken) < 3:
+            raise RuntimeError(f"no room for the cue-conflict decoys in sample {index} of seed {seed}")
+        (bx, by, br), (sx, sy, sr) = taken[1:]
+        _draw_blob(rng, canvas, bx, by, br, spec, decoy_texture)
+        _draw_silhouette(rng, canvas, sx, sy, sr, decoy_shape)
 
     ys, xs, dy, dx = _window(cx, cy, radius, size)
     u, v = _rotate(dy, dx, 2 * math.pi * angle_u, radius)
     sdf = _shape_sdf(shape, u, v)
     sdf *= radius
-    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, size)
+    _draw_textured(rng, canvas[:, ys, xs], sdf, dy, dx, texture, size, spec.period)
     mask = np.zeros((size, size), dtype=bool)
     mask[ys, xs] = sdf <= 0
 
@@ -352,33 +462,40 @@ def render_sample(seed: int, index: int, image_size: int = 48) -> SynthSample:
     canvas *= 255.0
     canvas += 0.5
     image = np.stack(list(canvas.astype(np.uint8)), axis=-1)
-    return SynthSample(image=image, mask=mask, label=label, shape=shape, texture=texture)
+    return SynthSample(image=image, mask=mask, label=label, shape=shape, texture=texture, decoy_label=decoy_label)
 
 
 class SynthShapes(torch.utils.data.Dataset):
     """SynthShapes as a map-style dataset of ``num_samples`` images rendered on the fly.
 
-    Item ``i`` is ``render_sample(seed, i, image_size)``; the val split written by
-    :func:`export_imagefolder` is ``SynthShapes(num_val, seed=val_seed(seed))``.
+    Item ``i`` is ``render_sample(seed, i, image_size, version=version, conflict=conflict)``; the val
+    split written by :func:`export_imagefolder` is ``SynthShapes(num_val, seed=val_seed(seed))``.
 
     Args:
         num_samples: number of samples, >= 1.
-        image_size: side of the square images in pixels, >= 32.
+        image_size: side of the square images in pixels, >= 32 (default: the version's).
         seed: stream seed, in [0, 2**32).
         transform: applied to the (3, H, W) float image in [0, 1].
+        version: SynthShapes version, a key of :data:`VERSIONS`.
+        conflict: the cue-conflict split (:func:`render_sample`).
     """
 
     def __init__(
         self,
         num_samples: int,
         *,
-        image_size: int = 48,
+        image_size: int | None = None,
         seed: int = 0,
         transform: Callable | None = None,
+        version: int = 2,
+        conflict: bool = False,
     ) -> None:
+        if version not in VERSIONS:
+            raise ValueError(f"Unknown SynthShapes version {version!r}. Expected one of {sorted(VERSIONS)}")
         self.num_samples = _check_int("num_samples", num_samples, 1)
-        self.image_size = _check_int("image_size", image_size, _MIN_IMAGE_SIZE)
+        self.image_size = _check_int("image_size", image_size or VERSIONS[version].default_size, _MIN_IMAGE_SIZE)
         self.seed = _check_int("seed", seed, 0, _MAX_SEED)
+        self.version, self.conflict = version, conflict
         self.transform = transform
         self.classes: list[str] = list(CLASS_NAMES)
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
@@ -391,7 +508,8 @@ class SynthShapes(torch.utils.data.Dataset):
         i = operator.index(i)
         if not -self.num_samples <= i < self.num_samples:
             raise IndexError(f"index {i} is out of range for SynthShapes of length {self.num_samples}")
-        return render_sample(self.seed, i % self.num_samples, self.image_size)
+        return render_sample(self.seed, i % self.num_samples, self.image_size, version=self.version,
+                             conflict=self.conflict)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         """Returns ``(image, label)``: image is a (3, H, W) float32 tensor in [0, 1], then ``transform``-ed."""
@@ -402,7 +520,8 @@ class SynthShapes(torch.utils.data.Dataset):
         return image, sample.label
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed})"
+        return (f"{type(self).__name__}(num_samples={self.num_samples}, image_size={self.image_size}, seed={self.seed}, "
+                f"version={self.version}{', conflict=True' * self.conflict})")
 
 
 def cue_accuracy(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
@@ -421,12 +540,28 @@ def cue_accuracy(confusion: Sequence[Sequence[int]]) -> dict[str, float]:
     }
 
 
+def conflict_reliance(predictions: Sequence[int], labels: Sequence[int], decoy_labels: Sequence[int]) -> dict[str, float]:
+    """What a model follows on the cue-conflict split, in % of the images: ``top1`` the object's class;
+    ``shape``/``texture`` the object's shape (texture), whatever the other cue; ``decoy_shape``/
+    ``decoy_texture`` the shape (texture) the decoys carry instead. A model that binds both cues to
+    the object scores high on the first three; one that pools cues over the image drifts to the decoys."""
+    predicted, label, decoy = (np.asarray(v, dtype=np.int64) for v in (predictions, labels, decoy_labels))
+    if not len(predicted) == len(label) == len(decoy) > 0:
+        raise ValueError(f"Expected as many labels and decoy labels as predictions, at least one; got "
+                         f"{len(predicted)}, {len(label)}, {len(decoy)}")
+    n = len(SHAPES)
+    rate = lambda hits: float(100 * hits.mean())  # noqa: E731
+    return {"top1": rate(predicted == label), "shape": rate(predicted % n == label % n),
+            "texture": rate(predicted // n == label // n), "decoy_shape": rate(predicted % n == decoy % n),
+            "decoy_texture": rate(predicted // n == decoy // n)}
+
+
 def export_imagefolder(
     root: str | Path,
     *,
     num_train: int,
     num_val: int,
-    image_size: int = 48,
+    image_size: int = 64,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -490,7 +625,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="export root directory")
     parser.add_argument("--train", type=int, default=0, help="number of train images")
     parser.add_argument("--val", type=int, default=0, help="number of val images")
-    parser.add_argument("--size", type=int, default=48, help="image side in pixels (>= 32)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (>= 32)")
     parser.add_argument("--seed", type=int, default=TRAIN_SEED, help="train seed; val uses val_seed(seed) = seed + 1")
     parser.add_argument("--preview", type=Path, help="write a grid of one sample per class to this PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
