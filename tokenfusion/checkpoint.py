@@ -54,6 +54,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "num_classes": (1, 100_000), "img_size": (8, 2048), "patch_size": (1, 2048), "embed_dim": (1, 16_384),
     "depth": (1, 128), "num_heads": (1, 1024), "mlp_ratio": (0.01, 64.0), "fusion_depth": (0, 128),
     "tiny_trunk_channels": (1, 4096), "drop_rate": (0.0, 1.0), "drop_path_rate": (0.0, 1.0),
+    "kind_drop_rate": (0.0, 1.0),
     "mean": (-10.0, 10.0), "std": (1e-6, 10.0), "crop_pct": (0.01, 1.0), "norm_eps": (1e-12, 1.0),
 }
 _TRIPLES = ("tiny_trunk_channels", "mean", "std")

@@ -81,6 +81,16 @@ class TokenFusionModel(nn.Module):
             self.train(was_training)
         return called
 
+    def kind_masks(self, batch: int, device: torch.device) -> dict[str, Tensor] | None:
+        """Training with ``config.kind_drop_rate = p``: per-image ``(B, 1, 1)`` masks by token kind, 0 for
+        the kind an image loses (CNN tokens with probability p/2, patch tokens with p/2, never both),
+        by which the model multiplies that kind's tokens. None in evaluation or when ``p = 0``."""
+        p = self.config.kind_drop_rate
+        if not (self.training and p > 0):
+            return None
+        u = torch.rand(batch, 1, 1, device=device)
+        return {"cnn": (u >= p / 2).float(), "patch": ((u < p / 2) | (u >= p)).float()}
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names that the optimiser should not decay (embeddings, class tokens, gates)."""
         keys = ("pos_embed", "cls_token", "type_embed", "gate")

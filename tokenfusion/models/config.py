@@ -15,10 +15,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ModelConfig:
     """Everything needed to rebuild a model; saved whole inside every checkpoint.
 
-    ``trunk`` is ``"tiny"`` (a small conv stem, stride 8) or ``"resnet50"`` (torchvision
-    ResNet-50 up to ``layer3``, stride 16). ``mean``/``std`` are the input normalisation the
-    model expects on images scaled to [0, 1]; ``crop_pct`` the share of the image its evaluation
-    transform keeps.
+    ``trunk`` is ``"local"`` (the teaching trunk: stride 8, receptive field 19 px), ``"tiny"`` (the
+    SynthShapes v1 trunk: stride 8, receptive field 39 px) or ``"resnet50"`` (torchvision ResNet-50 up
+    to ``layer3``, stride 16). ``mean``/``std`` are the input normalisation the model expects on images
+    scaled to [0, 1]; ``crop_pct`` the share of the image its evaluation transform keeps.
+    ``kind_drop_rate`` (fusion models, training only): the share of training images that see one kind
+    of token alone, the other zeroed (half of them lose their CNN tokens, half their patch tokens).
     """
 
     arch: str
@@ -35,6 +37,7 @@ class ModelConfig:
     tiny_trunk_channels: tuple[int, int, int] = (32, 48, 96)
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    kind_drop_rate: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.875  # evaluation: resize the short side to img_size / crop_pct, centre-crop
@@ -55,9 +58,10 @@ class ModelConfig:
 
 
 SIZES: dict[str, dict[str, Any]] = {
-    # Teaching size: trains on a 2-core CPU in minutes (SynthShapes, 12 classes).
+    # Teaching size: trains on a 2-core CPU in minutes (SynthShapes v2, 12 classes); 8x8 grids of CNN
+    # tokens that each see 19 px, and of 8-px patches.
     "tiny": dict(
-        num_classes=12, img_size=48, patch_size=8, trunk="tiny",
+        num_classes=12, img_size=64, patch_size=8, trunk="local",
         embed_dim=64, depth=4, num_heads=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), crop_pct=1.0,
     ),
     # ImageNet sizes: ResNet-50 to layer3 beside ViT-S/16 or ViT-B/16.

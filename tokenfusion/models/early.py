@@ -49,6 +49,8 @@ class EarlyFusion(TokenFusionModel):
         features = self.trunk(x)
         cnn, cnn_grid = self.cnn_tokens(features[-1])
         patch, patch_grid = self.patch_tokens(x)
+        if (keep := self.kind_masks(len(x), x.device)) is not None:
+            cnn, patch = cnn * keep["cnn"], patch * keep["patch"]
         layout = TokenLayout.build(("cls", 1), ("cnn", cnn_grid), ("patch", patch_grid))
         cls = self.cls_token.expand(len(x), -1, -1)
         x = torch.cat([cls, cnn + self.cnn_type_embed, patch + self.patch_type_embed], dim=1)

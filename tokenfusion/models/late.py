@@ -60,6 +60,8 @@ class LateFusion(TokenFusionModel):
         features = self.trunk(x)
         cnn, cnn_grid = self.cnn_tokens(features[-1])
         patch, patch_grid = self.patch_tokens(x)
+        if (keep := self.kind_masks(b, x.device)) is not None:
+            cnn, patch = cnn * keep["cnn"], patch * keep["patch"]
         if trace is not None:
             trace.cnn_features = features
         cnn_layout = TokenLayout.build(("cls", 1), ("cnn", cnn_grid))

@@ -57,6 +57,9 @@ class LayerwiseFusion(TokenFusionModel):
         features = self.trunk(x)
         contexts = [tokens(f) for tokens, f in zip(self.cnn_tokens, features)]
         patch, grid = self.patch_tokens(x)
+        if (keep := self.kind_masks(len(x), x.device)) is not None:
+            contexts = [(tokens * keep["cnn"], g) for tokens, g in contexts]
+            patch = patch * keep["patch"]
         layout = TokenLayout.build(("cls", 1), ("patch", grid))
         x = torch.cat([self.cls_token.expand(len(patch), -1, -1), patch], dim=1)
         if trace is not None:

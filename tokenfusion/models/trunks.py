@@ -8,14 +8,15 @@ from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["Trunk", "TinyTrunk", "ResNet50Trunk", "build_trunk"]
+__all__ = ["Trunk", "LocalTrunk", "TinyTrunk", "ResNet50Trunk", "build_trunk"]
 
 
 class Trunk(nn.Module):
     """A CNN that returns one feature map per stage, shallow to deep.
 
     ``channels[i]`` and ``reductions[i]`` give the channels and stride of stage ``i``, and
-    ``stage_names[i]`` the submodule that outputs it (a target for CAMs). Fusion
+    ``stage_names[i]`` the submodule that outputs it (a target for CAMs), ``receptive_fields[i]`` the
+    side in pixels of the input square one position of stage ``i`` sees. Fusion
     models read CNN tokens from the last stage; ``layerwise`` also feeds earlier stages to
     earlier transformer blocks.
     """
@@ -23,6 +24,7 @@ class Trunk(nn.Module):
     channels: tuple[int, ...]
     reductions: tuple[int, ...]
     stage_names: tuple[str, ...]
+    receptive_fields: tuple[int, ...]
 
     def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> [(B, C_i, H/r_i, W/r_i)]
         raise NotImplementedError
@@ -36,8 +38,38 @@ def _downsample(inplanes: int, planes: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=2, bias=False), nn.BatchNorm2d(planes))
 
 
+class LocalTrunk(Trunk):
+    """The teaching trunk: CNN tokens that see a local neighbourhood only (strides 4 and 8, receptive
+    fields 15 and 19 px: under a third of a 64-px image).
+
+    A 3x3 stride-2 stem, a residual stage (torchvision ``BasicBlock``, stride 2), then a 2x2 stride-2
+    convolution and a 1x1 convolution, which widen the features without widening what they see.
+    """
+
+    def __init__(self, channels: tuple[int, int, int] = (32, 48, 96)) -> None:
+        super().__init__()
+        c0, c1, c2 = channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c0, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
+        )
+        self.stage1 = BasicBlock(c0, c1, stride=2, downsample=_downsample(c0, c1))
+        self.stage2 = nn.Sequential(
+            nn.Conv2d(c1, c2, 2, stride=2, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+        )
+        self.channels = (c1, c2)
+        self.reductions = (4, 8)
+        self.stage_names = ("stage1", "stage2")
+        self.receptive_fields = (15, 19)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        s1 = self.stage1(self.stem(x))
+        return [s1, self.stage2(s1)]
+
+
 class TinyTrunk(Trunk):
-    """A conv stem and two residual stages (torchvision ``BasicBlock``): strides 4 and 8."""
+    """The trunk of the SynthShapes v1 models: a conv stem and two residual stages (torchvision
+    ``BasicBlock``), strides 4 and 8, receptive fields 15 and 39 px (most of a 48-px image)."""
 
     def __init__(self, channels: tuple[int, int, int] = (32, 48, 96)) -> None:
         super().__init__()
@@ -50,6 +82,7 @@ class TinyTrunk(Trunk):
         self.channels = (c1, c2)
         self.reductions = (4, 8)
         self.stage_names = ("stage1", "stage2")
+        self.receptive_fields = (15, 39)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s1 = self.stage1(self.stem(x))
@@ -67,6 +100,7 @@ class ResNet50Trunk(Trunk):
         self.channels = (512, 1024)
         self.reductions = (8, 16)
         self.stage_names = ("layer2", "layer3")
+        self.receptive_fields = (99, 291)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s2 = self.layer2(self.layer1(self.stem(x)))
@@ -87,9 +121,15 @@ class ResNet50Trunk(Trunk):
             raise ValueError(f"{path} is not a torchvision ResNet-50 state dict: missing {missing[:5]}...")
 
 
+TRUNKS = ("local", "tiny", "resnet50")
+
+
 def build_trunk(name: str, tiny_channels: tuple[int, int, int]) -> Trunk:
+    """The trunk ``name`` (one of :data:`TRUNKS`); ``tiny_channels`` are the channels of the small ones."""
+    if name == "local":
+        return LocalTrunk(tiny_channels)
     if name == "tiny":
         return TinyTrunk(tiny_channels)
     if name == "resnet50":
         return ResNet50Trunk()
-    raise ValueError(f"Unknown trunk {name!r}. Expected one of ['tiny', 'resnet50']")
+    raise ValueError(f"Unknown trunk {name!r}. Expected one of {list(TRUNKS)}")
