@@ -15,6 +15,7 @@ from app.estimates import forward_cost, may_start
 from app.state import DEVICE, LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import model_view
+from tokenfusion.interventions import describe
 from tokenfusion.explain import (
     TOP_CHANNELS, Explainer, MethodInfo, Prediction, available_methods, best_map, estimate_seconds, forward_passes,
     score_of,
@@ -321,7 +322,7 @@ def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
     if not loaded.model.structure.is_fusion:
         st.info(f"A {loaded.config.arch} model has one branch only: there is nothing to ablate.")
         return
-    with st.spinner("Replacing each kind of token by its mean…"):
+    with st.spinner("Removing each kind of token…"):
         result = ask(loaded, choice, Explainer.ablation)
     ablation = result.value
     left, right = st.columns([3, 2])
@@ -329,11 +330,12 @@ def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
     logit = float(ablation.logit[0])
     right.markdown("\n".join(
         [f"Logit of **{predicted}**: {logit:.2f}"]
-        + [f"- {KIND_LABELS[kind]} replaced by their mean: {float(value[0]):.2f} ({float(value[0]) - logit:+.2f})"
+        + [f"- {describe(kind, ablation.how)}: {float(value[0]):.2f} ({float(value[0]) - logit:+.2f})"
            for kind, value in ablation.ablated.items()]
     ))
-    explain_line(f"Change of the '{predicted}' logit when every CNN token, or every patch token, is replaced by the "
-                 "mean of its kind; a large drop means the model relies on that branch.", result)
+    explain_line(f"Change of the '{predicted}' logit without the CNN tokens, or without the patch tokens (zeroed, as "
+                 "the fusion models saw one kind alone in training); a large drop means the model relies on that "
+                 "branch.", result)
     offer("branch ablation", ablation, recreate(loaded, choice, question("ablation")))
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tokenfusion.explain import ExplainError, branch_ablation, fusion_weights, gates, mean_tokens
+from tokenfusion.explain import ExplainError, branch_ablation, fusion_weights, gates
+from tokenfusion.interventions import intervene
 
 
 @pytest.mark.parametrize("arch", ["early", "late"])
@@ -50,25 +51,22 @@ def test_open_gates_make_cnn_ablation_matter(tiny, x):
 
 
 @pytest.mark.parametrize("arch", ["early", "late"])
-def test_ablation_is_the_mean_token_forward(arch, tiny, x):
+def test_ablation_is_the_forward_without_the_kind(arch, tiny, x):
     model = tiny(arch)
     result = branch_ablation(model, x, target=3)
-    assert result.target.tolist() == [3]
+    assert result.target.tolist() == [3] and result.how == "zero"
     torch.testing.assert_close(result.logit, model(x)[:, 3])
-    with mean_tokens(model, "patch") as n:
+    with intervene(model, "patch", "zero") as n:
         assert n == 1
         torch.testing.assert_close(result.ablated["patch"], model(x)[:, 3])
+    assert not torch.allclose(result.ablated["patch"], result.logit)
 
 
-def test_mean_tokens_removes_hooks_on_error(tiny, x, hook_count):
+def test_branch_ablation_refuses_what_it_cannot_do(tiny, x, hook_count):
     model = tiny("early")
     hooks = hook_count(model)
-    with pytest.raises(RuntimeError, match="inside"):
-        with mean_tokens(model, "cnn"):
-            raise RuntimeError("inside")
+    with pytest.raises(ExplainError, match="Unknown branch ablation"):
+        branch_ablation(model, x, how="dataset_mean")  # needs training images
     assert hook_count(model) == hooks
-    with pytest.raises(ExplainError, match="Expected one of"):
-        with mean_tokens(model, "pixels"):
-            pass
     with pytest.raises(ExplainError, match="both CNN and patch"):
         branch_ablation(tiny("vit"), x)

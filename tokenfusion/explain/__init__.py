@@ -17,11 +17,11 @@ from .cost import (
     ForwardCost, Passes, Progress, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward,
     randomisation_seconds, reporting,
 )
-from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights, fusion_weights_of, gates, mean_tokens
+from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights, fusion_weights_of, gates
 from .mask_scores import MaskScores, mask_scores
 from .metrics import (
-    Curve, Randomisation, auc, deletion_curve, insertion_curve, mask_energy, pearson, pointing_game,
-    randomisation_check, spearman,
+    Curve, Randomisation, auc, centre_prior, deletion_curve, insertion_curve, mask_energy, pearson, pointing_game,
+    pointing_tolerance, randomisation_check, spearman,
 )
 from .prediction import Prediction, predict, top_k
 from .registry import MethodInfo, available_methods
@@ -33,11 +33,12 @@ __all__ = [
     "Anatomy", "BranchAblation", "CAM_METHODS", "Curve", "ExplainError", "Explainer", "Explanation", "Faithfulness",
     "ForwardCost", "FusionWeights", "Inside", "MapScore", "MaskScores", "MethodInfo", "Passes", "Prediction",
     "Progress", "Randomisation", "TOP_CHANNELS", "TokenReshape", "agreement_matrices", "anatomy", "attention_map",
-    "attention_rollout", "auc", "available_methods", "best_map", "branch_ablation", "cam", "cross_attention_map",
+    "attention_rollout", "auc", "available_methods", "best_map", "branch_ablation", "cam", "centre_prior",
+    "cross_attention_map",
     "deletion_curve", "estimate_seconds", "explain", "faithfulness_seconds", "forward_passes", "fuse_heads",
     "fusion_weights", "fusion_weights_of", "gates", "insertion_curve", "integrated_gradients", "is_blank",
-    "load_backends", "mask_energy", "mask_scores", "mean_tokens", "measure_forward", "occlusion", "pearson",
-    "pointing_game", "predict", "randomisation_check", "randomisation_seconds", "reporting", "rollout_matrix",
+    "load_backends", "mask_energy", "mask_scores", "measure_forward", "occlusion", "pearson",
+    "pointing_game", "pointing_tolerance", "predict", "randomisation_check", "randomisation_seconds", "reporting", "rollout_matrix",
     "rollout_steps", "score_of", "scores_for", "sequence_table", "smoothgrad", "spearman", "strongest_channels",
     "to_map", "top_fraction_iou", "top_k",
 ]

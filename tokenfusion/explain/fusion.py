@@ -1,19 +1,17 @@
 """How much each kind of token a model uses: fusion weights, gates, and branch ablation."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..interventions import INTERVENTIONS, intervene
 from ..models import TokenFusionModel, Trace
 from ._utils import ExplainError, device_of, traced
 
 __all__ = [
     "BranchAblation", "FusionWeights", "branch_ablation", "fusion_weights", "fusion_weights_of", "gates",
-    "mean_tokens",
 ]
 
 
@@ -102,38 +100,17 @@ def gates(model: TokenFusionModel) -> Tensor:
     return torch.stack([torch.tanh(model.get_submodule(e.layer).gate.detach()) for e in entries]).cpu()
 
 
-def _mean_hook(
-    module: nn.Module, inputs: tuple, output: tuple[Tensor, tuple[int, int]]
-) -> tuple[Tensor, tuple[int, int]]:
-    tokens, grid = output
-    return tokens.mean(dim=1, keepdim=True).expand_as(tokens), grid
-
-
-@contextmanager
-def mean_tokens(model: TokenFusionModel, kind: str) -> Iterator[int]:
-    """Within the block, every ``kind`` token module of ``model`` outputs the mean of its tokens
-    at every position (position embeddings included, so position is erased too). Yields the
-    number of modules hooked; the hooks are removed on exit, also on error."""
-    if kind not in ("cnn", "patch"):
-        raise ExplainError(f"Unknown token kind {kind!r}. Expected one of ['cnn', 'patch']")
-    names = model.structure.token_modules.get(kind, ())
-    handles = [model.get_submodule(name).register_forward_hook(_mean_hook) for name in names]
-    try:
-        yield len(handles)
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @dataclass
 class BranchAblation:
     """Branch ablation of a batch: ``target`` ``(B,)`` classes, ``logit`` ``(B,)`` their logits,
-    ``ablated[kind]`` ``(B,)`` the logits with every ``kind`` token replaced by the mean of its
-    kind, ``delta[kind] = ablated[kind] - logit`` (negative: the model relied on that kind)."""
+    ``ablated[kind]`` ``(B,)`` the logits under the token intervention ``how`` on every ``kind`` token
+    (:mod:`tokenfusion.interventions`; ``"zero"``: without them), ``delta[kind] = ablated[kind] - logit``
+    (negative: the model relied on that kind)."""
 
     target: Tensor
     logit: Tensor
     ablated: dict[str, Tensor]
+    how: str = "zero"
 
     @property
     def delta(self) -> dict[str, Tensor]:
@@ -141,12 +118,19 @@ class BranchAblation:
 
 
 @torch.no_grad()
-def branch_ablation(model: TokenFusionModel, x: Tensor, target: int | Tensor | None = None) -> BranchAblation:
-    """Change of the target logit (default: the predicted class) when all CNN tokens, or all
-    patch tokens, are replaced by their mean over tokens. ``x``: ``(B, 3, H, W)`` or ``(3, H, W)``."""
+def branch_ablation(
+    model: TokenFusionModel, x: Tensor, target: int | Tensor | None = None, how: str = "zero",
+) -> BranchAblation:
+    """Change of the target logit (default: the predicted class) when every CNN token, or every patch
+    token, is changed by the intervention ``how`` (``zero``, ``contents_averaged`` or ``layout_shuffled``;
+    ``dataset_mean`` needs training images: see :func:`tokenfusion.interventions.dataset_means`).
+    ``x``: ``(B, 3, H, W)`` or ``(3, H, W)``."""
     present = model.structure.token_kinds
     if len(present) < 2:
         raise ExplainError(f"Branch ablation needs both CNN and patch tokens; {model.config.arch!r} has {list(present)}")
+    if how not in INTERVENTIONS or how == "dataset_mean":
+        raise ExplainError(f"Unknown branch ablation {how!r}. Expected one of "
+                           f"{[h for h in INTERVENTIONS if h != 'dataset_mean']}")
     model.eval()
     x = (x[None] if x.dim() == 3 else x).to(device_of(model))
     logits = model(x)
@@ -156,6 +140,6 @@ def branch_ablation(model: TokenFusionModel, x: Tensor, target: int | Tensor | N
     pick = lambda out: out.gather(1, target[:, None])[:, 0].cpu()  # noqa: E731
     ablated = {}
     for kind in present:
-        with mean_tokens(model, kind):
+        with intervene(model, kind, how, generator=torch.Generator().manual_seed(0)):
             ablated[kind] = pick(model(x))
-    return BranchAblation(target=target.cpu(), logit=pick(logits), ablated=ablated)
+    return BranchAblation(target=target.cpu(), logit=pick(logits), ablated=ablated, how=how)

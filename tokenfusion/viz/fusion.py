@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..explain import BranchAblation, FusionWeights
+from ..interventions import describe
 from .style import KIND_COLOURS, KIND_LABELS, as_array, compact
 
 __all__ = ["attention_share_figure", "head_share_figure", "gates_figure", "ablation_figure"]
@@ -82,12 +83,12 @@ def gates_figure(weights: FusionWeights, layers: list[str], *, height: int = 260
 
 
 def ablation_figure(ablation: BranchAblation, class_name: str, *, height: int = 240) -> go.Figure:
-    """Bars: the change of the ``class_name`` logit when every CNN token, or every patch token, is
-    replaced by the mean of its kind (negative: the model relied on that kind)."""
+    """Bars: the change of the ``class_name`` logit under the ablation's intervention on every CNN token,
+    or every patch token (``zero``: without them; negative: the model relied on that kind)."""
     delta = {kind: float(as_array(value)[0]) for kind, value in ablation.delta.items()}
     kinds = list(delta)
     fig = go.Figure(go.Bar(
-        x=[f"{KIND_LABELS[k]} → mean" for k in kinds], y=[delta[k] for k in kinds],
+        x=[describe(k, ablation.how) for k in kinds], y=[delta[k] for k in kinds],
         marker_color=[KIND_COLOURS[k] for k in kinds], text=[f"{delta[k]:+.2f}" for k in kinds],
         textposition="auto", hovertemplate="%{x}<br>logit change %{y:+.3f}<extra></extra>",
     ))

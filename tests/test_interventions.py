@@ -1,0 +1,75 @@
+"""Token interventions: each does to one kind of token what its name says, and nothing to the other."""
+import pytest
+import torch
+
+from tokenfusion.interventions import INTERVENTIONS, dataset_means, describe, intervene
+from tokenfusion.models import create
+
+
+@pytest.fixture(scope="module")
+def early():
+    torch.manual_seed(0)
+    return create("early", "tiny").eval()
+
+
+def _tokens(model, kind, x):
+    """The ``kind`` tokens the model makes for ``x`` ``(B, n, D)``, as the blocks receive them."""
+    seen = []
+    module = model.get_submodule(model.structure.token_modules[kind][0])
+    handle = module.register_forward_hook(lambda m, i, out: seen.append(out[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("how", INTERVENTIONS)
+def test_each_intervention_changes_its_kind_only(early, how):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    means = dataset_means(early, torch.randn(4, 3, 64, 64), "cnn")
+    before = {kind: _tokens(early, kind, x) for kind in ("cnn", "patch")}
+    with intervene(early, "cnn", how, means=means, generator=torch.Generator().manual_seed(0)):
+        after = {kind: _tokens(early, kind, x) for kind in ("cnn", "patch")}
+    torch.testing.assert_close(after["patch"], before["patch"])
+    assert not torch.allclose(after["cnn"], before["cnn"])
+    position = early.cnn_tokens.pos_embed((8, 8))
+    contents, new = before["cnn"] - position, after["cnn"] - position
+    if how == "zero":
+        assert after["cnn"].abs().max() == 0
+    elif how == "dataset_mean":
+        torch.testing.assert_close(after["cnn"][0], means[0])
+        torch.testing.assert_close(after["cnn"][1], means[0])
+    elif how == "contents_averaged":  # every token: the image's mean content at its own position
+        torch.testing.assert_close(new, contents.mean(1, keepdim=True).expand_as(new))
+    else:  # the same contents, other places
+        torch.testing.assert_close(new.sort(1).values, contents.sort(1).values)
+        assert not torch.allclose(new, contents)
+    assert early.cnn_tokens._forward_hooks == {}  # removed on exit
+
+
+def test_interventions_refuse_what_they_cannot_do(early):
+    with pytest.raises(ValueError, match="Unknown intervention"):
+        with intervene(early, "cnn", "blur"):
+            pass
+    with pytest.raises(ValueError, match="dataset_mean needs"):
+        with intervene(early, "cnn", "dataset_mean"):
+            pass
+    with pytest.raises(ValueError, match="no 'cnn' tokens"):
+        with intervene(create("vit", "tiny"), "cnn", "zero"):
+            pass
+    assert describe("cnn", "zero") == "without CNN tokens (zeroed)"
+    assert describe("patch", "layout_shuffled") == "patch tokens' layout shuffled"
+
+
+def test_kind_dropout_zeroes_one_kind_per_training_image():
+    """In training, an image that loses a kind sees exactly what ``zero`` shows it in evaluation."""
+    torch.manual_seed(0)
+    model = create("early", "tiny", kind_drop_rate=1.0).train()
+    torch.manual_seed(3)
+    masks = model.kind_masks(1000, torch.device("cpu"))
+    cnn, patch = masks["cnn"].flatten(), masks["patch"].flatten()
+    assert ((cnn + patch) == 1).all()  # never both lost, never both kept at rate 1
+    assert 0.45 < cnn.mean() < 0.55
+    assert model.eval().kind_masks(4, torch.device("cpu")) is None
+    assert create("early", "tiny").train().kind_masks(4, torch.device("cpu")) is None
