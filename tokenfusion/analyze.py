@@ -42,7 +42,9 @@ def _checkpoint_files(paths: list[Path]) -> list[Path]:
 
 def write_figures(report: dict, path: Path) -> None:
     """One HTML page (plotly.js embedded: it opens offline) with every figure of ``report``."""
-    from .viz.analysis import ablation_curves_figure, attention_distance_figure, cka_figure, fusion_share_figure
+    from .viz.analysis import (
+        ablation_curves_figure, attention_distance_figure, cka_figure, fusion_share_figure, uniform_reference,
+    )
 
     figures = []
     for name, model in report["models"].items():
@@ -50,7 +52,7 @@ def write_figures(report: dict, path: Path) -> None:
             figures.append((f"{name}: ablation curves", ablation_curves_figure(model["ablation"])))
         if model.get("attention_distance"):
             figures.append((f"{name}: mean attention distance",
-                            attention_distance_figure(model["attention_distance"], model["attention_distance_uniform"])))
+                            attention_distance_figure(model["attention_distance"], uniform_reference(model))))
         if "fusion_weights" in model and "cnn" in model["fusion_weights"]:
             figures.append((f"{name}: fusion weights", fusion_share_figure(model["fusion_weights"])))
     for comparison in report.get("cka", {}).get("comparisons", []):

@@ -33,7 +33,7 @@ from tokenfusion.data import HELDOUT_SEED
 from tokenfusion.models import TokenFusionModel
 from tokenfusion.viz.analysis import (
     ablation_curves_figure, attention_distance_figure, cka_figure, fusion_heads_figure, fusion_share_figure,
-    gates_over_set_figure,
+    gates_over_set_figure, uniform_reference,
 )
 
 SYNTHSHAPES = "synthshapes"
@@ -125,12 +125,13 @@ def _ablation(result: dict[str, Any], modes: tuple[str, ...]) -> None:
 
 def _distance(result: dict[str, Any]) -> None:
     st.subheader("Mean attention distance")
-    _in_columns([(name, attention_distance_figure(entry["attention_distance"], entry["attention_distance_uniform"],
+    _in_columns([(name, attention_distance_figure(entry["attention_distance"], uniform_reference(entry),
                                                   height=300))
                  for name, entry in result["models"].items() if entry.get("attention_distance")], "analysis_distance")
     st.caption("How far, in input pixels, each head's attention reaches, averaged over queries and images (Dosovitskiy "
                "et al. 2020, Fig. 7): one dot per head and layer, coloured by the query's kind (orange CNN, blue "
-               "patch), shaped by the key's (circle CNN, diamond patch); dotted: uniform attention.")
+               "patch), shaped by the key's (circle CNN, diamond patch); dotted: uniform attention over the same keys. "
+               "Token positions: a patch's centre, the centre of a CNN token's receptive field (measured).")
 
 
 def _fusion(result: dict[str, Any]) -> None:
@@ -164,7 +165,8 @@ def _similarity(result: dict[str, Any]) -> None:
     chart(st, cka_figure(comparisons[labels.index(label)], height=360), key="analysis_cka_figure")
     st.caption("Linear CKA between every layer of one model (rows) and of the other (columns), on the same images "
                "(minibatch estimate, Nguyen et al. 2021): 1 where two layers hold the same representation up to a "
-               "rotation and scale, near 0 where they are unrelated.")
+               "rotation and scale, near 0 where they are unrelated. Token by token where the two layers' grids "
+               "match, on each image's mean token where they differ (the hover says which).")
 
 
 def analysis() -> None:

@@ -1,10 +1,11 @@
-"""Minibatch linear CKA with the unbiased HSIC: invariances, independence, agreement with full batch."""
+"""Minibatch linear CKA with the unbiased HSIC: invariances, independence, agreement with full batch;
+token by token where the grids match, on each image's mean token where they differ."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tokenfusion.analysis import MinibatchCKA, cka
+from tokenfusion.analysis import MinibatchCKA, cka, gram, hsic1, hsic1_tokens
 
 
 def test_cka_is_one_under_an_orthogonal_transform_and_isotropic_scaling() -> None:
@@ -47,3 +48,65 @@ def test_one_batch_is_exactly_the_full_batch_and_tiny_batches_are_skipped() -> N
     assert accumulator.result()["skipped_images"] == 3
     with pytest.raises(ValueError, match="changed"):
         accumulator.update({"y": y, "x": x})
+
+
+def test_hsic_from_cross_covariances_is_the_gram_one() -> None:
+    x = torch.randn(40, 6) + 3  # far from centred: the terms cancel
+    y = x @ torch.randn(6, 4) + torch.randn(40, 4) - 2
+    expected = hsic1(torch.stack([gram(x), gram(y)]))
+    assert torch.allclose(hsic1_tokens([x, y]), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_tokens_on_the_same_grid_are_compared_token_by_token() -> None:
+    x = torch.randn(6, 9, 5)
+    y = x @ torch.randn(5, 3) + 0.5 * torch.randn(6, 9, 3)
+    accumulator = MinibatchCKA()
+    accumulator.update({"x": x, "y": y}, {"x": (3, 3), "y": (3, 3)})
+    # rows: the 54 tokens of the 6 images, token t of image b against token t of image b
+    assert float(accumulator.matrix()[0, 1]) == pytest.approx(cka(x.flatten(0, 1), y.flatten(0, 1)), abs=1e-10)
+    assert accumulator.result()["representation"] == [["tokens", "tokens"], ["tokens", "tokens"]]
+    assert accumulator.result()["grids"] == [[3, 3], [3, 3]]
+
+
+def test_where_the_tokens_sit_matters_token_by_token_and_not_on_the_mean() -> None:
+    x = torch.randn(32, 16, 8)
+    moved = x[:, torch.randperm(16)]  # the same tokens of every image, in other places
+    accumulator = MinibatchCKA()
+    accumulator.update({"x": x, "moved": moved}, {"x": (4, 4), "moved": (4, 4)})
+    assert float(accumulator.matrix()[0, 1]) < 0.2
+    assert cka(x.mean(1), moved.mean(1)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_other_grids_and_image_vectors_are_compared_on_the_mean_token() -> None:
+    x, z, v = torch.randn(6, 9, 5), torch.randn(6, 4, 5), torch.randn(6, 7)
+    z = z + x[:, :4]
+    accumulator = MinibatchCKA()
+    accumulator.update({"x": x, "z": z, "v": v}, {"x": (3, 3), "z": (2, 2)})
+    matrix, result = accumulator.matrix(), accumulator.result()
+    assert float(matrix[0, 1]) == pytest.approx(cka(x.mean(1), z.mean(1)), abs=1e-10)
+    assert float(matrix[0, 2]) == pytest.approx(cka(x.mean(1), v), abs=1e-10)
+    assert result["representation"] == [["tokens", "mean", "mean"], ["mean", "tokens", "mean"],
+                                         ["mean", "mean", "mean"]]
+    assert result["grids"] == [[3, 3], [2, 2], None] and matrix.diagonal().tolist() == pytest.approx([1.0] * 3)
+
+
+def test_token_cka_sums_the_hsic_of_every_minibatch() -> None:
+    x = torch.randn(12, 4, 3)
+    y = x.square() + torch.randn(12, 4, 3)
+    accumulator = MinibatchCKA()
+    h = torch.zeros(2, 2, dtype=torch.float64)
+    for i in (0, 6):
+        accumulator.update({"x": x[i:i + 6], "y": y[i:i + 6]}, {"x": (2, 2), "y": (2, 2)})
+        h += hsic1(torch.stack([gram(x[i:i + 6].flatten(0, 1)), gram(y[i:i + 6].flatten(0, 1))]))
+    assert float(accumulator.matrix()[0, 1]) == pytest.approx(float(h[0, 1] / (h[0, 0] * h[1, 1]).sqrt()), abs=1e-10)
+
+
+def test_tokens_need_a_grid_that_stays() -> None:
+    accumulator = MinibatchCKA()
+    with pytest.raises(ValueError, match="need their grid"):
+        accumulator.update({"x": torch.randn(4, 4, 2)})
+    with pytest.raises(ValueError, match="not a"):
+        accumulator.update({"x": torch.randn(4, 4, 2)}, {"x": (3, 3)})
+    accumulator.update({"x": torch.randn(4, 4, 2)}, {"x": (2, 2)})
+    with pytest.raises(ValueError, match="Grids changed"):
+        accumulator.update({"x": torch.randn(4, 4, 2)}, {"x": (1, 4)})

@@ -18,7 +18,7 @@ from .attention_distance import AttentionDistance
 from .class_sensitivity import ClassSensitivity
 from .cka import MinibatchCKA
 from .data import AnalysisData
-from .features import layer_features
+from .features import layer_tokens
 from .fusion_stats import FusionStats
 
 __all__ = ["DEFAULT_MEASURES", "MEASURES", "analyze", "cka_comparisons"]
@@ -31,9 +31,12 @@ def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Blocks of the CKA table: for every pair of models, their features of each kind they share
     (``vit`` against the patch tokens of a fusion model, the ``cnn`` trunk against its CNN tokens...);
     within every model holding both kinds, its CNN features against its patch features (``late``'s
-    two streams). ``result``: :meth:`MinibatchCKA.result` with ``models`` and ``kinds`` added."""
+    two streams); each with its ``representation`` table (``"tokens"``: compared token by token, the
+    grids matching; ``"mean"``: on each image's mean token) when ``result`` has one. ``result``:
+    :meth:`MinibatchCKA.result` with ``models`` and ``kinds`` added."""
     names, models, kinds = result["names"], result["models"], result["kinds"]
     table = torch.tensor(result["cka"])
+    representation = result.get("representation")
     order = list(dict.fromkeys(models))
 
     def pick(model: str, kind: str) -> list[int]:
@@ -43,8 +46,11 @@ def cka_comparisons(result: dict[str, Any]) -> list[dict[str, Any]]:
         rows, cols = pick(a, ka), pick(b, kb)
         if not rows or not cols:
             return None
-        return {"a": a, "a_kind": ka, "b": b, "b_kind": kb, "rows": [names[i] for i in rows],
-                "cols": [names[j] for j in cols], "cka": table[rows][:, cols].tolist()}
+        found = {"a": a, "a_kind": ka, "b": b, "b_kind": kb, "rows": [names[i] for i in rows],
+                 "cols": [names[j] for j in cols], "cka": table[rows][:, cols].tolist()}
+        if representation is not None:
+            found["representation"] = [[representation[i][j] for j in cols] for i in rows]
+        return found
 
     found = [block(a, k, b, k) for a, b in combinations(order, 2) for k in ("cnn", "patch")]
     found += [block(m, "cnn", m, "patch") for m in order]
@@ -71,13 +77,14 @@ def analyze(
     num_classes = len(data.class_names)
     for model in models.values():
         model.eval().to(device)
-    distance = {n: AttentionDistance() for n in models}
+    distance = {n: AttentionDistance(m) for n, m in models.items()}
     fusion = {n: FusionStats(num_classes) for n, m in models.items() if m.structure.is_fusion}
     ablation = {n: AblationCurves(m, num_classes, ablation_modes, data.cues) for n, m in models.items()
                 if m.structure.token_kinds}
     sensitivity = {n: ClassSensitivity(m, sensitivity_images) for n, m in models.items()}
     similarity = MinibatchCKA()
     feature_owner: dict[str, tuple[str, str]] = {}
+    grids: dict[str, tuple[int, int]] = {}
     correct = defaultdict(int)
     seconds: dict[str, float] = defaultdict(float)
     seen = 0
@@ -102,8 +109,9 @@ def analyze(
                 fusion[name].update(trace, labels)
                 seconds["fusion_weights"] += time.perf_counter() - start
             if "cka" in measures:
-                for feature, (kind, values) in layer_features(model.structure, trace).items():
+                for feature, (kind, values, grid) in layer_tokens(model.structure, trace).items():
                     features[f"{name}/{feature}"] = values
+                    grids[f"{name}/{feature}"] = grid
                     feature_owner[f"{name}/{feature}"] = (name, kind)
             if "ablation" in measures and name in ablation:
                 start = time.perf_counter()
@@ -116,7 +124,7 @@ def analyze(
                 seconds["class_sensitivity"] += time.perf_counter() - start
         if "cka" in measures:
             start = time.perf_counter()
-            similarity.update(features)
+            similarity.update(features, grids)
             seconds["cka"] += time.perf_counter() - start
         if callable(progress):
             progress(seen, len(data.dataset))
@@ -128,7 +136,8 @@ def analyze(
                                  "token_kinds": list(model.structure.token_kinds)}
         if "attention_distance" in measures:
             entry["attention_distance"] = distance[name].result()
-            entry["attention_distance_uniform"] = distance[name].uniform()
+            entry["attention_distance_uniform"] = distance[name].uniform()  # one per stream, as older files
+            entry["attention_distance_uniform_layers"] = distance[name].uniform_layers()
         if "fusion_weights" in measures and name in fusion:
             entry["fusion_weights"] = fusion[name].result()
         if "ablation" in measures and name in ablation:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["summary_markdown"]
+__all__ = ["summary_markdown", "uniform_references"]
 
 CUE_GAP = 10.0  # points: one cue counts as carried "more" when its drop exceeds the other's by this
 KIND = {"cnn": "CNN", "patch": "patch"}
@@ -56,18 +56,33 @@ def ablation_section(report: dict[str, Any], mode: str = "mean") -> list[str]:
     return lines + [""] + sentences
 
 
+def uniform_references(model: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{stream: {layer: {"q->k": px}}}``: the distance uniform attention gives at every layer of one
+    model's ``analysis.json`` entry, from ``attention_distance_uniform_layers`` (one reference per
+    query grid and key grid attended); files without it held one reference per stream and pair
+    (``attention_distance_uniform``), the same for every layer."""
+    if "attention_distance_uniform_layers" in model:
+        return model["attention_distance_uniform_layers"]
+    per_stream = model.get("attention_distance_uniform", {})
+    return {stream: {layer: dict(per_stream.get(stream, {})) for layer in layers}
+            for stream, layers in model.get("attention_distance", {}).items()}
+
+
 def distance_section(report: dict[str, Any]) -> list[str]:
     lines = ["| model | stream | query -> key | first layer (px) | last layer (px) | heads, last layer (px) "
              "| uniform attention (px) |", "|---|---|---|---:|---:|---|---:|"]
     for name, model in report["models"].items():
-        uniform = model.get("attention_distance_uniform", {})
+        uniform = uniform_references(model)
         for stream, layers in model.get("attention_distance", {}).items():
             names = list(layers)
             for pair in layers[names[0]]:
                 first, last = layers[names[0]][pair], layers[names[-1]][pair]
+                references = [uniform[stream][layer][pair] for layer in (names[0], names[-1])]
+                reference = f"{references[0]:.1f}" if f"{references[0]:.1f}" == f"{references[1]:.1f}" else \
+                    f"{references[0]:.1f} (first), {references[1]:.1f} (last)"
                 lines.append(f"| `{name}` | {stream} | {pair} | {_mean(first):.1f} | {_mean(last):.1f} "
-                             f"| {min(last):.1f}-{max(last):.1f} | {uniform[stream][pair]:.1f} |")
-    closest = min(((_mean(v[p]) / m["attention_distance_uniform"][s][p], n, s, layer, p)
+                             f"| {min(last):.1f}-{max(last):.1f} | {reference} |")
+    closest = min(((_mean(v[p]) / uniform_references(m)[s][layer][p], n, s, layer, p)
                    for n, m in report["models"].items() for s, ls in m.get("attention_distance", {}).items()
                    for layer, v in ls.items() for p in v), default=None)
     if closest:
@@ -104,8 +119,11 @@ def cka_section(report: dict[str, Any]) -> list[str]:
         table = c["cka"]
         best, i, j = max((v, i, j) for i, row in enumerate(table) for j, v in enumerate(row))
         kind = c["a_kind"] if c["a_kind"] == c["b_kind"] else f"{c['a_kind']} vs {c['b_kind']}"
-        lines.append(f"| `{c['a']}` | `{c['b']}` | {kind} | {table[-1][-1]:.2f} "
-                     f"| {c['rows'][i].split('/', 1)[1]} vs {c['cols'][j].split('/', 1)[1]}: {best:.2f} |")
+        on = c.get("representation")  # files before it held means only
+        last = f"{table[-1][-1]:.2f}" + (f" ({on[-1][-1]})" if on else "")
+        lines.append(f"| `{c['a']}` | `{c['b']}` | {kind} | {last} "
+                     f"| {c['rows'][i].split('/', 1)[1]} vs {c['cols'][j].split('/', 1)[1]}: {best:.2f}"
+                     f"{f' ({on[i][j]})' if on else ''} |")
     return lines
 
 
@@ -124,6 +142,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
     data = report["data"]
     where = (f"{report['images']} held-out SynthShapes images (seed {data['seed']})" if data.get("dataset")
              else f"{report['images']} images of {data['data_path']}/val")
+    measured = any("attention_distance_uniform_layers" in m for m in report["models"].values())  # older files: no
+    centres = ("token centres (a patch's centre; the centre of a CNN token's receptive field, measured)" if measured
+               else "token centres")
+    references = " (one reference per query grid and key grid)" if measured else ""
     parts = [f"Over {where}, every model on the same images.", "",
              "**Ablation curves** (each kind of token replaced by its per-image mean at every place it is read "
              "from place k on; `layerwise`'s CNN tokens: its cross-attention closed from place k on). The mean "
@@ -131,15 +153,18 @@ def summary_markdown(report: dict[str, Any]) -> str:
              "each token is.",
              "", *ablation_section(report), "",
              "**Mean attention distance** (Dosovitskiy et al. 2020): attention-weighted pixel distance between "
-             "token centres, class tokens left out, against uniform attention over the same keys.", "",
+             f"{centres}, class tokens left out, against uniform attention over the same keys{references}.", "",
              *distance_section(report)]
     if any("fusion_weights" in m for m in report["models"].values()):
         parts += ["", "**Fusion weights over the set**: the share of the class token's attention on each kind "
                   "(mean over images and heads; the rest goes to class tokens).", "", *fusion_section(report)]
     if "cka" in report:
+        on = ("token by token where the two layers' grids match (trunk stages: every position a token; "
+              "\"tokens\"), on each image's mean token where they differ (\"mean\")"
+              if "representation" in report["cka"] else
+              "on the mean of each kind's tokens per layer (trunk stages: their global average)")
         parts += ["", "**Representation similarity**: minibatch linear CKA, unbiased HSIC (Kornblith et al. 2019; "
-                  "Nguyen et al. 2021), on the mean of each kind's tokens per layer (trunk stages: their global "
-                  f"average), {report['cka']['batches']} minibatches.", "", *cka_section(report)]
+                  f"Nguyen et al. 2021), {on}, {report['cka']['batches']} minibatches.", "", *cka_section(report)]
     if any("class_sensitivity" in m for m in report["models"].values()):
         parts += ["", "**Class sensitivity of the maps**: each method's map for the predicted class against its "
                   "map for the runner-up (Spearman 1 and distance 0: the map does not depend on the class).", "",

@@ -88,6 +88,16 @@ class ModelStructure:
         """The stream whose class token the head reads (None for the ``cnn`` baseline)."""
         return next((s for s in self.streams if s.readout), None)
 
+    def token_module(self, kind: TokenKind) -> str:
+        """The module that makes the ``kind`` tokens of the streams' sequences: the model's one token
+        module of that kind. A model with several (``layerwise``'s CNN tokens, one module per trunk
+        stage) feeds them to cross-attention, whose :class:`CrossEntry` names its own (``tokens``)."""
+        modules = self.token_modules.get(kind, ())
+        if len(modules) != 1:
+            raise KeyError(f"The model makes {kind!r} tokens in {len(modules)} modules {list(modules)}, "
+                           "not one; a cross-attention entry names the module of its keys")
+        return modules[0]
+
     def stream(self, name: str) -> Stream:
         for s in self.streams:
             if s.name == name:

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from .style import KIND_COLOURS, KIND_LABELS, compact
 
 __all__ = ["ablation_curves_figure", "attention_distance_figure", "cka_figure", "fusion_heads_figure",
-           "fusion_share_figure", "gates_over_set_figure"]
+           "fusion_share_figure", "gates_over_set_figure", "uniform_reference"]
 
 _CUE_DASH = {"top1": "solid", "shape": "dash", "texture": "dot"}
 _KEY_SYMBOL = {"cnn": "circle", "patch": "diamond"}
@@ -35,12 +35,23 @@ def ablation_curves_figure(ablation: dict[str, Any], mode: str = "mean", *, heig
     return compact(fig, height)
 
 
+def uniform_reference(model: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`attention_distance_figure` draws as uniform attention for one model's entry of an
+    ``analysis.json``: its per-layer references, or one per stream from files that predate them."""
+    return model.get("attention_distance_uniform_layers") or model["attention_distance_uniform"]
+
+
 def attention_distance_figure(distance: dict[str, Any], uniform: dict[str, Any], *, height: int = 320) -> go.Figure:
     """Mean attention distance (pixels), one dot per head, coloured by query kind, shaped by key kind,
-    for every layer of every stream; a dotted line per stream and pair: uniform attention."""
+    for every layer of every stream; a dotted line per stream and pair: uniform attention over the same
+    keys. ``uniform``: one model's ``attention_distance_uniform_layers`` (``{stream: {layer: {pair: px}}}``,
+    a reference per layer: cross-attention layers may read different grids), or, from older files,
+    ``attention_distance_uniform`` (``{stream: {pair: px}}``, one per stream)."""
     fig = go.Figure()
     for stream, layers in distance.items():
         names = list(layers)
+        references = uniform[stream]
+        per_layer = all(isinstance(references.get(layer), dict) for layer in names)
         for pair in layers[names[0]]:
             query, key = pair.split("->")
             xs = [layer for layer in names for _ in layers[layer][pair]]
@@ -50,8 +61,11 @@ def attention_distance_figure(distance: dict[str, Any], uniform: dict[str, Any],
                 marker=dict(color=KIND_COLOURS[query], symbol=_KEY_SYMBOL[key], size=8, opacity=0.8),
                 hovertemplate=f"{pair}<br>%{{x}}: %{{y:.1f}} px<extra></extra>",
             ))
-            fig.add_trace(go.Scatter(x=[names[0], names[-1]], y=[uniform[stream][pair]] * 2, mode="lines",
-                                     line=dict(color=KIND_COLOURS[query], dash="dot", width=1), showlegend=False,
+            line_x, line_y = (names, [references[layer][pair] for layer in names]) if per_layer else \
+                ([names[0], names[-1]], [references[pair]] * 2)
+            fig.add_trace(go.Scatter(x=line_x, y=line_y, mode="lines", line=dict(color=KIND_COLOURS[query], dash="dot",
+                                                                                 width=1, shape="hvh"),
+                                     showlegend=False,
                                      hovertemplate=f"uniform attention, {pair}: %{{y:.1f}} px<extra></extra>"))
     fig.update_xaxes(title="layer")
     fig.update_yaxes(title="mean attention distance (px)", rangemode="tozero")
@@ -59,11 +73,14 @@ def attention_distance_figure(distance: dict[str, Any], uniform: dict[str, Any],
 
 
 def cka_figure(comparison: dict[str, Any], *, height: int = 320) -> go.Figure:
-    """One block of the CKA table: rows the first model's features, columns the second's."""
+    """One block of the CKA table: rows the first model's features, columns the second's; the hover
+    says what each pair compares (``tokens`` or each image's ``mean`` token) when the block records it."""
     fig = go.Figure(go.Heatmap(
         z=comparison["cka"], x=[c.split("/", 1)[1] for c in comparison["cols"]],
         y=[r.split("/", 1)[1] for r in comparison["rows"]], zmin=0, zmax=1, colorscale="Viridis",
-        hovertemplate="%{y} vs %{x}<br>CKA %{z:.2f}<extra></extra>",
+        customdata=comparison.get("representation"),
+        hovertemplate="%{y} vs %{x}<br>CKA %{z:.2f}" + (" on %{customdata}" if "representation" in comparison else "")
+        + "<extra></extra>",
     ))
     fig.update_xaxes(title=comparison["b"])
     fig.update_yaxes(title=comparison["a"], autorange="reversed")
