@@ -79,6 +79,9 @@ def show_map_score(score: MapScore | None, where: DeltaGenerator, *, scored: boo
                    help=f"Means over {score.images} held-out SynthShapes images: how often the map's maximum "
                         "falls on the object (pointing), the area under the probability curve as the most "
                         "salient pixels are deleted (lower is better) or inserted (higher is better), and the "
-                        "rank correlation with the maps of a randomised model (lower is better).")
+                        "rank correlation with the maps of a randomised model (lower is better)." +
+                        (" The map localises when its pointing and its energy on the object beat both controls: a "
+                         "fixed centred map that ignores the image, and the same map scored against another "
+                         "image's object." if score.localises is not None else ""))
     for problem in score.problems:
         where.warning(f"This map {problem}: do not read it as what the model uses.", icon=":material/warning:")

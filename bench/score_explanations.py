@@ -1,4 +1,4 @@
-"""Score every explanation method on every checkpoint against SynthShapes masks.
+"""Score every explanation method on every checkpoint against SynthShapes masks, beside two controls.
 
     python bench/score_explanations.py --checkpoints checkpoints/ --images 500 --seed 12345 \\
         --out bench/results/explain_scores.json --markdown
@@ -6,16 +6,29 @@
 For every checkpoint, every method that applies (:func:`available_methods`) at its default
 layer, plus the last layer of each other token kind, explains the ``--target`` class (default:
 the true label) of ``--images`` held-out SynthShapes images (``--seed``; training uses other
-seeds) and records: pointing game (a blank map is a miss) and energy inside the object mask, the
-number of blank maps, deletion and insertion AUC (target probability, ``--steps`` steps,
-``--baseline``), the mean Spearman correlation of the cascading randomisation check (lower is
+seeds) and records: pointing game (a hit when the map's maximum lies within ``--tolerance`` pixels
+of the object mask, by default Zhang et al. 2018's 15 px at 224 px scaled to the image,
+``round(15 * side / 224)``: 4 px at 64 px, 3 px at 48 px; a blank map is a miss) and energy inside the
+object mask, the number of blank maps, deletion and insertion AUC (target probability, ``--steps``
+steps, ``--baseline``), the mean Spearman correlation of the cascading randomisation check (lower is
 better) over those of the first ``--random-images`` images whose trained map is not blank (a
-constant map has no ranks to correlate), and milliseconds per explanation. The JSON file also
-holds the command, date, commit, threads and load average. ``--update`` rescores the ``--methods``
-named (say, after a method's defaults changed) and replaces their rows in ``--out``, recording its
-own command, date and settings under ``updates``; ``python -m train.report`` puts
-:func:`summary_table`, :func:`target_checks`, :func:`findings` and :func:`before_after` of the
-files into the README.
+constant map has no ranks to correlate), and milliseconds per explanation.
+
+Two controls, on the same images: each checkpoint gets a control row (method ``centre-prior``, family
+``control``): one fixed centred Gaussian (σ = ``--centre-sigma`` times the side) for every image,
+which ignores it, scored like the methods (pointing game with the same tolerance, energy, deletion
+and insertion); and every row records its own maps scored against a mismatched mask, image i's map
+against the mask of image (i + 1) mod n of the scored set (``pointing_game_mismatched``,
+``mask_energy_mismatched``). A row ``localises`` only when its pointing game and its energy are both
+above the centre prior's and above its own mismatched scores (:func:`~tokenfusion.explain.scores.localises`).
+
+The JSON file also holds the command, date, commit, threads and load average, and in its settings
+the tolerance asked for (None: scaled to each image) and the pixels it came to per checkpoint
+(``tolerance_px``). ``--update`` rescores the ``--methods`` named (say, after a method's defaults
+changed) and the control row, and replaces their rows in ``--out``, recording its own command, date
+and settings under ``updates``; ``python -m train.report`` puts :func:`summary_table`,
+:func:`controls_note`, :func:`target_checks`, :func:`findings` and :func:`before_after` of the files
+into the README.
 """
 from __future__ import annotations
 
@@ -41,14 +54,21 @@ from tokenfusion.data import HELDOUT_SEED, SynthShapes
 from tokenfusion.explain import MethodInfo, available_methods, explain
 from tokenfusion.explain.attribution import OCCLUSION_STRIDE
 from tokenfusion.explain.metrics import (
-    deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game, randomisation_check,
+    CENTRE_PRIOR_SIGMA, centre_prior, deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game,
+    pointing_tolerance, randomisation_check,
 )
+from tokenfusion.explain.scores import CENTRE_PRIOR, CONTROL_FAMILY, is_control, localises
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
 
-__all__ = ["variants", "chance_level", "score_checkpoint", "merged", "commands", "markdown_table", "summary_table",
-           "target_checks", "before_after", "findings", "findings_text", "before_after_text", "main"]
+__all__ = ["variants", "chance_level", "score_checkpoint", "judged", "merged", "commands", "markdown_table",
+           "summary_table", "controls_note", "target_checks", "before_after", "findings", "findings_text",
+           "before_after_text", "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
+#: The same maps scored against another image's mask (image i's map, image i + 1's mask).
+MISMATCHED = ("pointing_game_mismatched", "mask_energy_mismatched")
+#: The method name of :func:`summary_table`'s row that sums up the mismatched-mask control of a model.
+MISMATCHED_ROW = "mismatched mask"
 #: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
 GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
                               "gradcam-elementwise", "integrated_gradients", "smoothgrad"})
@@ -72,63 +92,103 @@ def variants(
     return chosen
 
 
-def chance_level(images: int, seed: int, image_size: int) -> dict[str, float]:
-    """What maps that ignore the image score on average over the first ``images`` SynthShapes
-    images of ``seed``. ``random``: a map of random values scores the mean share of the image the
-    objects cover, in pointing game (no tolerance) and mask energy alike. ``blank_pointing``,
-    ``blank_energy``: the scores of a blank (all-zero) map, :func:`pointing_game` and
-    :func:`mask_energy` applied to it."""
+def _tolerance(given: int | None, image_size: int) -> int:
+    """The pointing-game tolerance in pixels: ``given`` (``--tolerance``), else :func:`pointing_tolerance`."""
+    return pointing_tolerance(image_size) if given is None else given
+
+
+def chance_level(
+    images: int, seed: int, image_size: int, tolerance: int | None = None, sigma: float = CENTRE_PRIOR_SIGMA
+) -> dict[str, float]:
+    """What maps that ignore the image score on the first ``images`` SynthShapes images of ``seed``
+    at ``image_size`` (no model needed), with the pointing game's ``tolerance`` (None: scaled to the
+    image, :func:`pointing_tolerance`). ``centre_pointing``, ``centre_energy``: the centre prior
+    (:func:`centre_prior` of ``sigma``), the same figures as a results file's control row; it points
+    into the object in the images whose mask comes within the tolerance of the image centre.
+    ``blank_pointing``, ``blank_energy``: a blank (all-zero) map, which points nowhere and has no
+    mass. ``area``: the mean share of the image the object covers (the energy of a uniform map)."""
     data = SynthShapes(images, image_size=image_size, seed=seed)
     masks = [torch.from_numpy(data.sample(i).mask) for i in range(images)]
-    blank = torch.zeros(image_size, image_size)
-    return {"random": sum(float(m.float().mean()) for m in masks) / images,
-            "blank_pointing": sum(pointing_game(blank, m) for m in masks) / images,
-            "blank_energy": sum(mask_energy(blank, m) for m in masks) / images}
+    tolerance = _tolerance(tolerance, image_size)
+    prior, blank = centre_prior(image_size, image_size, sigma), torch.zeros(image_size, image_size)
+    mean = lambda score, m: sum(score(m, mask) for mask in masks) / images  # noqa: E731
+    return {"centre_pointing": mean(lambda m, mask: pointing_game(m, mask, tolerance), prior),
+            "centre_energy": mean(mask_energy, prior),
+            "blank_pointing": mean(lambda m, mask: pointing_game(m, mask, tolerance), blank),
+            "blank_energy": mean(mask_energy, blank),
+            "area": sum(float(m.float().mean()) for m in masks) / images}
 
 
 def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per ``(method, layer, kind)`` with the mean of each score over the images."""
+    """One row per ``(method, layer, kind)`` with the mean of each score over the images, after the
+    checkpoint's control row (``centre-prior``, family ``control``); every row also holds its maps'
+    scores against mismatched masks (image i's map, the mask of image (i + 1) mod n) and whether it
+    :func:`~tokenfusion.explain.scores.localises`."""
     checkpoint = load_checkpoint(path)
     model = checkpoint.model.eval()
     config = model.config
-    data = SynthShapes(args.images, image_size=config.img_size, seed=args.seed)
+    size = config.img_size
+    tolerance = _tolerance(args.tolerance, size)
+    data = SynthShapes(args.images, image_size=size, seed=args.seed)
+    masks = [torch.from_numpy(data.sample(i).mask) for i in range(len(data))]
     chosen = variants(model, args.methods)
     sums: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    families: dict[tuple, str] = {}
+    curve = dict(steps=args.steps, baseline=args.baseline)
     for i in tqdm(range(len(data)), desc=path.name, unit="img"):
         image, label = data[i]
-        mask = torch.from_numpy(data.sample(i).mask)
+        mask, other = masks[i], masks[(i + 1) % len(masks)]
         x = TF.normalize(image, list(config.mean), list(config.std))[None]
         with torch.no_grad():
             predicted = int(model(x).argmax())
         target = label if args.target == "label" else predicted
+
+        def record(key: tuple, family: str, saliency: torch.Tensor, seconds: float) -> dict[str, list[float]]:
+            families[key] = family
+            row = sums[key]
+            row["pointing_game"].append(pointing_game(saliency, mask, tolerance))
+            row["pointing_game_mismatched"].append(pointing_game(saliency, other, tolerance))
+            row["blank_maps"].append(float(is_blank(saliency)))
+            row["mask_energy"].append(mask_energy(saliency, mask))
+            row["mask_energy_mismatched"].append(mask_energy(saliency, other))
+            row["deletion_auc"].append(deletion_curve(model, x, saliency, target, **curve).auc)
+            row["insertion_auc"].append(insertion_curve(model, x, saliency, target, **curve).auc)
+            row["ms_per_image"].append(1000 * seconds)
+            row["correct"].append(float(predicted == label))
+            return row
+
+        start = time.perf_counter()
+        prior = centre_prior(size, size, args.centre_sigma)  # the same map for every image
+        record((CENTRE_PRIOR, None, None), CONTROL_FAMILY, prior, time.perf_counter() - start)
         for info, layer, kind in chosen:
             options = {"kind": kind} if kind is not None else {}
             if info.name == "occlusion":
                 options["stride"] = args.occlusion_stride
             e = explain(model, x, info.name, layer, target, **options)
-            row = sums[(info.name, e.layer if info.name != "rollout" else None, kind)]
-            blank = is_blank(e.map)
-            row["pointing_game"].append(pointing_game(e.map, mask, args.tolerance))
-            row["blank_maps"].append(float(blank))
-            row["mask_energy"].append(mask_energy(e.map, mask))
-            curve = dict(steps=args.steps, baseline=args.baseline)
-            row["deletion_auc"].append(deletion_curve(model, x, e.map, target, **curve).auc)
-            row["insertion_auc"].append(insertion_curve(model, x, e.map, target, **curve).auc)
-            row["ms_per_image"].append(1000 * e.seconds)
-            row["correct"].append(float(predicted == label))
-            if i < args.random_images and not blank:  # a blank map has no ranks to correlate
+            row = record((info.name, e.layer if info.name != "rollout" else None, kind), info.family, e.map, e.seconds)
+            if i < args.random_images and not is_blank(e.map):  # a blank map has no ranks to correlate
                 fn = lambda m, x, n=info.name, l=layer, o=options: explain(m, x, n, l, target, **o)  # noqa: E731
                 check = randomisation_check(model, x, fn, steps=args.random_steps, seed=args.seed, reference=e)
                 row["randomisation_spearman"].append(check.mean)
     rows = []
-    for (method, layer, kind), values in sums.items():
+    for key, values in sums.items():
+        method, layer, kind = key
         row = dict(checkpoint=path.name, arch=config.arch, size=config.size, method=method, layer=layer, kind=kind,
-                   images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]),
+                   family=families[key], images=len(values["ms_per_image"]), accuracy=_mean(values["correct"]),
                    blank_maps=int(sum(values["blank_maps"])),
-                   randomisation_images=len(values["randomisation_spearman"]))
-        row.update({c: _mean(values[c]) for c in COLUMNS})
+                   randomisation_images=len(values["randomisation_spearman"]), image_size=size, tolerance=tolerance)
+        if families[key] == CONTROL_FAMILY:
+            row["sigma"] = args.centre_sigma
+        row.update({c: _mean(values[c]) for c in COLUMNS + MISMATCHED})
         rows.append(row)
-    return rows
+    return judged(rows)
+
+
+def judged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with ``localises`` set on each from its checkpoint's control row
+    (:func:`~tokenfusion.explain.scores.localises`: None where a figure is missing)."""
+    centres = {r["checkpoint"]: r for r in rows if is_control(r)}
+    return [{**r, "localises": localises(r, centres.get(r["checkpoint"]))} for r in rows]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -138,13 +198,17 @@ def _mean(values: list[float]) -> float | None:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (pointing game and energy: higher is better; deletion AUC and
     randomisation Spearman: lower is better; insertion AUC: higher is better; blank: images whose
-    map is blank, each a miss in the pointing game)."""
-    head = ["checkpoint", "method", "layer", "kind", "pointing ↑", "blank", "energy ↑", "deletion ↓",
-            "insertion ↑", "rand. ρ ↓", "ms/img"]
+    map is blank, each a miss in the pointing game; "other mask": the same maps' pointing game and
+    energy against another image's mask; localises: yes when the pointing game and the energy beat
+    both the centre prior's and the other mask's, "control" on the control rows)."""
+    head = ["checkpoint", "method", "layer", "kind", "pointing ↑", "blank", "energy ↑", "pointing, other mask",
+            "energy, other mask", "localises", "deletion ↓", "insertion ↑", "rand. ρ ↓", "ms/img"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["checkpoint"], r["method"], r["layer"] or "", r["kind"] or ""]
-        cells += _score_cells(r, ".3f") + [f"{r['ms_per_image']:.1f}"]
+        scores = _score_cells(r, ".3f")
+        mismatched = ["" if r.get(c) is None else f"{r[c]:.3f}" for c in MISMATCHED]
+        cells += scores[:3] + mismatched + [_localises_cell(r)] + scores[3:] + [f"{r['ms_per_image']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -154,6 +218,17 @@ def _score_cells(row: dict[str, Any], spec: str) -> list[str]:
     cells = ["" if row[c] is None else format(row[c], spec) for c in COLUMNS[:-1]]
     blank = "" if row.get("blank_maps") is None else f"{row['blank_maps']}/{row['images']}"  # absent in old files
     return cells[:1] + [blank] + cells[1:]
+
+
+def _localises(row: dict[str, Any]) -> bool | None:
+    """The row's ``localises`` (None in files written before the controls)."""
+    return None if row.get("localises") is None else bool(row["localises"])
+
+
+def _localises_cell(row: dict[str, Any]) -> str:
+    if is_control(row):
+        return "control"
+    return {True: "yes", False: "no", None: ""}[_localises(row)]
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,6 +242,10 @@ def _on_feature_map(row: dict[str, Any]) -> bool:
 
 
 def _target_name(row: dict[str, Any]) -> str:
+    if row["method"] == MISMATCHED_ROW:
+        return "each of its maps against the next image's mask (range)"
+    if is_control(row):
+        return f"fixed centred Gaussian, σ = {row.get('sigma', CENTRE_PRIOR_SIGMA):g} × side"
     if row["layer"] is None:
         return f"{row['kind']} tokens" if row["kind"] else "pixels"
     if _on_feature_map(row):
@@ -184,7 +263,10 @@ def _default_rows(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any
     return list(first.values())
 
 
-def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _summary_rows(rows: list[dict[str, Any]], controls: bool = False) -> list[dict[str, Any]]:
+    """The rows :func:`summary_table` shows, model by model; with ``controls``, each model's control
+    rows after its maps: the centre prior, then a :data:`MISMATCHED_ROW` row (``of``: every map row of
+    the model scored against mismatched masks)."""
     chosen = []
     rows = sorted(rows, key=lambda r: ARCHITECTURES.index(r["arch"]))
     for checkpoint in dict.fromkeys(r["checkpoint"] for r in rows):
@@ -195,30 +277,83 @@ def _summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 candidates = [r for r in mine if r["method"] == method and which in ("all", r["kind"])]
             chosen += [r for r in candidates if r not in chosen]
+        if controls:
+            chosen += [r for r in mine if is_control(r)]
+            of = [r for r in mine if not is_control(r) and r.get("pointing_game_mismatched") is not None]
+            if of:
+                chosen.append(dict(checkpoint=checkpoint, arch=of[0]["arch"], size=of[0]["size"],
+                                   accuracy=of[0]["accuracy"], images=of[0]["images"], method=MISMATCHED_ROW,
+                                   family=CONTROL_FAMILY, layer=None, kind=None, of=of))
     return chosen
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """A selection of ``rows`` (from one or several score files) for the README: per model,
     rollout per token kind, Grad-CAM at its default layer and on the last patch tokens, LayerCAM,
-    ScoreCAM, Integrated Gradients and Occlusion, with the count of blank maps."""
-    head = ("| model (top-1 here) | method | target | pointing ↑ | blank | energy ↑ | deletion ↓ | insertion ↑ "
-            "| rand. ρ ↓ | ms |")
-    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in _summary_rows(rows):
+    ScoreCAM, Integrated Gradients and Occlusion, with the count of blank maps and whether each map
+    localises; then the model's two controls: the centre prior's row, and the range of what every
+    map of the model scored against another image's mask."""
+    head = ("| model (top-1 here) | method | target | pointing ↑ | blank | energy ↑ | localises | deletion ↓ "
+            "| insertion ↑ | rand. ρ ↓ | ms |")
+    lines = [head, "|---|---|---|---:|---:|---:|:-:|---:|---:|---:|---:|"]
+    for r in _summary_rows(rows, controls=True):
         cells = [f"`{r['arch']}` ({100 * r['accuracy']:.0f}%)", r["method"], _target_name(r)]
-        cells += _score_cells(r, ".2f") + [f"{r['ms_per_image']:.0f}"]
+        if r["method"] == MISMATCHED_ROW:
+            spans = [_span([m[c] for m in r["of"]]) for c in MISMATCHED]
+            cells += [spans[0], "", spans[1], "control", "", "", "", ""]
+        else:
+            scores = _score_cells(r, ".2f")
+            cells += scores[:3] + [_localises_cell(r)] + scores[3:] + [f"{r['ms_per_image']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def controls_note(rows: list[dict[str, Any]]) -> str:
+    """The pointing game's tolerance and the two controls in words, each control's figures read from
+    the control rows and the mismatched-mask scores of ``rows`` (files written before the controls:
+    said so)."""
+    maps = [r for r in rows if not is_control(r)]
+    centres = [r for r in rows if is_control(r)]
+    tolerances = sorted({(r["image_size"], r["tolerance"]) for r in rows if r.get("tolerance") is not None})
+    if tolerances:
+        told = "; ".join(f"{t} px at {s} px" + ("" if t == pointing_tolerance(s) else
+                                                f", set by `--tolerance` (the default there: "
+                                                f"{pointing_tolerance(s)} px)")
+                         for s, t in tolerances)
+        text = (f"Pointing game: a hit when the map's maximum lies within the tolerance of the object's mask ({told}; "
+                "the default of `--tolerance` is Zhang et al. 2018's 15 px at 224 px scaled to the image, "
+                "round(15 × side / 224)); a blank map is a miss.")
+    else:
+        text = ("Pointing game: these files predate the tolerance recorded per row; their `settings` give it "
+                "(`tolerance`, 0: the maximum must lie on the mask itself).")
+    mismatched = [r for r in maps if r.get("pointing_game_mismatched") is not None]
+    if not centres or not mismatched:
+        return text + (" These files were scored before the controls (a centre-prior map, each map against another "
+                       "image's mask), so whether a map localises the object rather than the image centre is not "
+                       "known: rescore them.")
+    sigmas = "/".join(f"{s:g}" for s in sorted({r.get("sigma", CENTRE_PRIOR_SIGMA) for r in centres}))
+    judged_rows = [r for r in maps if _localises(r) is not None]
+    found = sum(bool(_localises(r)) for r in judged_rows)
+    return text + (
+        f" Two controls, on the same images: the centre prior (`{CENTRE_PRIOR}`, family `{CONTROL_FAMILY}`), one "
+        f"centred Gaussian (σ = {sigmas} × side) for every image, which ignores the image, points into the object "
+        f"{_span([r['pointing_game'] for r in centres])} of the time and puts "
+        f"{_span([r['mask_energy'] for r in centres])} of its mass on it; and each map scored against a mismatched "
+        f"mask (image i's map against the mask of image i + 1 of the same images) points into that object "
+        f"{_span([r['pointing_game_mismatched'] for r in mismatched])} of the time, with "
+        f"{_span([r['mask_energy_mismatched'] for r in mismatched])} of its mass on it. A map localises "
+        f"(`localises`) only when its pointing game and its energy are both above the centre prior's and above its "
+        f"own against the mismatched mask: {found} of the {len(judged_rows)} maps scored here do.")
+
+
 def target_checks(rows: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, checked on every row: Grad-CAM pointing game >= 0.90 (default layer),
-    insertion AUC > deletion AUC, randomisation correlation < 0.3 for gradient methods. One
-    Markdown bullet per target, naming every miss."""
+    """The issue's targets, checked on every row (control rows left out): Grad-CAM pointing game >=
+    0.90 (default layer), insertion AUC > deletion AUC, randomisation correlation < 0.3 for gradient
+    methods. One Markdown bullet per target, naming every miss."""
     def where(r: dict[str, Any]) -> str:
         return f"`{r['arch']}` {r['method']} on {_target_name(r)}"
 
+    rows = [r for r in rows if not is_control(r)]
     checks = [
         ("Grad-CAM pointing game >= 0.90 (default layer)", _default_rows(rows, "gradcam"), lambda r: r["pointing_game"] >= 0.9,
          lambda r: f"{r['pointing_game']:.2f}"),
@@ -246,7 +381,7 @@ def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> s
     row scored both times: the fall should be exactly the share of blank maps, as the maps are the
     same. Rows of ``after`` without a blank count (files not rescored) are named as such."""
     old = {_key(r): r for r in before}
-    fresh = [r for r in after if r.get("blank_maps") is not None and _key(r) in old]
+    fresh = [r for r in after if r.get("blank_maps") is not None and _key(r) in old and not is_control(r)]
     stale = sorted({r["arch"] for r in after if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
     if not fresh:
         return f"No score file rescored since blank maps count as misses: {', '.join(f'`{a}`' for a in stale)}.\n"
@@ -286,11 +421,18 @@ def _where(rows: list[dict[str, Any]], key: str) -> str:
     return "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} ({r[key]:.2f})" for r in rows)
 
 
-def findings(rows: list[dict[str, Any]], chance: float) -> str:
-    """What the score ``rows`` show, as Markdown bullets whose every figure is read from the rows;
-    ``chance`` is what a map that ignores the image scores (:func:`chance_level`)."""
+def findings(rows: list[dict[str, Any]]) -> str:
+    """What the score ``rows`` show, as Markdown bullets whose every figure is read from the rows:
+    which maps localise, each map measured against its model's centre prior (the control rows;
+    rows of files written before the controls are named as such), then method by method."""
+    centres = {r["checkpoint"]: r for r in rows if is_control(r)}
+    rows = [r for r in rows if not is_control(r)]
+
     def pick(method: str, **where: Any) -> list[dict[str, Any]]:
         return [r for r in rows if r["method"] == method and all(w(r) for w in where.values())]
+
+    def centre(r: dict[str, Any]) -> dict[str, Any] | None:
+        return centres.get(r["checkpoint"])
 
     fused = lambda r: r["arch"] not in ("cnn", "vit")  # noqa: E731
     transformer = lambda r: r["arch"] != "cnn"  # noqa: E731
@@ -301,6 +443,25 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
     if stale:
         out.append(f"- Not yet rescored with blank maps as misses, so their pointing game still counts blank maps as "
                    f"hits and their randomisation ρ averages them in: {', '.join(f'`{a}`' for a in stale)}.")
+    uncontrolled = sorted({r["arch"] for r in rows if _localises(r) is None}, key=ARCHITECTURES.index)
+    if uncontrolled:
+        out.append("- Scored before the controls (a centre-prior map, each map against another image's mask), so "
+                   f"whether their maps localise is not known: {', '.join(f'`{a}`' for a in uncontrolled)}.")
+    judged_rows = [r for r in rows if _localises(r) is not None]
+    if judged_rows:
+        archs = sorted({r["arch"] for r in judged_rows}, key=ARCHITECTURES.index)
+        counts = [(a, [r for r in judged_rows if r["arch"] == a]) for a in archs]
+        line = (f"- Maps that localise the object (pointing game and energy both above the centre prior's and above "
+                f"their own against another image's mask): {sum(bool(r['localises']) for r in judged_rows)} of "
+                f"{len(judged_rows)} scored maps; " +
+                ", ".join(f"`{a}` {sum(bool(r['localises']) for r in rs)} of {len(rs)}" for a, rs in counts))
+        controls = [centre(r) for r in judged_rows if centre(r) is not None]
+        if controls:
+            line += (f". The centre prior alone points into the object {_span([c['pointing_game'] for c in controls])} "
+                     f"of the time (energy {_span([c['mask_energy'] for c in controls])}); the maps against another "
+                     f"image's mask {_span([r['pointing_game_mismatched'] for r in judged_rows])} (energy "
+                     f"{_span([r['mask_energy_mismatched'] for r in judged_rows])})")
+        out.append(line + ".")
     default = _default_rows(rows, "gradcam")
     met = [r for r in default if r["pointing_game"] >= 0.9]
     default = sorted(default, key=lambda r: ARCHITECTURES.index(r["arch"]))
@@ -309,14 +470,15 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
     cams = pick("gradcam", t=transformer)
     if cams:
         blank = [r["blank_maps"] for r in cams if r.get("blank_maps") is not None]
-        below = [r for r in cams if r["pointing_game"] < chance]
+        below = [r for r in cams if centre(r) is not None and r["pointing_game"] <= centre(r)["pointing_game"]]
         worse = [r for r in cams if r["insertion_auc"] < r["deletion_auc"]]
         line = (f"- Where the decision passes through a transformer, Grad-CAM on the trunk or on token layers points "
                 f"into the object {_span([r['pointing_game'] for r in cams])} of the time")
         if blank:
             line += f"; its map is blank on {_count_span(blank)} of the {cams[0]['images']} images per row"
         if below:
-            line += f"; below chance ({chance:.2f}) on " + _where(below, "pointing_game")
+            line += (f"; not above the centre prior ({_span([centre(r)['pointing_game'] for r in below])}) on " +
+                     _where(below, "pointing_game"))
         line += f". {len(worse)} of these {len(cams)} maps have insertion AUC below deletion."
         others = [(name, pick(method, **where)) for name, method, where in (
             ("ScoreCAM", "scorecam", {}), ("LayerCAM on the trunk", "layercam", {"t": trunk}),
@@ -338,8 +500,10 @@ def findings(rows: list[dict[str, Any]], chance: float) -> str:
                 f"{r['pointing_game']:.2f} in `{r['arch']}` (`{r['layer']}`)" for r in attention_cnn)
         if rollout_patch:
             line += (". Rollout over patch tokens in the fusion models: "
-                     f"{_span([r['pointing_game'] for r in rollout_patch])}"
-                     f" (chance {chance:.2f})")
+                     f"{_span([r['pointing_game'] for r in rollout_patch])}")
+            priors = [centre(r)["pointing_game"] for r in rollout_patch if centre(r) is not None]
+            if priors:
+                line += f" (the centre prior: {_span(priors)})"
         if rollout_vit:
             line += f"; in the `vit`, {rollout_vit[0]['pointing_game']:.2f}"
             if rollout_patch and max(r["pointing_game"] for r in rollout_patch) < rollout_vit[0]["pointing_game"]:
@@ -375,11 +539,8 @@ def _results(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 
 def findings_text(paths: list[Path]) -> str:
-    """:func:`findings` of the score files ``paths``, against the chance level of the first file's images."""
-    reports, rows = _results(paths)
-    settings = reports[0]["settings"]
-    size = load_checkpoint(settings["checkpoints"][0]).config.img_size
-    return findings(rows, chance_level(settings["images"], settings["seed"], size)["random"])
+    """:func:`findings` of the score files ``paths`` (each map against the control rows of its own file)."""
+    return findings(_results(paths)[1])
 
 
 def before_after_text(before: list[Path], after: list[Path]) -> str:
@@ -406,7 +567,8 @@ class UpdateError(ValueError):
 
 
 #: Settings an ``--update`` must share with the file it updates: they decide what a score means.
-SHARED_SETTINGS = ("images", "seed", "target", "steps", "baseline", "tolerance", "random_images", "random_steps")
+SHARED_SETTINGS = ("images", "seed", "target", "steps", "baseline", "tolerance", "centre_sigma", "random_images",
+                   "random_steps")
 
 
 def _updated(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -422,6 +584,9 @@ def _updated(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     unscored = sorted({Path(c).name for c in settings["checkpoints"]} - {r["checkpoint"] for r in earlier["results"]})
     if unscored:
         problems.append(f"it does not score {', '.join(unscored)}")
+    pixels = earlier["settings"].get("tolerance_px") or {}
+    problems += [f"a tolerance of {px} px on {name} (the file: {pixels[name]} px)"
+                 for name, px in settings["tolerance_px"].items() if name in pixels and pixels[name] != px]
     if problems:
         raise UpdateError("; ".join(problems))
     return earlier
@@ -460,7 +625,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["label", "pred"], default="label", help="class to explain")
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps")
     p.add_argument("--baseline", choices=["blur", "mean"], default="blur", help="deletion/insertion baseline")
-    p.add_argument("--tolerance", type=int, default=0, help="pointing-game tolerance in pixels")
+    p.add_argument("--tolerance", type=int, default=None,
+                   help="pointing-game tolerance in pixels (default: Zhang et al.'s 15 px at 224 px scaled to each "
+                        "model's images, round(15 * side / 224): 4 px at 64 px, 3 px at 48 px)")
+    p.add_argument("--centre-sigma", type=float, default=CENTRE_PRIOR_SIGMA,
+                   help="standard deviation of the centre-prior control's Gaussian, as a share of the image side")
     p.add_argument("--random-images", type=int, default=20,
                    help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
@@ -484,8 +653,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no checkpoints to score (missing: {missing or [str(p) for p in args.checkpoints]}). "
               "Pass .pt files or a folder holding them.", file=sys.stderr)
         return 2
+    if args.tolerance is not None and args.tolerance < 0 or not args.centre_sigma > 0:
+        print("error: --tolerance must be >= 0 and --centre-sigma > 0", file=sys.stderr)
+        return 2
     settings = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
                 for k, v in vars(args).items()}
+    settings["tolerance_px"] = {p.name: _tolerance(args.tolerance, load_checkpoint(p).config.img_size) for p in paths}
     try:
         earlier = _updated(args.out, settings) if args.update else None
     except UpdateError as e:
@@ -506,14 +679,15 @@ def main(argv: list[str] | None = None) -> int:
         report = {**run, "results": rows}
     else:
         report = {**earlier, "updates": [*earlier.get("updates", []), run],
-                  "results": merged(earlier["results"], rows)}
+                  "results": judged(merged(earlier["results"], rows))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     if args.markdown:
         table = markdown_table(report["results"])
         made = "\n".join(f"`{command}`" for command in commands(report))
-        args.out.with_suffix(".md").write_text(f"{made}\n\n{table}\n")
-        print(table)
+        note = controls_note(report["results"])
+        args.out.with_suffix(".md").write_text(f"{made}\n\n{note}\n\n{table}\n")
+        print(f"{note}\n\n{table}")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -8,14 +8,14 @@ import pytest
 
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.explain import available_methods, best_map, score_of, scores_for
-from tokenfusion.explain.scores import MapScore
+from tokenfusion.explain.scores import MapScore, read_scores
 from tokenfusion.models import ARCHITECTURES
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
 RESULTS = SHIPPED.parent / "bench" / "results"  # where the scoring command writes
 
 
-def _row(method: str, pointing: float, *, layer: str | None = None, kind: str | None = None, rho: float = 0.1,
+def _row(method: str, pointing: float, *, layer: str | None = None, kind: str | None = None, rho: float | None = 0.1,
          blank: int = 0, checkpoint: str = "early.pt") -> dict:
     return dict(checkpoint=checkpoint, arch="early", size="tiny", method=method, layer=layer, kind=kind, images=10,
                 pointing_game=pointing, mask_energy=0.5, deletion_auc=0.2, insertion_auc=0.6,
@@ -70,6 +70,40 @@ def test_best_map_points_most_often_among_maps_that_pass_their_checks() -> None:
     assert hires.problems == ["is blank on 8 of 10 held-out images"]
     assert best.badges == ["pointing 80%", "deletion 0.20 · insertion 0.60", "randomisation ρ 0.10"]
     assert score_of(scores, "gradcam", "trunk.stage1", "cnn") is None
+
+
+def test_a_file_with_controls_says_which_maps_localise_and_best_map_prefers_them(repo: Path) -> None:
+    path = repo / "bench" / "results" / "explain_scores_early.json"
+    report = json.loads(path.read_text())
+    control = dict(_row("centre-prior", 0.7, rho=None), family="control", pointing_game_mismatched=0.7,
+                   mask_energy_mismatched=0.5, localises=False)
+    gradcam = dict(_row("gradcam", 0.8, layer="trunk.stage2", kind="cnn"), mask_energy=0.6,
+                   pointing_game_mismatched=0.3, mask_energy_mismatched=0.2, localises=True)
+    # Points into the object more often, but no more than its maps do into another image's object: it does not.
+    rollout = dict(_row("rollout", 0.9, kind="cnn"), mask_energy=0.7, pointing_game_mismatched=0.9,
+                   mask_energy_mismatched=0.2, localises=False)
+    # No verdict written: worked out from the file's control row (energy 0.4 is not above the prior's 0.5).
+    occlusion = dict(_row("occlusion", 0.95), mask_energy=0.4, pointing_game_mismatched=0.3, mask_energy_mismatched=0.2)
+    report["results"] = [control, gradcam, rollout, occlusion]
+    path.write_text(json.dumps(report))
+    scores = scores_for(repo / "checkpoints" / "early.pt", path.parent)
+    assert [s.method for s in scores] == ["gradcam", "rollout", "occlusion"]  # the control is no map to draw
+    assert [s.localises for s in scores] == [True, False, False]
+    assert scores[0].pointing_game_mismatched == 0.3 and scores[0].mask_energy_mismatched == 0.2
+    assert best_map(scores).method == "gradcam"  # localises, though others point into the object more often
+    assert best_map(scores, methods=["rollout", "occlusion"]).method == "occlusion"  # none localises: pointing
+    assert scores[0].badges[-1] == "localises" and scores[1].badges[-1] == "does not beat the controls"
+
+
+def test_files_written_before_the_controls_leave_localisation_unknown() -> None:
+    rows = [_row("gradcam", 0.4, layer="trunk.stage2", kind="cnn"), _row("occlusion", 0.7)]
+    scores = read_scores(rows, "early.pt")
+    assert [s.localises for s in scores] == [None, None] and scores[0].pointing_game_mismatched is None
+    assert len(scores[0].badges) == 3 and best_map(scores).method == "occlusion"
+    # A map that localises comes before one whose file does not say, and that before one that does not.
+    known = [MapScore(**{**s.__dict__, "localises": verdict}) for s, verdict in zip(scores, (True, None))]
+    assert best_map(known).method == "gradcam"
+    assert best_map([MapScore(**{**scores[1].__dict__, "localises": False}), scores[0]]).method == "gradcam"
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -2,6 +2,11 @@
 
 - :func:`pointing_game`, :func:`mask_energy`: does the map fall on the object's mask? A blank
   (constant) map (:func:`is_blank`) points nowhere: the pointing game counts it as a miss.
+  :func:`pointing_tolerance` scales Zhang et al.'s tolerance (15 px at 224 px) to an image side.
+- :func:`centre_prior`: a control that ignores the image, a centred Gaussian. Where objects often
+  cover the image centre it wins the pointing game without looking, so a map's mask scores mean
+  something only beside this control's (and beside the same map scored against another image's
+  mask, which ``bench/score_explanations.py`` records as well).
 - :func:`deletion_curve`, :func:`insertion_curve` (Petsiuk et al. 2018, RISE): the target's
   probability as the most salient pixels are removed (replaced by a baseline) or inserted (into
   the baseline), with the area under the curve. Lower deletion AUC and higher insertion AUC mean
@@ -29,9 +34,37 @@ from ._utils import ExplainError, as_batch, device_of
 from .result import Explanation, is_blank
 
 __all__ = [
-    "Curve", "Randomisation", "is_blank", "pointing_game", "mask_energy", "auc", "deletion_curve", "insertion_curve",
+    "CENTRE_PRIOR_SIGMA", "POINTING_TOLERANCE_224", "Curve", "Randomisation", "is_blank", "pointing_game",
+    "pointing_tolerance", "centre_prior", "mask_energy", "auc", "deletion_curve", "insertion_curve",
     "spearman", "pearson", "cascade_units", "randomise_", "randomisation_check",
 ]
+
+
+#: Zhang et al.'s pointing-game tolerance at 224 px: 15 px (:func:`pointing_tolerance` scales it).
+POINTING_TOLERANCE_224 = 15
+#: The standard deviation of :func:`centre_prior`'s Gaussian, as a share of the image's shorter side.
+CENTRE_PRIOR_SIGMA = 0.125
+
+
+def pointing_tolerance(image_size: int) -> int:
+    """The pointing-game tolerance for images of side ``image_size``: Zhang et al.'s 15 px at 224 px
+    scaled to the side, ``round(15 * image_size / 224)`` (4 px at 64 px, 3 px at 48 px)."""
+    return round(POINTING_TOLERANCE_224 * image_size / 224)
+
+
+def centre_prior(height: int, width: int | None = None, sigma: float = CENTRE_PRIOR_SIGMA) -> Tensor:
+    """A map ``(H, W)`` that ignores the image: a Gaussian centred on the image's centre, of standard
+    deviation ``sigma`` times the shorter side, 1 at its peak. On an even side the centre falls between
+    pixels, so the central 2 x 2 pixels tie for the maximum (and the pointing game counts the map as a
+    hit when any of them is within tolerance of the mask)."""
+    width = height if width is None else width
+    if height < 1 or width < 1 or not sigma > 0:
+        raise ExplainError(f"A centre prior needs a positive size and sigma, not {height}x{width}, sigma {sigma}")
+    std = sigma * min(height, width)
+    ys = torch.exp(-((torch.arange(height) - (height - 1) / 2) ** 2) / (2 * std**2))
+    xs = torch.exp(-((torch.arange(width) - (width - 1) / 2) ** 2) / (2 * std**2))
+    prior = ys[:, None] * xs[None, :]
+    return prior / prior.max()
 
 
 def _check_pair(saliency: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,8 +75,8 @@ def _check_pair(saliency: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 def pointing_game(saliency: Tensor, mask: Tensor, tolerance: int = 0) -> float:
     """1.0 when the map's maximum ``(H, W)`` lies inside ``mask`` ``(H, W)`` grown by ``tolerance``
-    pixels (Zhang et al. 2016 use 15 px at 224), else 0.0. Ties: any maximal pixel inside counts,
-    but a blank map (:func:`is_blank`) is a miss."""
+    pixels (Zhang et al. 2018 use 15 px at 224: :func:`pointing_tolerance`), else 0.0. Ties: any
+    maximal pixel inside counts, but a blank map (:func:`is_blank`) is a miss."""
     saliency, mask = _check_pair(saliency, mask)
     if is_blank(saliency):
         return 0.0

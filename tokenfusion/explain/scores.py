@@ -4,9 +4,12 @@ The scoring command (``bench/score_explanations.py``) writes one results file pe
 ``bench/results/explain_scores_<arch>.json``: the command and its settings, and one row per method,
 layer and token kind with the pointing game, the energy inside the mask, deletion and insertion AUC,
 the randomisation check's rank correlation and the number of blank maps, each a mean over held-out
-images. This module reads those files from the folder it is given (it runs none of the scoring, and
-knows no repository layout) so that a page can open on the map that is faithful for the model at
-hand and show its scores beside it.
+images. Files written since the controls also hold, per checkpoint, a control row (method
+:data:`CENTRE_PRIOR`, family :data:`CONTROL_FAMILY`: one fixed centred Gaussian for every image), and
+on every row the same map's pointing game and energy against another image's mask and whether it
+:func:`localises` (beats both controls). This module reads those files from the folder it is given
+(it runs none of the scoring, and knows no repository layout) so that a page can open on the map
+that is faithful for the model at hand and show its scores beside it.
 """
 from __future__ import annotations
 
@@ -16,14 +19,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BLANK_LIMIT", "RANDOMISATION_LIMIT", "MapScore", "best_map", "read_scores", "score_of",
-           "scores_for"]
+__all__ = ["BLANK_LIMIT", "CENTRE_PRIOR", "CONTROL_FAMILY", "RANDOMISATION_LIMIT", "MapScore", "best_map",
+           "is_control", "localises", "read_scores", "score_of", "scores_for"]
 
 #: A map fails the randomisation check (Adebayo et al. 2018) when its mean rank correlation with the
 #: maps of the progressively randomised model stays above this: it hardly depends on what was learned.
 RANDOMISATION_LIMIT = 0.5
 #: A map is mostly blank when more than this share of the scored images gave a constant map.
 BLANK_LIMIT = 0.5
+#: The family of the results files' control rows: maps that ignore the image they are scored on.
+CONTROL_FAMILY = "control"
+#: The method name of the centre-prior control row (:func:`~tokenfusion.explain.metrics.centre_prior`).
+CENTRE_PRIOR = "centre-prior"
+
+
+def is_control(row: dict[str, Any]) -> bool:
+    """True for a results file's control row (family :data:`CONTROL_FAMILY`)."""
+    return row.get("family") == CONTROL_FAMILY or row.get("method") == CENTRE_PRIOR
+
+
+def localises(row: dict[str, Any], centre: dict[str, Any] | None) -> bool | None:
+    """Whether the map of a results ``row`` localises the object: its pointing game and its mask energy
+    are both above those of the centre prior (``centre``: the control row of the same checkpoint,
+    scored on the same images) and above the same map's scores against mismatched masks
+    (``pointing_game_mismatched``, ``mask_energy_mismatched``: image i's map against the mask of
+    image i + 1). False for a control row; None when a figure is missing (files written before the
+    controls)."""
+    if is_control(row):
+        return False
+    keys = ("pointing_game", "mask_energy")
+    if centre is None or any(row.get(k) is None or row.get(f"{k}_mismatched") is None or centre.get(k) is None
+                             for k in keys):
+        return None
+    return all(row[k] > centre[k] and row[k] > row[f"{k}_mismatched"] for k in keys)
 
 
 @dataclass(frozen=True)
@@ -32,7 +60,9 @@ class MapScore:
     means over ``images`` held-out SynthShapes images. ``pointing_game`` and ``mask_energy`` in
     [0, 1], higher better; ``deletion_auc`` lower better, ``insertion_auc`` higher better;
     ``randomisation_spearman`` lower better (None when not measured); ``blank_maps``: images whose
-    map was blank (None in files written before blank maps were counted)."""
+    map was blank (None in files written before blank maps were counted). ``pointing_game_mismatched``,
+    ``mask_energy_mismatched``: the same maps scored against another image's mask; ``localises``: whether
+    the map beats both controls (:func:`localises`); all three None in files written before the controls."""
 
     method: str
     layer: str | None
@@ -44,6 +74,9 @@ class MapScore:
     insertion_auc: float
     randomisation_spearman: float | None = None
     blank_maps: int | None = None
+    pointing_game_mismatched: float | None = None
+    mask_energy_mismatched: float | None = None
+    localises: bool | None = None
 
     @property
     def target(self) -> tuple[str | None, str | None]:
@@ -66,12 +99,23 @@ class MapScore:
     def badges(self) -> list[str]:
         """The scores as short labels: pointing game, deletion vs insertion AUC, randomisation."""
         rho = "not measured" if self.randomisation_spearman is None else f"{self.randomisation_spearman:.2f}"
-        return [f"pointing {self.pointing_game:.0%}",
-                f"deletion {self.deletion_auc:.2f} · insertion {self.insertion_auc:.2f}",
-                f"randomisation ρ {rho}"]
+        badges = [f"pointing {self.pointing_game:.0%}",
+                  f"deletion {self.deletion_auc:.2f} · insertion {self.insertion_auc:.2f}",
+                  f"randomisation ρ {rho}"]
+        if self.localises is not None:  # files written before the controls do not say
+            badges.append("localises" if self.localises else "does not beat the controls")
+        return badges
 
 
-def _score(row: dict[str, Any]) -> MapScore:
+def _optional(row: dict[str, Any], key: str) -> float | None:
+    return None if row.get(key) is None else float(row[key])
+
+
+def _score(row: dict[str, Any], centre: dict[str, Any] | None = None) -> MapScore:
+    """``row`` as a :class:`MapScore`; ``centre``: the control row of its checkpoint, for files whose
+    rows do not say whether they localise."""
+    judged = row.get("localises")
+    judged = localises(row, centre) if judged is None else bool(judged)
     return MapScore(
         method=str(row["method"]), layer=row.get("layer"), kind=row.get("kind"), images=int(row["images"]),
         pointing_game=float(row["pointing_game"]), mask_energy=float(row["mask_energy"]),
@@ -79,12 +123,17 @@ def _score(row: dict[str, Any]) -> MapScore:
         randomisation_spearman=None if row.get("randomisation_spearman") is None
         else float(row["randomisation_spearman"]),
         blank_maps=None if row.get("blank_maps") is None else int(row["blank_maps"]),
+        pointing_game_mismatched=_optional(row, "pointing_game_mismatched"),
+        mask_energy_mismatched=_optional(row, "mask_energy_mismatched"), localises=judged,
     )
 
 
 def read_scores(rows: Iterable[dict[str, Any]], checkpoint: str) -> list[MapScore]:
-    """The scores of the rows of a results file whose ``checkpoint`` is the file name ``checkpoint``."""
-    return [_score(row) for row in rows if row.get("checkpoint") == checkpoint]
+    """The scores of the maps in the rows of a results file whose ``checkpoint`` is the file name
+    ``checkpoint`` (its control rows left out: they are no map a page can draw)."""
+    mine = [row for row in rows if row.get("checkpoint") == checkpoint]
+    centre = next((row for row in mine if is_control(row)), None)
+    return [_score(row, centre) for row in mine if not is_control(row)]
 
 
 def _scored_files(report: dict[str, Any], root: Path) -> list[Path]:
@@ -120,14 +169,22 @@ def scores_for(checkpoint: Path, folder: Path) -> list[MapScore] | None:
     return None
 
 
+#: How :func:`best_map` orders maps by :attr:`MapScore.localises`: those that beat the controls first,
+#: then those of files that do not say, then those that do not beat them.
+_LOCALISES_RANK = {True: 2, None: 1, False: 0}
+
+
 def _rank(score: MapScore) -> tuple[float, ...]:
-    return score.pointing_game, score.mask_energy, score.insertion_auc - score.deletion_auc
+    return (_LOCALISES_RANK[score.localises], score.pointing_game, score.mask_energy,
+            score.insertion_auc - score.deletion_auc)
 
 
 def best_map(scores: Iterable[MapScore], methods: Iterable[str] | None = None) -> MapScore | None:
-    """The map that points into the object most often (ties: more energy on the object, then the
-    larger gap of insertion over deletion AUC) among those that pass their sanity checks (see
-    :attr:`MapScore.problems`), of ``methods`` when given. None when no map qualifies."""
+    """Among the maps that pass their sanity checks (see :attr:`MapScore.problems`), of ``methods``
+    when given: a map that localises (beats the centre prior and its own mismatched-mask scores,
+    :attr:`MapScore.localises`) before one whose file does not say, before one that does not; then
+    the map that points into the object most often (ties: more energy on the object, then the
+    larger gap of insertion over deletion AUC). None when no map qualifies."""
     allowed = None if methods is None else set(methods)
     passing = [s for s in scores if not s.problems and (allowed is None or s.method in allowed)]
     return max(passing, key=_rank, default=None)
