@@ -130,7 +130,7 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
 def _pick_image(selection: Selection) -> None:
     url.bind("image", "image_source", SOURCES[0], SOURCES)
     source = st.radio("Image", SOURCES, key="image_source", horizontal=True)
-    size = selection.model.config.img_size if selection.model else 48
+    size = selection.model.config.img_size if selection.model else 64
     if source == "SynthShapes":
         url.bind("class", "synth_class", DEFAULT_CLASS, CLASS_NAMES)
         url.bind("example", "synth_example", 0, lambda v: isinstance(v, int) and 0 <= v <= MAX_EXAMPLE)

@@ -14,14 +14,14 @@ _MODELS: dict[str, TokenFusionModel] = {}
 
 
 def _tiny(arch: str) -> TokenFusionModel:
-    """A tiny random-weight model (48 px), built once per session, in eval mode."""
+    """A tiny random-weight model (64 px), built once per session, in eval mode."""
     if arch not in _MODELS:
         torch.manual_seed(0)
         _MODELS[arch] = create(arch, "tiny").eval()
     return _MODELS[arch]
 
 
-def _image(size: int = 48, seed: int = 0) -> torch.Tensor:
+def _image(size: int = 64, seed: int = 0) -> torch.Tensor:
     """One normalised-looking image ``(1, 3, size, size)``."""
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -42,13 +42,13 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def image():
-    """``image(size=48, seed=0)``: one image ``(1, 3, size, size)``."""
+    """``image(size=64, seed=0)``: one image ``(1, 3, size, size)``."""
     return _image
 
 
 @pytest.fixture
 def x() -> torch.Tensor:
-    """One 48 px image ``(1, 3, 48, 48)``."""
+    """One 64 px image ``(1, 3, 64, 64)``."""
     return _image()
 
 

@@ -47,12 +47,15 @@ def test_discard_keeps_class_column():
                                         ("layerwise", ["patch"])])
 def test_maps_on_every_attention_model(arch, kinds, tiny, x):
     model = tiny(arch)
+    side = model.config.img_size
+    assert x.shape[-2:] == (side, side)
     for kind in kinds:
+        stride = model.trunk.reductions[-1] if kind == "cnn" else model.config.patch_size
         for fn in (attention_map, attention_rollout):
             e = fn(model, x, kind=kind)
-            assert e.kind == kind and e.map.shape == (48, 48)
+            assert e.kind == kind and e.map.shape == (side, side)
             assert (e.grid >= 0).all() and (e.map >= 0).all() and e.map.max() <= 1
-            assert e.grid.shape == (6, 6)  # tiny: stride 8 trunk and 8 px patches at 48 px
+            assert e.grid.shape == (side // stride,) * 2 == (8, 8)  # tiny: stride 8 trunk and 8 px patches at 64 px
 
 
 def test_attention_grid_is_class_row_of_layout(tiny, x):
@@ -77,7 +80,9 @@ def test_cross_attention_layerwise(tiny, x):
     model = tiny("layerwise")
     first = cross_attention_map(model, x, "cross_blocks.0")
     last = cross_attention_map(model, x, query="mean")
-    assert first.grid.shape == (12, 12) and last.grid.shape == (6, 6)  # trunk stage 1 and 2
+    stage1, stage2 = (tuple(s // r for s in x.shape[-2:]) for r in model.trunk.reductions)
+    assert (stage1, stage2) == ((16, 16), (8, 8))  # tiny at 64 px: strides 4 and 8
+    assert first.grid.shape == stage1 and last.grid.shape == stage2  # trunk stage 1 and 2
     assert (first.grid >= 0).all()
     with pytest.raises(ExplainError, match="layerwise"):
         cross_attention_map(tiny("early"), x)

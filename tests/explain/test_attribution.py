@@ -26,9 +26,11 @@ def test_completeness_of_integrated_gradients(tiny, x):
 def test_smoothgrad_and_occlusion(tiny, x):
     model = tiny("vit")
     e = smoothgrad(model, x, n_samples=4, batch_size=2)
-    assert e.grid.shape == (48, 48) and (e.grid >= 0).all()
-    e = occlusion(model, x, window=0.25, stride=1.0)  # 12 px windows, no overlap: a 4 x 4 grid of blocks
-    block = e.grid[:12, :12]
+    assert e.grid.shape == x.shape[-2:] and (e.grid >= 0).all()
+    window = x.shape[-1] // 4
+    assert window == 16
+    e = occlusion(model, x, window=0.25, stride=1.0)  # 16 px windows at 64 px, no overlap: a 4 x 4 grid of blocks
+    block = e.grid[:window, :window]
     assert torch.allclose(block, block[0, 0].expand_as(block))
     with pytest.raises(ExplainError, match="fractions"):
         occlusion(model, x, window=6)

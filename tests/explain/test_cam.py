@@ -12,6 +12,15 @@ from tokenfusion.explain.result import Explanation
 from tokenfusion.models import TokenLayout
 
 
+def _grid(model, x, kind: str, stage: int = -1) -> tuple[int, int]:
+    """The grid of ``model``'s ``kind`` tokens on ``x`` (CNN tokens: of trunk stage ``stage``, the last
+    by default). Tiny models at 64 px: 8x8 patch tokens (8 px patches) and 8x8 or 16x16 CNN tokens."""
+    side = model.config.img_size
+    assert x.shape[-2:] == (side, side)
+    stride = model.trunk.reductions[stage] if kind == "cnn" else model.config.patch_size
+    return (side // stride,) * 2
+
+
 @pytest.mark.parametrize("arch", ["cnn", "early", "late"])
 def test_gradcam_matches_captum_layer_gradcam(arch, tiny, x):
     model = tiny(arch)
@@ -20,7 +29,8 @@ def test_gradcam_matches_captum_layer_gradcam(arch, tiny, x):
     raw = LayerGradCam(model, layer).attribute(x, target=e.target, relu_attributions=False)[0, 0].detach()
     assert e.grid.shape == raw.shape
     assert pearson(e.grid, raw) > 0.99
-    torch.testing.assert_close(e.map, to_map(raw, (48, 48)), atol=1e-4, rtol=0)  # same ReLU, upsampling, min-max
+    side = model.config.img_size
+    torch.testing.assert_close(e.map, to_map(raw, (side, side)), atol=1e-4, rtol=0)  # same ReLU, upsampling, min-max
 
 
 def test_every_cam_name_has_its_class_and_the_per_channel_ones_are_cams():
@@ -34,16 +44,17 @@ def test_every_gradient_cam(method, arch, kind, tiny, x):
     model = tiny(arch)
     layer = None if arch == "cnn" else ("fusion_blocks.0.norm1" if arch == "late" else "blocks.3.norm1")
     e = cam(model, x, method, layer, kind=kind)
-    assert e.map.shape == (48, 48) and torch.isfinite(e.map).all() and 0 <= e.map.min() <= e.map.max() <= 1
-    assert e.grid.shape == (6, 6) and e.kind == kind and e.method == method
+    assert e.map.shape == x.shape[-2:] and torch.isfinite(e.map).all() and 0 <= e.map.min() <= e.map.max() <= 1
+    assert e.grid.shape == _grid(model, x, kind) == (8, 8) and e.kind == kind and e.method == method
 
 
 @pytest.mark.parametrize("method", ["scorecam", "scorecam_topk", "ablationcam"])
 @pytest.mark.parametrize("layer,kind", [("trunk.stage2", "cnn"), ("blocks.3.norm1", "patch"),
                                         ("blocks.3.norm1", "cnn")])
 def test_perturbation_cams_on_maps_and_tokens(method, layer, kind, tiny, x, capsys):
-    e = cam(tiny("early"), x, method, layer, kind=kind, batch_size=32)
-    assert e.grid.shape == (6, 6) and torch.isfinite(e.grid).all()
+    model = tiny("early")
+    e = cam(model, x, method, layer, kind=kind, batch_size=32)
+    assert e.grid.shape == _grid(model, x, kind) == (8, 8) and torch.isfinite(e.grid).all()
 
 
 def test_closed_gates_give_the_trunk_no_gradient(tiny, x):
@@ -53,8 +64,10 @@ def test_closed_gates_give_the_trunk_no_gradient(tiny, x):
 
 
 def test_layerwise_cnn_keys(tiny, x):
-    e = cam(tiny("layerwise"), x, "gradcam", "cross_blocks.0.norm_kv")
-    assert e.kind == "cnn" and e.grid.shape == (12, 12)  # the first cross blocks read trunk stage 1
+    model = tiny("layerwise")
+    e = cam(model, x, "gradcam", "cross_blocks.0.norm_kv")
+    # the first cross blocks read trunk stage 1: a 16x16 grid at 64 px (stride 4)
+    assert e.kind == "cnn" and e.grid.shape == _grid(model, x, "cnn", stage=0) == (16, 16)
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,8 @@ def test_counted_passes_are_the_passes_each_method_makes(tiny, image, arch: str)
 def test_options_change_the_count_and_the_estimate(tiny) -> None:
     model = tiny("early")
     cost = measure_forward(model, repeats=1)
-    assert cost.channels["trunk.stage2"] == model(torch.zeros(1, 3, 48, 48), trace=True)[1].cnn_features[-1].shape[1]
+    side = model.config.img_size
+    assert cost.channels["trunk.stage2"] == model(torch.zeros(1, 3, side, side), trace=True)[1].cnn_features[-1].shape[1]
     few, many = (forward_passes(model, cost, "integrated_gradients", n_steps=n) for n in (8, 64))
     assert (few.forwards, many.forwards) == (9, 65) and many.backwards == 64
     coarse, fine = (forward_passes(model, cost, "occlusion", stride=s) for s in (1.0, 0.5))

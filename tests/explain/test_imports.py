@@ -24,7 +24,10 @@ from tokenfusion.explain import Explainer
 from tokenfusion.models import create
 
 torch.manual_seed(0)
-session = Explainer(create("early", "tiny").eval(), torch.randn(1, 3, 48, 48))
+model = create("early", "tiny").eval()
+side = model.config.img_size
+session = Explainer(model, torch.randn(1, 3, side, side))
+seen["side"] = side
 seen["attention"] = [loaded(), session.explain("attention").map.shape[-1]]
 gradcam = session.explain("gradcam")
 seen["gradcam"] = [loaded(), gradcam.map.shape[-1], float(gradcam.map.max())]
@@ -39,8 +42,9 @@ def test_explanation_backends_load_on_first_use():
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen["import"] == [], f"importing tokenfusion.explain and the app's modules loaded {seen['import']}"
-    assert seen["attention"] == [[], 48]
+    assert seen["side"] == 64  # the tiny models' input size
+    assert seen["attention"] == [[], 64]
     cam_loaded, side, peak = seen["gradcam"]
-    assert "pytorch_grad_cam" in cam_loaded and "captum" not in cam_loaded and (side, peak) == (48, 1.0)
+    assert "pytorch_grad_cam" in cam_loaded and "captum" not in cam_loaded and (side, peak) == (64, 1.0)
     attr_loaded, side, peak = seen["occlusion"]
-    assert "captum" in attr_loaded and (side, peak) == (48, 1.0)
+    assert "captum" in attr_loaded and (side, peak) == (64, 1.0)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tokenfusion.explain import (
-    auc, cam, deletion_curve, insertion_curve, mask_energy, pointing_game, randomisation_check, spearman,
+    auc, cam, centre_prior, deletion_curve, insertion_curve, mask_energy, pointing_game, pointing_tolerance,
+    randomisation_check, spearman,
 )
 from tokenfusion.explain.metrics import cascade_units, is_blank
 from tokenfusion.explain.result import Explanation
@@ -27,6 +28,23 @@ def test_map_outside_scores_zero_and_tolerance_helps(mask):
     assert pointing_game(outside, mask) == 0.0 and mask_energy(outside, mask) == 0.0
     assert pointing_game(outside, mask, tolerance=3) == 1.0
     assert pointing_game(outside, mask, tolerance=2) == 0.0
+
+
+def test_the_tolerance_scales_zhang_et_al_15_px_at_224_to_the_image():
+    assert [pointing_tolerance(side) for side in (224, 64, 48, 32, 448)] == [15, 4, 3, 2, 30]
+
+
+def test_the_centre_prior_peaks_on_the_centre_whatever_the_image(mask):
+    prior = centre_prior(48)
+    assert prior.shape == (48, 48) and float(prior.max()) == 1.0
+    peaks = (prior == prior.max()).nonzero().tolist()
+    assert peaks == [[23, 23], [23, 24], [24, 23], [24, 24]]  # an even side: the central 2 x 2 pixels tie
+    assert torch.equal(prior, prior.flip(0)) and torch.equal(prior, prior.T)
+    assert float(centre_prior(48, sigma=0.25)[0, 0]) > float(prior[0, 0])  # wider: more weight on the corners
+    assert centre_prior(31, 48).shape == (31, 48) and (centre_prior(31, 48) == 1).nonzero().tolist() == [[15, 23], [15, 24]]
+    # The object (rows 10-19, columns 30-39) is 6 columns right of the central pixels and 4 rows above them.
+    assert pointing_game(prior, mask) == 0.0 and pointing_game(prior, mask, tolerance=6) == 1.0
+    assert pointing_game(prior, mask, tolerance=5) == 0.0
 
 
 @pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
@@ -62,7 +80,7 @@ def test_spearman():
 @pytest.mark.parametrize("baseline", ["blur", "mean"])
 def test_curves_end_where_they_should(baseline, tiny, x):
     model = tiny("vit")
-    saliency = torch.rand(48, 48, generator=torch.Generator().manual_seed(0))
+    saliency = torch.rand(*x.shape[-2:], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         probs = model(x).softmax(-1)[0]
     base = {"blur": None, "mean": torch.zeros_like(x)}[baseline]
@@ -100,7 +118,7 @@ def test_randomisation_check(tiny, x):
     unchanged = randomisation_check(model, x, gradcam, steps=1, reference=e)
     assert unchanged.correlations[0] < 0.9  # one step randomises everything
     blind = lambda m, x: Explanation.from_grid(  # noqa: E731
-        x[0].abs().sum(0), (48, 48), method="edge", layer=None, target=0, seconds=0)
+        x[0].abs().sum(0), tuple(x.shape[-2:]), method="edge", layer=None, target=0, seconds=0)
     result = randomisation_check(model, x, blind, steps=3)
     assert result.correlations == pytest.approx([1.0, 1.0, 1.0])  # a map that ignores the weights
     assert len(result.units) == 3 and result.units[0] == "head" and result.units[-1] == "trunk.stem"

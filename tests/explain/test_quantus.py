@@ -14,11 +14,12 @@ from tokenfusion.data import SynthShapes
 from tokenfusion.explain import mask_energy, pointing_game, randomisation_check, spearman
 from tokenfusion.explain.metrics import is_blank
 
-SIZE = 48
+SIZE = 64  # the teaching size (SynthShapes v2; tiny models, 8-px tokens)
+GRID = SIZE // 8
 
 
 def _maps_and_masks() -> tuple[np.ndarray, np.ndarray]:
-    """Twelve held-out SynthShapes masks ``(12, 48, 48)`` and a map per mask of every shape the
+    """Twelve held-out SynthShapes masks ``(12, SIZE, SIZE)`` and a map per mask of every shape the
     scores meet: random values, coarse grids with ties (as upsampled token maps have), one blob
     inside or beside the object, and blank maps (all zero, constant)."""
     data = SynthShapes(12, image_size=SIZE, seed=12345)
@@ -33,7 +34,7 @@ def _maps_and_masks() -> tuple[np.ndarray, np.ndarray]:
         if kind == 0:
             m = torch.rand(SIZE, SIZE, generator=g).numpy()
         elif kind == 1:
-            m = torch.rand(6, 6, generator=g).repeat_interleave(8, 0).repeat_interleave(8, 1).numpy()
+            m = torch.rand(GRID, GRID, generator=g).repeat_interleave(8, 0).repeat_interleave(8, 1).numpy()
         elif kind == 2:
             m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 50.0)
         else:

@@ -9,9 +9,10 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 from tokenfusion.models import create
+from tokenfusion.models.config import SIZES
 
-# timm's shape of our `tiny` size: 48 px, patch 8, width 64, depth 4, 4 heads, 12 classes.
-TINY = dict(img_size=48, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_classes=12)
+# timm's shape of our `tiny` size: 64 px, patch 8, width 64, depth 4, 4 heads, 12 classes.
+TINY = {key: SIZES["tiny"][key] for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "num_classes")}
 
 
 def _random(model: torch.nn.Module) -> torch.nn.Module:
@@ -88,7 +89,9 @@ def test_head_is_kept_only_when_the_classes_match(tmp_path):
     source = _random(TimmViT(**TINY))
     path = _save(source, tmp_path / "vit.pth")
     model = create("vit", "tiny", num_classes=5, vit_weights=path).eval()
-    x = torch.randn(2, 3, 48, 48)
+    side = model.config.img_size
+    assert side == TINY["img_size"]  # same grid as the file: its position embedding is taken as it is
+    x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         features = source.forward_head(source.forward_features(x), pre_logits=True)
         torch.testing.assert_close(model.forward_features(x), features, atol=1e-5, rtol=0)
@@ -97,7 +100,7 @@ def test_head_is_kept_only_when_the_classes_match(tmp_path):
     assert "head: fresh (12 classes in the file, 5 in the model)" in record["notes"]
 
 
-@pytest.mark.parametrize("img_size", [32, 64])
+@pytest.mark.parametrize("img_size", [32, 96])  # a smaller and a larger grid than the file's
 def test_position_embedding_is_resampled_as_timm_does(tmp_path, img_size):
     source = _random(TimmViT(**TINY))
     path = _save(source, tmp_path / "vit.pth")
@@ -107,8 +110,9 @@ def test_position_embedding_is_resampled_as_timm_does(tmp_path, img_size):
     x = torch.randn(2, 3, img_size, img_size)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), atol=1e-4, rtol=0)
-    grid = img_size // 8
-    assert f"position embedding resampled from 6x6 to {grid}x{grid} (bicubic)" in model.weight_sources["patch stream"]["notes"]
+    source_grid, grid = TINY["img_size"] // 8, img_size // 8
+    note = f"position embedding resampled from {source_grid}x{source_grid} to {grid}x{grid} (bicubic)"
+    assert note in model.weight_sources["patch stream"]["notes"]
 
 
 @pytest.mark.parametrize("source, arch, size, message", [
