@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from tokenfusion.data import SynthShapes, val_seed
+from tokenfusion.data import SYNTHSHAPES_DATA, SynthShapes, val_seed
 from tokenfusion.data.imagefolder import open_split
 from tokenfusion.data.transforms import eval_transform, train_transform
 from tokenfusion.models import ModelConfig
@@ -108,11 +108,12 @@ class Transformed(Dataset):
 
 def build_datasets(args: argparse.Namespace, config: ModelConfig) -> tuple[Dataset, Dataset, list[str]]:
     """Raw (untransformed) train and validation sets and the class names."""
-    if args.data == "synthshapes":
+    if args.data in SYNTHSHAPES_DATA:
         # Validation images come from another seed than the training images.
         progress = not args.no_progress
-        train = InMemory(SynthShapes(args.train_samples, image_size=config.img_size, seed=args.data_seed), progress)
-        val = InMemory(SynthShapes(args.val_samples, image_size=config.img_size, seed=val_seed(args.data_seed)), progress)
+        common = dict(image_size=config.img_size, version=SYNTHSHAPES_DATA[args.data])
+        train = InMemory(SynthShapes(args.train_samples, seed=args.data_seed, **common), progress)
+        val = InMemory(SynthShapes(args.val_samples, seed=val_seed(args.data_seed), **common), progress)
         return train, val, list(train.classes)
     if not args.data_path:
         raise ValueError(f"Preset {args.preset!r} reads an ImageFolder: give --data-path ROOT (ROOT/train, ROOT/val)")

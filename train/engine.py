@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tokenfusion.data import TRAIN_SEED
+from tokenfusion.data import SYNTHSHAPES_DATA, TRAIN_SEED
 from tokenfusion.data.transforms import batch_mixing
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create, make_config
 
@@ -40,7 +40,7 @@ __all__ = ["TrainState", "evaluate", "get_args_parser", "main", "train_one_epoch
 RECIPE_KEYS = (
     "data", "size", "epochs", "batch_size", "lr", "lr_batch", "min_lr", "warmup_epochs", "weight_decay",
     "label_smoothing", "mixup", "cutmix", "randaugment", "random_erasing", "random_resized_crop",
-    "ema_decay", "clip_grad", "drop_path", "workers", "train_samples", "val_samples", "img_size", "patch_size",
+    "ema_decay", "clip_grad", "drop_path", "kind_drop", "workers", "train_samples", "val_samples", "img_size", "patch_size",
     "pretrained_lr_scale",
 )
 
@@ -70,6 +70,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
     g.add_argument("--clip-grad", type=float, default=None, help="max gradient norm (0: off)")
     g.add_argument("--drop-path", type=float, default=None)
+    g.add_argument("--kind-drop", type=float, default=None,
+                   help="fusion models: share of training images that see one kind of token alone (0: off)")
     g.add_argument("--workers", type=int, default=None, help="data-loading processes per training process")
     g.add_argument("--train-samples", type=int, default=None, help="SynthShapes images per epoch")
     g.add_argument("--val-samples", type=int, default=None)
@@ -272,7 +274,7 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
-    overrides: dict[str, Any] = {"drop_path_rate": args.drop_path}
+    overrides: dict[str, Any] = {"drop_path_rate": args.drop_path, "kind_drop_rate": args.kind_drop or 0.0}
     if args.img_size:
         overrides["img_size"] = args.img_size
     if args.patch_size:
@@ -338,7 +340,7 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     def summary() -> dict[str, Any]:
         last = state.history[-1] if state.history else {}
         return {
-            "dataset": args.data if args.data == "synthshapes" else str(args.data_path), "preset": args.preset,
+            "dataset": args.data if args.data in SYNTHSHAPES_DATA else str(args.data_path), "preset": args.preset,
             "epochs": args.epochs, "epochs_done": state.epoch, "global_batch": global_batch, "peak_lr": peak_lr,
             "top1": last.get("top1"), "top5": last.get("top5"),
             "best_top1": max((h["top1"] for h in state.history), default=None),

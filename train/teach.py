@@ -1,8 +1,11 @@
 """``python -m train.teach``: train the five shipped teaching models on SynthShapes and write them
 to ``checkpoints/`` (fp16 weights, a few MB in all), each with its held-out top-1.
 
-Each model trains with ``python -m train --arch ARCH --preset synthshapes-tiny`` into
-``runs/teach/ARCH`` and resumes there if the command is run again after an interruption.
+Each model trains with ``python -m train --arch ARCH --preset synthshapes-tiny --seed S`` into
+``runs/teach/seedS/ARCH`` and resumes there if the command is run again after an interruption.
+``--seeds 0 1 2`` trains every model once per training seed (model initialisation and data
+order; the images are the same): seed 0's go to ``checkpoints/``, the others' to
+``runs/seeds/S/`` (their figures are kept as results files, not shipped).
 ``--jobs N`` trains N models at a time, each in its own process with its share of the CPU
 threads, the costliest first (images stepped through x FLOPs per image), so that the slowest
 model starts at once and the others fill the remaining workers.
@@ -37,30 +40,37 @@ def teaching_cost(arch: str) -> int:
     return recipe["epochs"] * recipe["train_samples"] * count_flops(create(arch, recipe["size"]))
 
 
-def teach(arch: str, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str) -> str:
-    """Train (or resume) ``arch``, evaluate its fp16 weights on held-out images and write ``out/ARCH.pt``."""
-    run = runs / arch
-    argv = ["--arch", arch, "--preset", PRESET, "--output-dir", str(run), "--resume", "auto", *train_args]
+def teach(
+    arch: str, seed: int, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str,
+) -> str:
+    """Train (or resume) ``arch`` from training seed ``seed``, evaluate its fp16 weights on held-out
+    images and write ``out/ARCH.pt``."""
+    run = runs / f"seed{seed}" / arch
+    argv = ["--arch", arch, "--preset", PRESET, "--seed", str(seed), "--output-dir", str(run), "--resume", "auto",
+            *train_args]
     args = get_args_parser().parse_args(argv)
     args.argv = argv
-    print(f"== {arch}: python -m train {shlex.join(argv)}", flush=True)
+    print(f"== {arch} seed {seed}: python -m train {shlex.join(argv)}", flush=True)
     train_main(args)
     trained = load_checkpoint(run / "model.pt")
     half = {k: v.half() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()}
     trained.model.load_state_dict(half)  # evaluate exactly the weights that ship
     heldout = heldout_accuracy(trained.model, heldout_samples)
+    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / f"{arch}.pt", trained.model, class_names=trained.class_names,
                     training={**trained.training, "heldout": heldout},
                     provenance={**trained.provenance, "teach_command": command}, state_dict=half)
     minutes = trained.training["train_seconds"] / 60
-    return (f"   {arch}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images "
+    return (f"   {arch} seed {seed}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images "
             f"(seed {heldout['seed']}), {minutes:.1f} min of training")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
-    parser.add_argument("--out", default="checkpoints", help="where the shipped checkpoints go")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default: 0)")
+    parser.add_argument("--out", default="checkpoints", help="where the shipped checkpoints (seed 0) go")
+    parser.add_argument("--seed-out", default="runs/seeds", help="where the other seeds' checkpoints go (SEED-OUT/S/)")
     parser.add_argument("--runs", default="runs/teach", help="where each training run keeps its files")
     parser.add_argument("--heldout-samples", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=1,
@@ -71,22 +81,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--jobs must be at least 1")
     command = shlex.join(["python", "-m", "train.teach", *(argv if argv is not None else sys.argv[1:])])
     train_args = [a for a in args.train_args if a != "--"]
-    archs = sorted(args.archs, key=teaching_cost, reverse=True)
-    common = (Path(args.runs), Path(args.out), args.heldout_samples)
+    cost = {arch: teaching_cost(arch) for arch in args.archs}
+    # Seed by seed (the shipped seed's models first), costliest first within a seed.
+    runs = [(arch, seed) for seed in args.seeds for arch in sorted(args.archs, key=lambda a: -cost[a])]
+    out = lambda seed: Path(args.out) if seed == 0 else Path(args.seed_out) / str(seed)  # noqa: E731
     start = time.perf_counter()
     if args.jobs == 1:
-        for arch in archs:
-            print(teach(arch, *common, train_args, command), flush=True)
+        for arch, seed in runs:
+            print(teach(arch, seed, Path(args.runs), out(seed), args.heldout_samples, train_args, command), flush=True)
     else:
         # One progress bar per process would garble the terminal: each job prints its epochs instead.
         # Options given after -- come later, so they win over these.
         threads = max(1, torch.get_num_threads() // args.jobs)
         job_args = ["--threads", str(threads), "--no-progress", *train_args]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(teach, arch, *common, job_args, command) for arch in archs]
+            jobs = [pool.submit(teach, arch, seed, Path(args.runs), out(seed), args.heldout_samples, job_args, command)
+                    for arch, seed in runs]
             for job in as_completed(jobs):
                 print(job.result(), flush=True)
-    print(f"{len(archs)} models in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    print(f"{len(runs)} models in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":
