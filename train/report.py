@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import nbformat
+import torch
 
 from bench.score_explanations import (
-    before_after_text, chance_level, commands, findings_text, summary_table, target_checks,
+    before_after_text, commands, controls_note, findings_text, summary_table, target_checks,
 )
 from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.analysis.summary import summary_markdown
 from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.explain import mask_energy, pointing_game
 from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
 
 __all__ = [
@@ -63,22 +65,21 @@ def results_table(folder: str | Path) -> str:
 
 
 def scores_table(paths: list[Path]) -> str:
-    """The summary of the score files ``paths``: the selected rows, then every target checked."""
+    """The summary of the score files ``paths``: the selected rows with each model's two controls,
+    the tolerance and the controls in words with the figures the files measured, then every target
+    checked."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     rows = [row for report in reports for row in report["results"]]
     images = sorted({row["images"] for row in rows})
-    scored = {(r["settings"]["images"], r["settings"]["seed"], load_checkpoint(path).config.img_size)
-              for r in reports for path in r["settings"]["checkpoints"]}
-    levels = [chance_level(*key) for key in sorted(scored)]
-    chance = ", ".join(f"{100 * level['random']:.0f}%" for level in levels)
-    blank = ", ".join(f"{level['blank_pointing']:.2f} on the pointing game and {level['blank_energy']:.2f} energy"
-                      for level in levels)
     made = "\n".join(f"    {command}" for report in reports for command in commands(report))
-    return (f"{summary_table(rows)}\n\nChance: the objects cover {chance} of these images on average, so a map that "
-            f"ignores the image scores about that on the pointing game and the energy. A blank map (constant, "
-            f"such as Grad-CAM's when no weighted channel is positive) points nowhere: it scores {blank}. The "
-            f"`blank` column counts the images whose map is blank; a row with b blank maps of n points into the "
-            f"object at most 1 - b/n of the time.\n\n"
+    blank = torch.zeros(2, 2)
+    on_object = torch.ones(2, 2, dtype=torch.bool)  # the most favourable mask: the whole image
+    return (f"{summary_table(rows)}\n\n{controls_note(rows)} A blank map (constant, which the methods draw all "
+            f"zero, such as Grad-CAM's when no weighted channel is positive) points nowhere and has no mass: it "
+            f"scores {pointing_game(blank, on_object):.2f} on the pointing game and "
+            f"{mask_energy(blank, on_object):.2f} energy, whatever the mask. The `blank` column counts the images "
+            f"whose map is blank; a row with b blank maps of n points into the object at most 1 - b/n of the time."
+            f"\n\n"
             f"Targets, checked on every scored method and layer ({', '.join(map(str, images))} "
             f"held-out images per model):\n\n" + "\n".join(target_checks(rows)) +
             f"\n\nEvery row: `bench/results/explain_scores_*.md`. Produced by\n\n{made}\n")
@@ -145,49 +146,134 @@ def vit_history(root: Path) -> str:
             f"alone {held.shape:.2f}%, texture alone {held.texture:.2f}%; `checkpoints/vit.pt`'s training record).\n")
 
 
+FUSION = ("late", "early", "layerwise")
+BASELINES = ("cnn", "vit")
+
+
+#: A run whose held-out top-1 stays under twice chance (2 in 12) did not train: it is named, not averaged.
+TRAINED_TOP1 = 200 / 12
+
+
+def _seed_rows(root: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """``bench/teaching_models.py``'s file and its rows of runs that trained, by architecture (one per
+    training seed)."""
+    report = _load(root, "teaching_models.json")
+    by_arch: dict[str, list[dict[str, Any]]] = {}
+    for row in report["results"]:
+        if row["top1"] >= TRAINED_TOP1:
+            by_arch.setdefault(row["arch"], []).append(row)
+    return report, by_arch
+
+
+def _untrained(report: dict[str, Any]) -> str:
+    """A sentence naming the runs that never left chance, or nothing."""
+    failed = [r for r in report["results"] if r["top1"] < TRAINED_TOP1]
+    if not failed:
+        return ""
+    runs = ", ".join(f"`{r['arch']}` seed {r['seed']} ({r['top1']:.1f}%)" for r in failed)
+    return (f" Left out of the means: {runs}, whose held-out top-1 stayed under twice chance "
+            f"({TRAINED_TOP1:.1f}%): it never left the plateau at chance within its budget.")
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, sd
+
+
+def _pm(values: list[float]) -> str:
+    mean, sd = _mean_sd(values)
+    return f"{mean:.1f} ± {sd:.1f}"
+
+
 def teach_time(root: Path) -> str:
-    """The teaching set's training time, from each checkpoint's ``train_seconds``, as ``train.teach --jobs 2``
-    lays it out: the ViT on one core, the other four one after another on the other."""
-    seconds = {arch: ckpt.record.train_seconds for arch, ckpt in _checkpoints(root).items()}
-    others = sum(s for arch, s in seconds.items() if arch != "vit")
-    longest = max(seconds["vit"], others)
-    return (f"Training time from the checkpoints (`train_seconds`: optimiser steps and validation, not the "
-            f"rendering of the training set nor the held-out evaluation): the ViT's job {seconds['vit'] / 60:.1f} "
-            f"min, the other four one after another {others / 60:.1f} min, so about {longest / 60:.0f} min for the "
-            f"whole set with `--jobs 2`; target 45 min: {_met(longest / 60, 45)}.\n")
+    """The teaching runs' training time, from ``bench/teaching_models.py``'s rows (each checkpoint's
+    ``train_seconds``: optimiser steps and validation, one thread per job)."""
+    report, _ = _seed_rows(root)
+    by_arch: dict[str, list[dict[str, Any]]] = {}
+    for row in report["results"]:  # every run, trained or not: each took its time
+        by_arch.setdefault(row["arch"], []).append(row)
+    seeds = sorted({r["seed"] for r in report["results"]})
+    total = {seed: sum(r["train_seconds"] for r in report["results"] if r["seed"] == seed) / 60 for seed in seeds}
+    per_arch = ", ".join(f"`{arch}` {_pm([r['train_seconds'] / 60 for r in rows])} min"
+                         for arch, rows in by_arch.items())
+    return (f"Training time from the checkpoints (`train_seconds`: optimiser steps and validation, one thread per "
+            f"job; not the rendering of the training set nor the held-out evaluation), mean ± sd over "
+            f"{len(seeds)} seeds: {per_arch}. One seed's five models take {min(total.values()):.0f}-"
+            f"{max(total.values()):.0f} job-minutes, so about half that on two cores with `--jobs 2`; all "
+            f"{len(seeds)} seeds {sum(total.values()):.0f} job-minutes.\n")
+
+
+def seed_table(root: Path) -> str:
+    """Held-out and cue-conflict figures of every teaching model, mean ± sd over its training seeds."""
+    report, by_arch = _seed_rows(root)
+    lines = ["| model | seeds | held-out top-1 | shape alone | texture alone | cue conflict: object's class "
+             "| object's shape | decoy's shape | object's texture | decoy's texture |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch, rows in by_arch.items():
+        c = lambda key: _pm([r["conflict"][key] for r in rows])  # noqa: E731
+        lines.append(f"| `{arch}` | {len(rows)} | {_pm([r['top1'] for r in rows])} | {_pm([r['shape'] for r in rows])} "
+                     f"| {_pm([r['texture'] for r in rows])} | {c('top1')} | {c('shape')} | {c('decoy_shape')} "
+                     f"| {c('texture')} | {c('decoy_texture')} |")
+    return ("\n".join(lines) + f"\n\nIn % of {report['samples']} held-out images (seed {report['heldout_seed']}), "
+            f"mean ± sd over training seeds {', '.join(str(s) for s in sorted({r['seed'] for r in report['results']}))} "
+            f"(seed 0 ships). Cue conflict: {report['samples']} images of the split whose decoys, as large as the "
+            f"object, carry another class's shape (a filled silhouette) and texture (a blob); chance is 25% for a "
+            f"shape and 33% for a texture.{_untrained(report)} `{report['command']}` ({provenance(report)}).\n")
+
+
+def interventions_table(root: Path) -> str:
+    """Held-out top-1 of the fusion models under each token intervention of each kind, mean ± sd over seeds."""
+    report, by_arch = _seed_rows(root)
+    hows = ("zero", "dataset_mean", "contents_averaged", "layout_shuffled")
+    lines = ["| model | tokens changed | intact | zeroed: the other kind alone | data-set mean | contents averaged "
+             "| layout shuffled |", "|---|---|---:|---:|---:|---:|---:|"]
+    for arch in FUSION:
+        rows = by_arch.get(arch, [])
+        for kind in ("cnn", "patch"):
+            cells = " | ".join(_pm([r["interventions"][kind][how] for r in rows]) for how in hows)
+            lines.append(f"| `{arch}` | {'CNN' if kind == 'cnn' else 'patch'} | {_pm([r['top1'] for r in rows])} | {cells} |")
+    return ("\n".join(lines) + "\n\nHeld-out top-1 (%) with every token of one kind changed as it is made "
+            "(`tokenfusion.interventions`): zeroed or set to its data-set mean (removed: the other kind alone), its "
+            "contents averaged over the image (positions kept), or its contents shuffled among the positions "
+            f"(where each token is lost). Same images, seeds and command as above.\n")
+
+
+def fusion_targets(root: Path) -> str:
+    """The teaching models' targets checked on the seed means: each kind alone, the cost of removing
+    either, and fusion against both baselines."""
+    _, by_arch = _seed_rows(root)
+    top1 = {arch: _mean_sd([r["top1"] for r in rows]) for arch, rows in by_arch.items()}
+    conflict = {arch: _mean_sd([r["conflict"]["top1"] for r in rows]) for arch, rows in by_arch.items()}
+    lines = []
+    for arch in FUSION:
+        rows = by_arch[arch]
+        alone = {kind: _mean_sd([r["interventions"][other]["zero"] for r in rows])
+                 for kind, other in (("cnn", "patch"), ("patch", "cnn"))}
+        cost = {kind: _mean_sd([r["top1"] - r["interventions"][kind]["zero"] for r in rows]) for kind in ("cnn", "patch")}
+        spread = top1[arch][1]
+        lines.append(
+            f"- `{arch}`: CNN tokens alone {alone['cnn'][0]:.1f}%, patch tokens alone {alone['patch'][0]:.1f}% "
+            f"(target ≥ 50% each: {_met(min(alone['cnn'][0], alone['patch'][0]), 50, at_most=False)}); removing "
+            f"the CNN tokens costs {cost['cnn'][0]:.1f} points, the patch tokens {cost['patch'][0]:.1f}, against a "
+            f"seed sd of {spread:.1f} (target: both above it: {_met(min(cost['cnn'][0], cost['patch'][0]), spread, at_most=False)}).")
+    for name, figure in (("held-out", top1), ("cue-conflict", conflict)):
+        best = max(FUSION, key=lambda a: figure[a][0])
+        margin = min(figure[best][0] - figure[b][0] for b in BASELINES)
+        spread = max(figure[a][1] for a in (best, *BASELINES))
+        lines.append(f"- Best fusion model on {name} top-1: `{best}` {figure[best][0]:.1f}%, "
+                     f"{margin:+.1f} points over the better baseline ({', '.join(f'`{b}` {figure[b][0]:.1f}%' for b in BASELINES)}), "
+                     f"largest seed sd among them {spread:.1f} (target: beats both by more: {_met(margin, spread, at_most=False)}).")
+    return "\n".join(lines) + "\n"
 
 
 def results_summary(root: Path) -> str:
-    """The figures the README's reading of the results table rests on: held-out top-1 by kind of model,
-    parameters against the ViT's, the standard error, the ViT's budget, and branch ablation."""
-    ckpts = _checkpoints(root)
-    held = {arch: c.training["heldout"] for arch, c in ckpts.items()}
-    params = {arch: count_parameters(c.model) for arch, c in ckpts.items()}
-    fusion = [arch for arch in ("late", "early", "layerwise") if arch in ckpts]
-    lo, hi = min(fusion, key=lambda a: held[a]["top1"]), max(fusion, key=lambda a: held[a]["top1"])
-    n = held["vit"]["samples"]
-
-    def stderr(top1: float) -> float:
-        return 100 * (top1 / 100 * (1 - top1 / 100) / n) ** 0.5
-
-    vit, other = ckpts["vit"].training, ckpts["cnn"].training
-    ablation = _load(root, "branch_ablation.json")
-    rows = "\n".join(f"| `{r['arch']}` | {r['top1']:.2f}% | {r['top1_without_cnn_tokens']:.2f}% "
-                     f"| {r['top1_without_patch_tokens']:.2f}% |" for r in ablation["results"])
-    return (f"Held-out top-1 on {n} images: the fusion models {held[lo]['top1']:.1f}% (`{lo}`) to "
-            f"{held[hi]['top1']:.1f}% (`{hi}`), `vit` {held['vit']['top1']:.1f}%, `cnn` {held['cnn']['top1']:.1f}%; "
-            f"the fusion models have {min(params[a] for a in fusion) / params['vit']:.1f}-"
-            f"{max(params[a] for a in fusion) / params['vit']:.1f}x the ViT's parameters. One image is "
-            f"{100 / n:.2f} points; the standard error of a top-1 near {held[hi]['top1']:.1f}% is "
-            f"{stderr(held[hi]['top1']):.1f} point, near {held['vit']['top1']:.1f}% {stderr(held['vit']['top1']):.1f}. "
-            f"The ViT trained on {vit['epochs_done'] * vit['train_samples'] / (other['epochs_done'] * other['train_samples']):.0f}x "
-            f"the images of the CNN ({vit['epochs_done']} epochs over {vit['train_samples']:,}) at "
-            f"{vit['peak_lr'] / other['peak_lr']:g}x its learning rate ({vit['peak_lr']:g}); it reads texture, the "
-            f"local cue, right {held['vit']['texture']:.1f}% of the time and shape, the global one, "
-            f"{held['vit']['shape']:.1f}%.\n\n"
-            f"Branch ablation, held-out top-1 with every token of one kind replaced by their mean:\n\n"
-            f"| model | top-1 | without CNN tokens | without patch tokens |\n|---|---:|---:|---:|\n{rows}\n\n"
-            f"`{ablation['command']}` on {ablation['samples']} held-out images ({provenance(ablation)}).\n")
+    """The figures the README's reading of the results rests on: the seeds' table, the interventions and
+    the targets checked."""
+    return (f"{seed_table(root)}\n{interventions_table(root)}\nTargets (issue: each kind alone ≥ 50%, "
+            f"removing either costs more than the seed spread, a fusion model beats both baselines by more than "
+            f"the seed spread):\n\n{fusion_targets(root)}")
 
 
 def notebook_times(root: Path) -> str:

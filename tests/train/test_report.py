@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.score_explanations import chance_level
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES
 from train.report import app_bench, bench_table, fill_block, notebook_times, provenance, results_table, scores_table
@@ -34,19 +33,43 @@ def test_readme_gets_both_tables(tmp_path):
     readme.write_text("# R\n<!-- results:start -->\n<!-- results:end -->\n"
                       "<!-- explain-scores:start -->\n<!-- explain-scores:end -->\nend\n")
     row = dict(checkpoint="cnn.pt", arch="cnn", size="tiny", method="gradcam", layer="trunk.stage2", kind="cnn",
-               images=7, blank_maps=1, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1, insertion_auc=0.7,
-               randomisation_spearman=0.2, ms_per_image=4.0)
+               family="cam", images=7, blank_maps=1, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1,
+               insertion_auc=0.7, randomisation_spearman=0.2, ms_per_image=4.0, image_size=64, tolerance=4,
+               pointing_game_mismatched=0.5, mask_energy_mismatched=0.15, localises=True)
+    control = {**row, "method": "centre-prior", "layer": None, "kind": None, "family": "control", "blank_maps": 0,
+               "pointing_game": 0.71, "mask_energy": 0.3, "pointing_game_mismatched": 0.71, "mask_energy_mismatched": 0.3,
+               "randomisation_spearman": None, "sigma": 0.125, "localises": False}
     scores = tmp_path / "explain_scores_cnn.json"
-    settings = dict(checkpoints=[str(ROOT / "checkpoints" / "cnn.pt")], images=7, seed=12345)
+    settings = dict(checkpoints=[str(ROOT / "checkpoints" / "cnn.pt")], images=7, seed=12345, tolerance=None)
     scores.write_text(json.dumps({"command": "python bench/score_explanations.py --images 7", "settings": settings,
-                                  "results": [row]}))
+                                  "results": [control, row]}))
     text = fill_block(readme.read_text(), "results", results_table(ROOT / "checkpoints"))
     text = fill_block(text, "explain-scores", scores_table([scores]))
-    assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 | 1/7 |" in text
+    assert "| `layerwise` |" in text and "| `cnn` (100%) | gradcam | CNN feature map | 0.95 | 1/7 | 0.40 | yes |" in text
+    assert "| `cnn` (100%) | centre-prior | fixed centred Gaussian, σ = 0.125 × side | 0.71 | 0/7 | 0.30 | control |" in text
+    assert "| `cnn` (100%) | mismatched mask | each of its maps against the next image's mask (range) | 0.50 |" in text
     assert "met by 1 of 1." in text and "python bench/score_explanations.py --images 7" in text
-    assert f"Chance: the objects cover {100 * chance_level(7, 12345, 48)['random']:.0f}% of these images" in text
+    # The text names the controls the file measured, not a random map's chance.
+    assert "Chance" not in text and "(4 px at 64 px; the default of `--tolerance` is Zhang et al. 2018's 15 px" in text
+    assert "one centred Gaussian (σ = 0.125 × side) for every image, which ignores the image, points into the " \
+           "object 0.71 of the time and puts 0.30 of its mass on it" in text
+    assert "points into that object 0.50 of the time, with 0.15 of its mass on it" in text
+    assert "1 of the 1 maps scored here do" in text
     assert "A blank map (constant" in text and "scores 0.00 on the pointing game and 0.00 energy" in text
     assert text.startswith("# R\n") and text.endswith("end\n")
+
+
+def test_scores_table_reads_files_written_before_the_controls(tmp_path):
+    row = dict(checkpoint="cnn.pt", arch="cnn", size="tiny", method="gradcam", layer="trunk.stage2", kind="cnn",
+               images=7, blank_maps=1, accuracy=1.0, pointing_game=0.95, mask_energy=0.4, deletion_auc=0.1,
+               insertion_auc=0.7, randomisation_spearman=0.2, ms_per_image=4.0)
+    scores = tmp_path / "explain_scores_cnn.json"
+    settings = dict(checkpoints=["checkpoints/cnn.pt"], images=7, seed=12345, tolerance=0)
+    scores.write_text(json.dumps({"command": "python bench/score_explanations.py", "settings": settings,
+                                  "results": [row]}))
+    text = scores_table([scores])
+    assert "| `cnn` (100%) | gradcam | CNN feature map | 0.95 | 1/7 | 0.40 |  |" in text
+    assert "scored before the controls" in text and "(`tolerance`, 0: the maximum must lie on the mask itself)" in text
 
 
 def _results_copy(tmp_path: Path) -> Path:
@@ -108,3 +131,48 @@ def test_notebook_times_judge_the_recorded_target(tmp_path):
 
 def test_provenance_names_what_a_results_file_does_not_record():
     assert provenance({}) == "date not recorded, commit not recorded, threads not recorded, load average not recorded"
+
+
+def _teaching_file(tmp_path: Path, rows: list[dict]) -> Path:
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    report = {"command": "python bench/teaching_models.py", "date": "2026-12-07T10:00:00+00:00", "commit": "abc1234",
+              "threads": 1, "load_average": [1.0, 1.0, 1.0], "samples": 100, "heldout_seed": 12345, "results": rows}
+    (tmp_path / "bench" / "results" / "teaching_models.json").write_text(json.dumps(report))
+    return tmp_path
+
+
+def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float = 50.0) -> dict:
+    conflict = {"seed": 12345, "samples": 100, "top1": top1 - 20, "shape": 70.0, "texture": 60.0,
+                "decoy_shape": 10.0, "decoy_texture": 30.0}
+    interventions = None if arch in ("cnn", "vit") else {
+        kind: {"zero": removed, "dataset_mean": removed - 1, "contents_averaged": removed + 5, "layout_shuffled": top1 - 1}
+        for kind in ("cnn", "patch")}
+    return {"arch": arch, "seed": seed, "top1": top1, "top5": 99.0, "shape": top1 + 5, "texture": top1 + 3,
+            "conflict": conflict, "interventions": interventions, "train_seconds": 600.0, "images_seen": 150_000}
+
+
+def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
+    from train.report import fusion_targets, interventions_table, seed_table
+
+    rows = [_run(arch, seed, top1 + seed) for seed in (0, 1, 2)
+            for arch, top1 in (("cnn", 80.0), ("vit", 70.0), ("late", 85.0), ("early", 84.0), ("layerwise", 83.0))]
+    root = _teaching_file(tmp_path, rows)
+    table = seed_table(root)
+    assert "| `cnn` | 3 | 81.0 ± 1.0 |" in table and "| `late` | 3 | 86.0 ± 1.0 |" in table
+    assert "Left out" not in table
+    assert "| `early` | CNN | 85.0 ± 1.0 | 50.0 ± 0.0 | 49.0 ± 0.0 | 55.0 ± 0.0 | 84.0 ± 1.0 |" in interventions_table(root)
+    targets = fusion_targets(root)
+    # removing either kind costs 36 points against a seed sd of 1: met; each kind alone is 50%: met
+    assert "`late`: CNN tokens alone 50.0%, patch tokens alone 50.0% (target ≥ 50% each: met)" in targets
+    assert "costs 36.0 points, the patch tokens 36.0, against a seed sd of 1.0 (target: both above it: met)" in targets
+    assert "`late` 86.0%, +5.0 points over the better baseline" in targets and ": met)." in targets
+
+
+def test_a_run_that_never_trained_is_named_not_averaged(tmp_path):
+    from train.report import seed_table
+
+    rows = [_run(arch, seed, 80.0 + seed) for seed in (0, 1, 2) for arch in ("cnn", "vit", "late", "early", "layerwise")]
+    rows[2]["top1"] = 8.3  # late seed 0 stayed at chance
+    table = seed_table(_teaching_file(tmp_path, rows))
+    assert "| `late` | 2 | 81.5 ± 0.7 |" in table
+    assert "Left out of the means: `late` seed 0 (8.3%)" in table

@@ -21,24 +21,28 @@ def _first_within(top1: list[float], points: float = 1.0) -> int:
 
 
 def _cue_sentence(model: str, kind: str, curve: dict[str, list[float]], closed: bool) -> str:
+    """What the curve measured, and no more: the cues kept from the first place on against intact (a
+    drop says the averaged tokens were needed for that cue, not that their layout holds it: the average
+    erases both what the tokens hold and where they are; the cue-conflict split and the layout-shuffled
+    intervention of ``bench/teaching_models.py`` tell those apart)."""
     shape_drop = curve["shape"][-1] - curve["shape"][0]
     texture_drop = curve["texture"][-1] - curve["texture"][0]
-    how = "with its cross-attention closed" if closed else f"with its {KIND[kind]} tokens replaced by their mean"
-    what = f"what its {KIND[kind]} tokens bring" if closed else f"the layout of its {KIND[kind]} tokens"
+    how = "with its cross-attention closed" if closed else f"with its {KIND[kind]} tokens averaged per image"
+    what = "closing it" if closed else "averaging them"
     said = (f"`{model}` {how} from the first place on keeps shape in "
             f"{curve['shape'][0]:.0f}% and texture in {curve['texture'][0]:.0f}% of the images "
             f"(intact: {curve['shape'][-1]:.0f}% and {curve['texture'][-1]:.0f}%)")
     if curve["top1"][-1] - curve["top1"][0] < UNUSED:
-        return said + f": it does not need {what}."
+        return said + f": {what} costs under {UNUSED:g} points of top-1."
     if shape_drop > texture_drop + CUE_GAP:
-        return said + f": {what} carries shape more than texture."
+        return said + f": {what} costs shape more than texture."
     if texture_drop > shape_drop + CUE_GAP:
-        return said + f": {what} carries texture more than shape."
-    return said + f": {what} carries both cues."
+        return said + f": {what} costs texture more than shape."
+    return said + f": {what} costs both cues alike."
 
 
 def ablation_section(report: dict[str, Any], mode: str = "mean") -> list[str]:
-    lines = ["| model | tokens replaced | places | intact top-1 | from place 1: top-1 (shape / texture alone) "
+    lines = ["| model | tokens averaged | places | intact top-1 | from place 1: top-1 (shape / texture alone) "
              "| from the last place | within 1 point of intact from place |", "|---|---|---:|---:|---|---:|---:|"]
     sentences = []
     for name, model in report["models"].items():
@@ -149,8 +153,9 @@ def summary_markdown(report: dict[str, Any]) -> str:
     parts = [f"Over {where}, every model on the same images.", "",
              "**Ablation curves** (each kind of token replaced by its per-image mean at every place it is read "
              "from place k on; `layerwise`'s CNN tokens: its cross-attention closed from place k on). The mean "
-             "keeps each image's statistics of those tokens (which can hold colour and texture) and removes where "
-             "each token is.",
+             "keeps each image's average of those tokens and erases both what each one holds and where it is, so "
+             "a drop says the tokens were needed, not which of the two mattered (the README's interventions "
+             "table separates them).",
              "", *ablation_section(report), "",
              "**Mean attention distance** (Dosovitskiy et al. 2020): attention-weighted pixel distance between "
              f"{centres}, class tokens left out, against uniform attention over the same keys{references}.", "",
