@@ -25,3 +25,20 @@ def test_shipped_checkpoint_reproduces_its_heldout_top1(arch):
 def test_shipped_checkpoints_stay_small():
     total = sum(p.stat().st_size for p in CHECKPOINTS.glob("*.pt"))
     assert total < 8e6, f"shipped checkpoints take {total / 1e6:.1f} MB"
+
+
+def test_the_seeds_file_measured_the_shipped_checkpoints():
+    """``bench/results/teaching_models.json`` (the README's seeds and interventions tables) holds each
+    shipped model as one of its seeds, with the held-out top-1 the checkpoint records: rerun
+    ``python bench/teaching_models.py`` after retraining."""
+    import json
+
+    report = json.loads((CHECKPOINTS.parent / "bench" / "results" / "teaching_models.json").read_text())
+    for arch in ARCHITECTURES:
+        path = f"checkpoints/{arch}.pt"
+        row = next((r for r in report["results"] if r["checkpoint"] == path), None)
+        assert row is not None, f"{path} is not among the measured runs"
+        recorded = load_checkpoint(CHECKPOINTS / f"{arch}.pt").training["heldout"]
+        assert recorded["samples"] == report["samples"] and recorded["seed"] == report["heldout_seed"]
+        assert abs(row["top1"] - recorded["top1"]) < 1e-6, (arch, row["top1"], recorded["top1"])
+    assert len({r["seed"] for r in report["results"]}) >= 3, "three training seeds per architecture"

@@ -100,7 +100,7 @@ class ResNet50Trunk(Trunk):
         self.channels = (512, 1024)
         self.reductions = (8, 16)
         self.stage_names = ("layer2", "layer3")
-        self.receptive_fields = (99, 291)
+        self.receptive_fields = (91, 267)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         s2 = self.layer2(self.layer1(self.stem(x)))
