@@ -44,3 +44,14 @@ def test_a_figure_typed_into_a_block_is_caught_and_rewritten(tmp_path):
     main(["--root", str(tmp_path), "--write"])
     assert stale_blocks(readme.read_text(), text, ["bench"]) == []
 
+
+
+def test_the_readmes_first_code_block_runs():
+    """What a newcomer copies first: the model block of "The models" runs as written."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## The models\n\n```python\n(.*?)```", text, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["logits"].shape == (1, 1000)

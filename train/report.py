@@ -268,12 +268,64 @@ def fusion_targets(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+CHANCE = 100 / 12
+
+
+def teaching_findings(root: Path) -> str:
+    """What the seeds' figures say, sentence by sentence, each from a number against its control
+    (chance, the intact model, the decoys, the seed spread)."""
+    _, by_arch = _seed_rows(root)
+    stat = lambda arch, get: _mean_sd([get(r) for r in by_arch[arch]])  # noqa: E731
+    top1 = {arch: stat(arch, lambda r: r["top1"]) for arch in by_arch}
+    lines = []
+    base = ", ".join(f"`{b}` {top1[b][0]:.1f} ± {top1[b][1]:.1f}%" for b in BASELINES if b in top1)
+    lines.append(f"- Held-out top-1 of the baselines: {base}; of the fusion models: "
+                 + ", ".join(f"`{a}` {top1[a][0]:.1f} ± {top1[a][1]:.1f}%" for a in FUSION if a in top1) + ".")
+    for arch in by_arch:
+        shape, texture = stat(arch, lambda r: r["shape"]), stat(arch, lambda r: r["texture"])
+        if texture[0] - shape[0] > max(shape[1], texture[1], 1.0):
+            lines.append(f"- `{arch}` names the texture (the local cue) right more often than the shape: "
+                         f"{texture[0]:.1f}% against {shape[0]:.1f}%.")
+        elif shape[0] - texture[0] > max(shape[1], texture[1], 1.0):
+            lines.append(f"- `{arch}` names the shape (the global cue) right more often than the texture: "
+                         f"{shape[0]:.1f}% against {texture[0]:.1f}%.")
+    for arch in FUSION:
+        if arch not in by_arch:
+            continue
+        for kind, other in (("cnn", "patch"), ("patch", "cnn")):
+            alone = stat(arch, lambda r: r["interventions"][other]["zero"])
+            name = "CNN" if kind == "cnn" else "patch"
+            verdict = ("above chance" if alone[0] - CHANCE > max(alone[1], 1.0) else
+                       f"no better than chance ({CHANCE:.1f}%): the model does not use them")
+            lines.append(f"- `{arch}` with its {name} tokens alone (the other kind zeroed): "
+                         f"{alone[0]:.1f} ± {alone[1]:.1f}%, {verdict}.")
+        for kind in ("cnn", "patch"):
+            removed = stat(arch, lambda r: r["interventions"][kind]["zero"])
+            shuffled = stat(arch, lambda r: r["interventions"][kind]["layout_shuffled"])
+            cost = top1[arch][0] - shuffled[0]
+            if top1[arch][0] - removed[0] > max(top1[arch][1], 1.0):  # the kind is used: does where matter?
+                name = "CNN" if kind == "cnn" else "patch"
+                where = ("where each token is matters" if cost > max(top1[arch][1], shuffled[1], 1.0)
+                         else "their contents suffice, wherever they are")
+                lines.append(f"- `{arch}` with its {name} tokens' layout shuffled: {shuffled[0]:.1f}% "
+                             f"({cost:.1f} points below intact, against {top1[arch][0] - removed[0]:.1f} without "
+                             f"them): {where}.")
+    for arch in by_arch:
+        own, decoy = stat(arch, lambda r: r["conflict"]["shape"]), stat(arch, lambda r: r["conflict"]["decoy_shape"])
+        own_t, decoy_t = (stat(arch, lambda r: r["conflict"]["texture"]),
+                          stat(arch, lambda r: r["conflict"]["decoy_texture"]))
+        lines.append(f"- Cue conflict, `{arch}`: the object's shape {own[0]:.1f}% against the decoy's {decoy[0]:.1f}%, "
+                     f"the object's texture {own_t[0]:.1f}% against the decoy's {decoy_t[0]:.1f}%.")
+    return "\n".join(lines) + "\n"
+
+
 def results_summary(root: Path) -> str:
     """The figures the README's reading of the results rests on: the seeds' table, the interventions and
     the targets checked."""
-    return (f"{seed_table(root)}\n{interventions_table(root)}\nTargets (issue: each kind alone ≥ 50%, "
-            f"removing either costs more than the seed spread, a fusion model beats both baselines by more than "
-            f"the seed spread):\n\n{fusion_targets(root)}")
+    return (f"{seed_table(root)}\n{interventions_table(root)}\nWhat the figures say (each against its control: "
+            f"chance, the intact model, the decoys, the seed spread):\n\n{teaching_findings(root)}\n"
+            f"Targets (each kind alone ≥ 50%, removing either costs more than the seed spread, a fusion model beats "
+            f"both baselines by more than the seed spread):\n\n{fusion_targets(root)}")
 
 
 def notebook_times(root: Path) -> str:
