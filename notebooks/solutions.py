@@ -18,7 +18,8 @@ from torch import nn
 from tokenfusion.analysis import ablate_from, ablation_sites
 from tokenfusion.data import SHAPES
 from tokenfusion.explain import (
-    Randomisation, explain, fusion_weights, mask_energy, pointing_game, randomisation_check,
+    Randomisation, centre_prior, explain, fusion_weights, mask_energy, pointing_game, pointing_tolerance,
+    randomisation_check,
 )
 from tokenfusion.models import ModelConfig, TokenFusionModel, create
 
@@ -85,15 +86,22 @@ def nb02_ex3(early: TokenFusionModel, images: torch.Tensor) -> str:
 
 # 03_explanations ---------------------------------------------------------------------------------
 
-def nb03_ex1(mask: torch.Tensor) -> float:
-    """Mask energy of a map that is the same everywhere: the share of the image the mask covers."""
-    return float(mask.float().mean())
+def nb03_ex1(items: list[tuple[torch.Tensor, torch.Tensor, int]], tolerance: int) -> list[int]:
+    """Indices of the ``(x, mask, label)`` items whose pointing game (``tolerance`` px) the centre prior
+    wins: the same centred map for every image, scored against each image's mask."""
+    hits = []
+    for i, (_, mask, _) in enumerate(items):
+        if pointing_game(centre_prior(*mask.shape), mask, tolerance):
+            hits.append(i)
+    return hits
 
 
 def nb03_ex2(model: TokenFusionModel, items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> dict[str, float]:
-    """Mean pointing game and mask energy of Occlusion over ``(x, mask, label)`` items, true class explained."""
+    """Mean pointing game (the tolerance scaled to the image, ``pointing_tolerance``) and mask energy of
+    Occlusion over ``(x, mask, label)`` items, true class explained."""
+    tolerance = pointing_tolerance(model.config.img_size)
     maps = [(explain(model, x, "occlusion", target=label).map, mask) for x, mask, label in items]
-    return {"pointing game": sum(pointing_game(m, k) for m, k in maps) / len(maps),
+    return {"pointing game": sum(pointing_game(m, k, tolerance) for m, k in maps) / len(maps),
             "mask energy": sum(mask_energy(m, k) for m, k in maps) / len(maps)}
 
 

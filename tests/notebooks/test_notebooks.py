@@ -76,10 +76,10 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
             "rf_small, jump_small = solutions.nb01_ex1(small_trunk); jump_small //= 2",
             "rf_small, jump_small = receptive_field(main_path(small_trunk)[1:])",
         ],
-        "token_counts_64": ["token_counts_64 = solutions.nb01_ex2(size=48)",
-                            "token_counts_64 = {**solutions.nb01_ex2(size=64), 'cls': 0}"],
+        "token_counts_96": ["token_counts_96 = solutions.nb01_ex2(size=64)",
+                            "token_counts_96 = {**solutions.nb01_ex2(size=96), 'cls': 0}"],
         "pixels_per_patch_token": ["pixels_per_patch_token = solutions.nb01_ex3(create('vit', 'tiny').config)",
-                                   "pixels_per_patch_token = 3 * solutions.nb01_ex3(create('vit', 'tiny', patch_size=12).config)"],
+                                   "pixels_per_patch_token = 3 * solutions.nb01_ex3(create('vit', 'tiny', patch_size=16).config)"],
     },
     "02_fusion_strategies": {
         "late_fusion": ["late_fusion = solutions.nb02_ex1(fresh['late']); late_fusion['tokens'] -= 1",
@@ -93,7 +93,14 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         ],
     },
     "03_explanations": {
-        "uniform_energy": ["uniform_energy = 1 - solutions.nb03_ex1(mask)", "uniform_energy = 1.0"],
+        "centre_hits": [
+            "centre_hits = solutions.nb03_ex1(items, 0)",  # no tolerance
+            # the image's centre pixel in the object
+            "centre_hits = [i for i, (_, m, _) in enumerate(items) if m[m.shape[0] // 2, m.shape[1] // 2]]",
+            # the misses
+            "centre_hits = [i for i in range(len(items)) if i not in solutions.nb03_ex1(items, TOLERANCE)]",
+            "centre_hits = list(range(len(items)))",
+        ],
         "occlusion_scores": ["occlusion_scores = score(early, items, 'gradcam')"],
         "ig_check": [
             "ig_check = randomisation_check(early, x, lambda m, im: explain(m, im, 'integrated_gradients', "
@@ -110,15 +117,16 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
     },
     "05_analysis": {
         "distance_by_hand": [
-            "distance_by_hand = 0.8 * solutions.nb05_ex1(A[0, 0], 4, 48)",  # patch weights not renormalised
-            "distance_by_hand = solutions.nb05_ex1(A[0, 0], 4, 48) / 12",  # in patches, not pixels
-            "distance_by_hand = 16 / 12 * solutions.nb05_ex1(A[0, 0], 4, 48)",  # only the 12 queries with a patch below
+            "distance_by_hand = 0.8 * solutions.nb05_ex1(A[0, 0], 4, 64)",  # patch weights not renormalised
+            "distance_by_hand = solutions.nb05_ex1(A[0, 0], 4, 64) / 16",  # in patches, not pixels
+            "distance_by_hand = 16 / 12 * solutions.nb05_ex1(A[0, 0], 4, 64)",  # only the 12 queries with a patch below
         ],
-        "cue_lost_without_cnn": [
-            "cue_lost_without_cnn = {arch: 'shape' for arch in FUSION}",
-            "cue_lost_without_cnn = {arch: 'texture' for arch in FUSION}",
-            "cue_lost_without_cnn = {arch: {'shape': 'texture', 'texture': 'shape'}[cue] for arch, cue in "
-            "solutions.nb05_ex2({a: models[a] for a in FUSION}, images, labels).items()}",
+        "lower_cue_without_cnn": [
+            "lower_cue_without_cnn = {arch: {'shape': 'texture', 'texture': 'shape'}[cue] for arch, cue in "
+            "solutions.nb05_ex2({a: models[a] for a in FUSION}, images, labels).items()}",  # every cue swapped
+            "lower_cue_without_cnn = solutions.nb05_ex2({a: models[a] for a in FUSION}, images, labels); "
+            "lower_cue_without_cnn['late'] = {'shape': 'texture', 'texture': 'shape'}[lower_cue_without_cnn['late']]",
+            "lower_cue_without_cnn = solutions.nb05_ex2({a: models[a] for a in ('late', 'early')}, images, labels)",
         ],
         "linear_cka": [
             "linear_cka = cka",  # the unbiased estimator: invariant too, but another number
@@ -127,10 +135,11 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
             "linear_cka = lambda x, y: 1.0",
         ],
         "cnn_free_from": [
-            "sites = results['models']['early']['ablation']['cnn']['sites']; "
-            "cnn_free_from = sites[sites.index(solutions.nb05_ex4(models['early'], images, labels)) - 1]",
-            "cnn_free_from = solutions.nb05_ex4(models['early'], images, labels, within=5)",
-            "cnn_free_from = 'none'",
+            # one place earlier along the curve (the last site when the answer is "none")
+            "places = results['models']['early']['ablation']['cnn']['sites'] + ['none']; "
+            "cnn_free_from = places[places.index(solutions.nb05_ex4(models['early'], images, labels)) - 1]",
+            "cnn_free_from = solutions.nb05_ex4(models['early'], images, labels, within=30)",
+            "cnn_free_from = 'blocks.0'",
         ],
     },
 }
