@@ -27,8 +27,7 @@ the tolerance asked for (None: scaled to each image) and the pixels it came to p
 (``tolerance_px``). ``--update`` rescores the ``--methods`` named (say, after a method's defaults
 changed) and the control row, and replaces their rows in ``--out``, recording its own command, date
 and settings under ``updates``; ``python -m train.report`` puts :func:`summary_table`,
-:func:`controls_note`, :func:`target_checks`, :func:`findings` and :func:`before_after` of the files
-into the README.
+:func:`controls_note`, :func:`target_checks` and :func:`findings` of the files into the README.
 """
 from __future__ import annotations
 
@@ -61,8 +60,8 @@ from tokenfusion.explain.scores import CENTRE_PRIOR, CONTROL_FAMILY, is_control,
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
 
 __all__ = ["variants", "chance_level", "score_checkpoint", "judged", "merged", "commands", "markdown_table",
-           "summary_table", "controls_note", "target_checks", "before_after", "findings", "findings_text",
-           "before_after_text", "main"]
+           "summary_table", "controls_note", "target_checks", "findings", "findings_text",
+           "main"]
 
 COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "randomisation_spearman", "ms_per_image")
 #: The same maps scored against another image's mask (image i's map, image i + 1's mask).
@@ -371,42 +370,6 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _key(row: dict[str, Any]) -> tuple:
-    return row["checkpoint"], row["method"], row["layer"], row["kind"]
-
-
-def before_after(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
-    """The pointing game of the README's rows before (``before``: rows scored when a blank map
-    counted as a hit) and after (``after``) the fix, with the blank maps, then a check over every
-    row scored both times: the fall should be exactly the share of blank maps, as the maps are the
-    same. Rows of ``after`` without a blank count (files not rescored) are named as such."""
-    old = {_key(r): r for r in before}
-    fresh = [r for r in after if r.get("blank_maps") is not None and _key(r) in old and not is_control(r)]
-    stale = sorted({r["arch"] for r in after if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
-    if not fresh:
-        return f"No score file rescored since blank maps count as misses: {', '.join(f'`{a}`' for a in stale)}.\n"
-    lines = ["| model | method | target | pointing before | after | blank maps |", "|---|---|---|---:|---:|---:|"]
-    for r in _summary_rows(fresh):
-        lines.append(f"| `{r['arch']}` | {r['method']} | {_target_name(r)} | {old[_key(r)]['pointing_game']:.2f} "
-                     f"| {r['pointing_game']:.2f} | {r['blank_maps']}/{r['images']} |")
-    exact = [r for r in fresh if abs(old[_key(r)]["pointing_game"] - r["pointing_game"] - r["blank_maps"] / r["images"])
-             < 1e-9]
-    fell = [r for r in fresh if r["pointing_game"] < old[_key(r)]["pointing_game"]]
-    text = (f"\n\nOver all {len(fresh)} method/layer rows scored both times, the pointing game fell in {len(fell)}; "
-            f"in {len(exact)} of the {len(fresh)} it moved by exactly the share of blank maps, as it does when only "
-            "the rule changed")
-    odd = [r for r in fresh if r not in exact]
-    if odd:
-        text += ("; the others moved by something else, so some of their maps differ between the two runs: " +
-                 "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} "
-                           f"({old[_key(r)]['pointing_game']:.3f} to {r['pointing_game']:.3f}, {r['blank_maps']} blank)"
-                           for r in odd))
-    text += "."
-    if stale:
-        text += f" Not rescored yet, so not in this table: {', '.join(f'`{a}`' for a in stale)}."
-    return "\n".join(lines) + text + "\n"
-
-
 def _span(values: list[float]) -> str:
     """``lo-hi`` of ``values`` at two decimals, one figure when they round alike."""
     lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
@@ -484,9 +447,9 @@ def findings(rows: list[dict[str, Any]]) -> str:
             ("ScoreCAM", "scorecam", {}), ("LayerCAM on the trunk", "layercam", {"t": trunk}),
             ("Integrated Gradients", "integrated_gradients", {}), ("Occlusion", "occlusion", {}))]
         line += (" Across every model and layer, the share of maps that point into the object: " +
-                 ", ".join(f"{name} {_span([r['pointing_game'] for r in rs])}" for name, rs in others if rs) +
-                 " (ScoreCAM weighs each channel by what masking the image with it does to the score, not by a "
-                 "gradient).")
+                 ", ".join(f"{name} {_span([r['pointing_game'] for r in rs])}" for name, rs in others if rs) + "." +
+                 (" (ScoreCAM weighs each channel by what masking the image with it does to the score, not by a "
+                  "gradient.)" if others[0][1] else ""))
         out.append(line)
     rollout_cnn = pick("rollout", f=fused, k=lambda r: r["kind"] == "cnn")
     attention_cnn = pick("attention", f=fused, k=lambda r: r["kind"] == "cnn")
@@ -541,16 +504,6 @@ def _results(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, An
 def findings_text(paths: list[Path]) -> str:
     """:func:`findings` of the score files ``paths`` (each map against the control rows of its own file)."""
     return findings(_results(paths)[1])
-
-
-def before_after_text(before: list[Path], after: list[Path]) -> str:
-    """:func:`before_after` of the score files ``before`` and ``after``, naming where ``before`` lies and
-    which methods of ``after`` were rescored since (``--update``: their maps may be made otherwise)."""
-    reports, rows = _results(after)
-    rescored = sorted({m for r in reports for u in r.get("updates", []) for m in u["settings"]["methods"]})
-    since = f" Rescored since with `--update` (see each file's `updates`): {', '.join(rescored)}." if rescored else ""
-    return (before_after(_results(before)[1], rows) +
-            f"\nBefore: the score files kept in `bench/results/{Path(before[0]).parent.name}/`.{since}\n")
 
 
 def _commit() -> str | None:

@@ -23,7 +23,7 @@ import nbformat
 import torch
 
 from bench.score_explanations import (
-    before_after_text, commands, controls_note, findings_text, summary_table, target_checks,
+    commands, controls_note, findings_text, summary_table, target_checks,
 )
 from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.analysis.summary import summary_markdown
@@ -655,7 +655,6 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
     """Every rendered block of every doc: ``{doc: {block name: render}}``."""
     root = Path(root)
     scores = sorted((root / RESULTS).glob("explain_scores_*.json"))
-    before = sorted((root / RESULTS / "explain_scores_before_blank_fix").glob("explain_scores_*.json"))
     return {
         "README.md": {
             "results": lambda: results_table(root / "checkpoints"),
@@ -663,7 +662,6 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
             "results-summary": lambda: results_summary(root),
             "explain-scores": lambda: scores_table(scores),
             "explain-findings": lambda: findings_text(scores),
-            "explain-before-after": lambda: before_after_text(before, scores),
             "notebook-times": lambda: notebook_times(root),
             "analysis": lambda: analysis_section(root),
             "bench": lambda: bench_table(root),

@@ -16,7 +16,7 @@ from tokenfusion.explain.scores import localises
 from tokenfusion.models import create
 import bench.score_explanations as score_explanations
 from bench.score_explanations import (
-    before_after, chance_level, controls_note, findings, judged, main, markdown_table, summary_table, target_checks,
+    chance_level, controls_note, findings, judged, main, markdown_table, summary_table, target_checks,
 )
 
 
@@ -270,23 +270,6 @@ def test_summary_table_orders_models_and_picks_rows():
     assert [line.split(" | ")[:2] for line in lines] == [["| `cnn` (100%)", "gradcam"], ["| `cnn` (100%)", "centre-prior"],
                                                          ["| `vit` (100%)", "gradcam"], ["| `vit` (100%)", "centre-prior"]]
     assert "CNN feature map" in lines[0] and "eigencam" not in "".join(lines)
-
-
-def test_before_after_checks_each_fall_against_the_blank_maps():
-    before = [_row("late", "gradcam", "trunk.stage2", "cnn", pointing_game=0.5),
-              _row("late", "gradcam", "fusion_blocks.0.norm1", "patch", pointing_game=0.7),
-              _row("cnn", "gradcam", "trunk.stage2", "cnn", pointing_game=0.9)]
-    after = [_row("late", "gradcam", "trunk.stage2", "cnn", pointing_game=0.4, blank_maps=1),
-             _row("late", "gradcam", "fusion_blocks.0.norm1", "patch", pointing_game=0.1, blank_maps=5),
-             {**_row("cnn", "gradcam", "trunk.stage2", "cnn"), "blank_maps": None}]  # a file not rescored
-    text = before_after(before, after)
-    assert "| `late` | gradcam | CNN feature map | 0.50 | 0.40 | 1/10 |" in text
-    assert "| `late` | gradcam | patch tokens, `fusion_blocks.0.norm1` | 0.70 | 0.10 | 5/10 |" in text
-    # 0.7 - 0.1 is not 5 blank maps of 10: the maps changed, and the text says where.
-    assert "fell in 2; in 1 of the 2 it moved by exactly the share of blank maps" in text
-    assert "differ between the two runs: `late` gradcam on patch tokens, `fusion_blocks.0.norm1` (0.700 to 0.100, " \
-           "5 blank)" in text
-    assert "Not rescored yet, so not in this table: `cnn`." in text
 
 
 def test_findings_quote_the_rows():
