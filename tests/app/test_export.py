@@ -54,7 +54,7 @@ def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> Non
     inspector = _snippet(at, "session.token_attention(")
     assert "'blocks.3', 'cnn', (4, 4), 'mean'" in inspector  # the token the page inspects: the 8x8 grid's centre
     token = _run(inspector, monkeypatch)
-    assert (token.layer, token.kind, token.cell) == ("blocks.3", "cnn", (3, 3))
+    assert (token.layer, token.kind, token.cell) == ("blocks.3", "cnn", (4, 4))
 
 
 def test_every_explore_view_offers_numbers_and_a_snippet_and_charts_download_png(app) -> None:

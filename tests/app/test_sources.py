@@ -75,7 +75,7 @@ def test_mask_follows_the_models_crop(checkpoint_dir: Path) -> None:
     wide = np.zeros((60, 120), dtype=bool)
     wide[:, 30:90] = True  # the centre square of a wide image
     view = mask_view(wide, loaded.config)
-    assert view.shape == (48, 48) and view.all()  # the model crops exactly that centre square
+    assert view.shape == (64, 64) and view.all()  # the model crops exactly that centre square
 
 
 def test_a_renamed_checkpoint_is_refused(checkpoint_dir: Path, tmp_path: Path) -> None:
