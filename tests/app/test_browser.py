@@ -244,10 +244,10 @@ def _open(page: Page, url: str) -> None:
 def test_clicking_a_token_shows_where_it_looks(diagnosed: Page, server: str) -> None:
     page = diagnosed
     _open(page, f"{server}/?view=Inspector")
-    assert "row 3, column 3" in _caption(page, "Attention of the CNN token")  # the grid's centre to start
+    assert "row 4, column 4" in _caption(page, "Attention of the CNN token")  # the 8x8 grid's centre to start
     picker = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".scatterlayer .point")).first
     picker.scroll_into_view_if_needed()
-    for index, cell in ((35, "row 5, column 5"), (8, "row 1, column 2")):  # point i is cell divmod(i, 6)
+    for index, cell in ((45, "row 5, column 5"), (10, "row 1, column 2")):  # point i is cell divmod(i, 8)
         _click_until(page, picker.locator(".scatterlayer .point").nth(index), f"Attention of the CNN token at {cell}")
     assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 1, column 2")
 
@@ -359,11 +359,11 @@ def test_the_token_inspector_in_three_clicks(diagnosed: Page, server: str, scree
     _open(page, f"{server}/?view=Inspector")
     query = page.get_by_role("radiogroup", name="Query token")
     _click_until(page, query.get_by_text("patch tokens", exact=True), "Attention of the patch token")
-    _inspect(page, "patch", 8, "row 1, column 2", folder, "1-patch")
+    _inspect(page, "patch", 10, "row 1, column 2", folder, "1-patch")
     _click_until(page, query.get_by_text("CNN tokens", exact=True), "Attention of the CNN token")
-    _inspect(page, "cnn", 27, "row 4, column 3", folder, "2-cnn")
+    _inspect(page, "cnn", 35, "row 4, column 3", folder, "2-cnn")
     assert "receptive field, measured" in _caption(page, "Attention of the CNN token at row 4, column 3")
     _open(page, f"{server}/?model=layerwise&view=Inspector")
-    _inspect(page, "patch", 14, "row 2, column 2", folder, "3-cross")
+    _inspect(page, "patch", 18, "row 2, column 2", folder, "3-cross")
     titles = chart_titles(page)
     assert any(t.startswith("cross-attention over CNN keys") for t in titles), titles
