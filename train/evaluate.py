@@ -94,9 +94,9 @@ def evaluate_checkpoint(
     batch_size: int = 256, workers: int = 0, ablate_tokens: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion, the data used, on
-    SynthShapes the accuracy on each cue alone (``shape``, ``texture``) and, with ``ablate_tokens`` on a
-    fusion model, the top-1 with each kind of token replaced by its mean (``top1_without_cnn_tokens``,
-    ``top1_without_patch_tokens``)."""
+    SynthShapes the accuracy on each cue alone (``shape``, ``texture``), on SynthShapes v2 what the model
+    follows on the cue-conflict split (``conflict``) and, with ``ablate_tokens`` on a fusion model, the top-1
+    under every token intervention of each kind (``interventions``: ``{kind: {intervention: top-1}}``)."""
     checkpoint = load_checkpoint(path)
     model, config = checkpoint.model, checkpoint.config
     if data_path:

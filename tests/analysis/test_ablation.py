@@ -10,7 +10,6 @@ from tokenfusion.analysis import AblationCurves, Recording, ablate_from, ablatio
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import SynthShapes
 from tokenfusion.data.transforms import eval_transform
-from tokenfusion.explain import mean_tokens
 from tokenfusion.models import create
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
