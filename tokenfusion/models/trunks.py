@@ -38,13 +38,12 @@ def _downsample(inplanes: int, planes: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=2, bias=False), nn.BatchNorm2d(planes))
 
 
-class LocalTrunk(Trunk):
-    """The teaching trunk: CNN tokens that see a local neighbourhood only (strides 4 and 8, receptive
-    fields 15 and 19 px: under a third of a 64-px image).
+class _SmallTrunk(Trunk):
+    """A 3x3 stride-2 stem and a residual stage (torchvision ``BasicBlock``, stride 4), then the second
+    stage of :meth:`make_stage2` (stride 8): the teaching trunks, which differ in their second stage only.
+    Modules are built in forward order, so a seed gives the same initial weights as it always did."""
 
-    A 3x3 stride-2 stem, a residual stage (torchvision ``BasicBlock``, stride 2), then a 2x2 stride-2
-    convolution and a 1x1 convolution, which widen the features without widening what they see.
-    """
+    receptive_fields: tuple[int, int]
 
     def __init__(self, channels: tuple[int, int, int] = (32, 48, 96)) -> None:
         super().__init__()
@@ -53,40 +52,41 @@ class LocalTrunk(Trunk):
             nn.Conv2d(3, c0, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
         )
         self.stage1 = BasicBlock(c0, c1, stride=2, downsample=_downsample(c0, c1))
-        self.stage2 = nn.Sequential(
+        self.stage2 = self.make_stage2(c1, c2)
+        self.channels = (c1, c2)
+        self.reductions = (4, 8)
+        self.stage_names = ("stage1", "stage2")
+
+    def make_stage2(self, c1: int, c2: int) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        s1 = self.stage1(self.stem(x))
+        return [s1, self.stage2(s1)]
+
+
+class LocalTrunk(_SmallTrunk):
+    """The teaching trunk: CNN tokens that see a local neighbourhood only (strides 4 and 8, receptive
+    fields 15 and 19 px: under a third of a 64-px image). Its second stage is a 2x2 stride-2 and a 1x1
+    convolution, which widen the features without widening what they see."""
+
+    receptive_fields = (15, 19)
+
+    def make_stage2(self, c1: int, c2: int) -> nn.Module:
+        return nn.Sequential(
             nn.Conv2d(c1, c2, 2, stride=2, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
             nn.Conv2d(c2, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
         )
-        self.channels = (c1, c2)
-        self.reductions = (4, 8)
-        self.stage_names = ("stage1", "stage2")
-        self.receptive_fields = (15, 19)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        s1 = self.stage1(self.stem(x))
-        return [s1, self.stage2(s1)]
 
 
-class TinyTrunk(Trunk):
-    """The trunk of the SynthShapes v1 models: a conv stem and two residual stages (torchvision
-    ``BasicBlock``), strides 4 and 8, receptive fields 15 and 39 px (most of a 48-px image)."""
+class TinyTrunk(_SmallTrunk):
+    """The trunk of the SynthShapes v1 models: a second residual stage, strides 4 and 8, receptive fields
+    15 and 39 px (most of a 48-px image)."""
 
-    def __init__(self, channels: tuple[int, int, int] = (32, 48, 96)) -> None:
-        super().__init__()
-        c0, c1, c2 = channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, c0, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
-        )
-        self.stage1 = BasicBlock(c0, c1, stride=2, downsample=_downsample(c0, c1))
-        self.stage2 = BasicBlock(c1, c2, stride=2, downsample=_downsample(c1, c2))
-        self.channels = (c1, c2)
-        self.reductions = (4, 8)
-        self.stage_names = ("stage1", "stage2")
-        self.receptive_fields = (15, 39)
+    receptive_fields = (15, 39)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        s1 = self.stage1(self.stem(x))
-        return [s1, self.stage2(s1)]
+    def make_stage2(self, c1: int, c2: int) -> nn.Module:
+        return BasicBlock(c1, c2, stride=2, downsample=_downsample(c1, c2))
 
 
 class ResNet50Trunk(Trunk):
