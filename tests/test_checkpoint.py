@@ -430,7 +430,7 @@ MALFORMED = {
     "two std values": (lambda: _vit(config=_config(std=[0.2, 0.2])), ["std is [0.2, 0.2] (list), expected a list of 3 numbers"]),
     "zero std": (lambda: _vit(config=_config(std=[0.2, 0.0, 0.2])), ["std is [0.2, 0.0, 0.2] (list), outside the accepted range"]),
     "huge image": (lambda: _vit(config=_config(img_size=1_000_000)), ["img_size is 1000000 (int), outside the accepted range 8 to 2048"]),
-    "patch larger than image": (lambda: _vit(config=_config(patch_size=64)), ["patch_size 64 is larger than img_size 48"]),
+    "patch larger than image": (lambda: _vit(config=_config(patch_size=96)), ["patch_size 96 is larger than img_size 64"]),
     "missing depth": (lambda: _vit(config={k: v for k, v in _config().items() if k != "depth"}), ["unreadable model config: missing keys ['depth']"]),
     "unknown trunk": (lambda: payload_of(create("early", "tiny"), config={**create("early", "tiny").config.to_dict(), "trunk": "vgg"}),
                       ["describes no model that can be built", "Unknown trunk 'vgg'"]),

@@ -31,10 +31,10 @@ def test_evaluate_fusion_model_reports_every_intervention_and_the_cue_conflict(t
     top1, interventions = metrics["top1"], metrics["interventions"]
     assert set(interventions) == {"cnn", "patch"}
     assert all(set(v) == {"zero", "dataset_mean", "contents_averaged", "layout_shuffled"} for v in interventions.values())
-    # Trained with kind dropout, the shipped late model reads each kind alone far above chance (8.3%),
-    # and loses top-1 without either.
-    for kind in ("cnn", "patch"):
-        assert 30 < interventions[kind]["zero"] < top1, (kind, interventions[kind], top1)
+    # The README's reading of the shipped late model: without its CNN tokens it falls to chance (8.3%),
+    # without its patch tokens it hardly moves (kind dropout did not make its patch stream learn).
+    assert interventions["cnn"]["zero"] < 20 < top1 - 20, (interventions["cnn"], top1)
+    assert abs(interventions["patch"]["zero"] - top1) <= 5, (interventions["patch"], top1)
     conflict = metrics["conflict"]
     assert conflict["samples"] == 96 and conflict["shape"] > conflict["decoy_shape"]
 

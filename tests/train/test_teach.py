@@ -16,7 +16,7 @@ def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
     result = run_train(*argv, module="train.teach")
     for arch in ("cnn", "vit"):
         assert f"{arch} epoch 1/1:" in result.stdout  # each job reports its epochs, named
-        assert f"   {arch}: held-out top-1" in result.stdout
+        assert f"   {arch} seed 0: held-out top-1" in result.stdout
         shipped = load_checkpoint(tmp_path / "out" / f"{arch}.pt")
         assert shipped.training["heldout"]["samples"] == 16
         assert "--jobs 2" in shipped.provenance["teach_command"]
@@ -31,7 +31,18 @@ def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
 
 def test_the_costliest_teaching_run_starts_first():
     order = sorted(["cnn", "early", "late", "layerwise", "vit"], key=teach.teaching_cost, reverse=True)
-    assert order[0] == "vit" and order[-1] == "cnn"  # the ViT steps through more than ten times the images
+    assert order[0] == "late" and order[-1] == "cnn"  # late runs two streams and a fusion block; cnn no transformer
+
+
+def test_seeds_train_seed_by_seed_and_only_seed_0_ships(tmp_path):
+    argv = ["--archs", "cnn", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--seed-out", str(tmp_path / "seeds"), "--heldout-samples", "12", "--", *SHORT]
+    result = run_train(*argv, module="train.teach")
+    assert result.stdout.index("cnn seed 0: held-out") < result.stdout.index("== cnn seed 1:")
+    shipped, other = load_checkpoint(tmp_path / "out" / "cnn.pt"), load_checkpoint(tmp_path / "seeds" / "1" / "cnn.pt")
+    assert not (tmp_path / "out" / "1").exists() and not (tmp_path / "seeds" / "0").exists()
+    first = next(iter(shipped.model.state_dict().values()))
+    assert not torch.equal(first, next(iter(other.model.state_dict().values())))  # another initialisation
 
 
 def test_jobs_must_be_positive(capsys):
