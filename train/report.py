@@ -16,6 +16,7 @@ import argparse
 import functools
 import json
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -158,11 +159,15 @@ def _seed_rows(root: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any
     """``bench/teaching_models.py``'s file and its rows of runs that trained, by architecture (one per
     training seed)."""
     report = _load(root, "teaching_models.json")
-    by_arch: dict[str, list[dict[str, Any]]] = {}
-    for row in report["results"]:
-        if row["top1"] >= TRAINED_TOP1:
-            by_arch.setdefault(row["arch"], []).append(row)
-    return report, by_arch
+    return report, _by_arch(r for r in report["results"] if r["top1"] >= TRAINED_TOP1)
+
+
+def _by_arch(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``rows`` grouped by their ``arch``, in order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["arch"], []).append(row)
+    return grouped
 
 
 def _untrained(report: dict[str, Any]) -> str:
@@ -177,9 +182,7 @@ def _untrained(report: dict[str, Any]) -> str:
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, sd
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _pm(values: list[float]) -> str:
@@ -192,9 +195,7 @@ def teach_time(root: Path) -> str:
     """The teaching runs' training time, from ``bench/teaching_models.py``'s rows (each checkpoint's
     ``train_seconds``: optimiser steps and validation, one thread per job)."""
     report, _ = _seed_rows(root)
-    by_arch: dict[str, list[dict[str, Any]]] = {}
-    for row in report["results"]:  # every run, trained or not: each took its time
-        by_arch.setdefault(row["arch"], []).append(row)
+    by_arch = _by_arch(report["results"])  # every run, trained or not: each took its time
     seeds = sorted({r["seed"] for r in report["results"]})
     total = {seed: sum(r["train_seconds"] for r in report["results"] if r["seed"] == seed) / 60 for seed in seeds}
     per_arch = ", ".join(f"`{arch}` {_pm([r['train_seconds'] / 60 for r in rows])} min"
