@@ -1,8 +1,10 @@
-"""``python -m train.teach``: train the five shipped teaching models on SynthShapes and write them
-to ``checkpoints/`` (fp16 weights, a few MB in all), each with its held-out top-1.
+"""``python -m train.teach``: train the shipped teaching models on SynthShapes and write them to
+``checkpoints/`` (fp16 weights, a few MB in all), each with its held-out top-1.
 
-Each model trains with ``python -m train --arch ARCH --preset synthshapes-tiny --seed S`` into
-``runs/teach/seedS/ARCH`` and resumes there if the command is run again after an interruption.
+The teaching models are the five architectures and one control, ``early-greedy``: early fusion
+trained without kind dropout, to show what kind dropout changes (``TEACHING_MODELS``). Each model
+trains with ``python -m train --arch ARCH --preset synthshapes-tiny --seed S [its options]`` into
+``runs/teach/seedS/NAME`` and resumes there if the command is run again after an interruption.
 ``--seeds 0 1 2`` trains every model once per training seed (model initialisation and data
 order; the images are the same): seed 0's go to ``checkpoints/``, the others' to
 ``runs/seeds/S/`` (their figures are kept as results files, not shipped).
@@ -29,45 +31,56 @@ from .engine import get_args_parser, main as train_main
 from .evaluate import heldout_accuracy
 from .presets import resolve_preset
 
-__all__ = ["PRESET", "main", "teaching_cost"]
+__all__ = ["PRESET", "TEACHING_MODELS", "main", "teaching_cost"]
 
 PRESET = "synthshapes-tiny"
 
+# Checkpoint name -> (architecture, options after the preset's). The greedy control learns as a
+# multi-branch network does when nothing balances its branches (Wu et al., ICML 2022).
+TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{arch: (arch, ()) for arch in ARCHITECTURES},
+    "early-greedy": ("early", ("--kind-drop", "0")),
+}
 
-def teaching_cost(arch: str) -> int:
-    """FLOPs of ``arch``'s forward passes over its teaching run: the order in which ``--jobs`` starts them."""
+
+def teaching_cost(name: str) -> int:
+    """FLOPs of teaching model ``name``'s forward passes over its training run: the order in which
+    ``--jobs`` starts them."""
+    arch = TEACHING_MODELS[name][0]
     recipe = resolve_preset(PRESET, arch)
     return recipe["epochs"] * recipe["train_samples"] * count_flops(create(arch, recipe["size"]))
 
 
 def teach(
-    arch: str, seed: int, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str,
+    name: str, seed: int, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str,
 ) -> str:
-    """Train (or resume) ``arch`` from training seed ``seed``, evaluate its fp16 weights on held-out
-    images and write ``out/ARCH.pt``."""
-    run = runs / f"seed{seed}" / arch
+    """Train (or resume) teaching model ``name`` from training seed ``seed``, evaluate its fp16
+    weights on held-out images and write ``out/NAME.pt``."""
+    arch, options = TEACHING_MODELS[name]
+    run = runs / f"seed{seed}" / name
     argv = ["--arch", arch, "--preset", PRESET, "--seed", str(seed), "--output-dir", str(run), "--resume", "auto",
-            *train_args]
+            *options, *train_args]
     args = get_args_parser().parse_args(argv)
     args.argv = argv
-    print(f"== {arch} seed {seed}: python -m train {shlex.join(argv)}", flush=True)
+    print(f"== {name} seed {seed}: python -m train {shlex.join(argv)}", flush=True)
     train_main(args)
     trained = load_checkpoint(run / "model.pt")
     half = {k: v.half() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()}
     trained.model.load_state_dict(half)  # evaluate exactly the weights that ship
     heldout = heldout_accuracy(trained.model, heldout_samples)
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / f"{arch}.pt", trained.model, class_names=trained.class_names,
+    save_checkpoint(out / f"{name}.pt", trained.model, class_names=trained.class_names,
                     training={**trained.training, "heldout": heldout},
                     provenance={**trained.provenance, "teach_command": command}, state_dict=half)
     minutes = trained.training["train_seconds"] / 60
-    return (f"   {arch} seed {seed}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images "
+    return (f"   {name} seed {seed}: held-out top-1 {heldout['top1']:.2f}% on {heldout['samples']} images "
             f"(seed {heldout['seed']}), {minutes:.1f} min of training")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    parser.add_argument("--models", nargs="+", default=list(TEACHING_MODELS), choices=TEACHING_MODELS,
+                        help="teaching models to train (default: all six)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default: 0)")
     parser.add_argument("--out", default="checkpoints", help="where the shipped checkpoints (seed 0) go")
     parser.add_argument("--seed-out", default="runs/seeds", help="where the other seeds' checkpoints go (SEED-OUT/S/)")
@@ -81,22 +94,22 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--jobs must be at least 1")
     command = shlex.join(["python", "-m", "train.teach", *(argv if argv is not None else sys.argv[1:])])
     train_args = [a for a in args.train_args if a != "--"]
-    cost = {arch: teaching_cost(arch) for arch in args.archs}
+    cost = {name: teaching_cost(name) for name in args.models}
     # Seed by seed (the shipped seed's models first), costliest first within a seed.
-    runs = [(arch, seed) for seed in args.seeds for arch in sorted(args.archs, key=lambda a: -cost[a])]
+    runs = [(name, seed) for seed in args.seeds for name in sorted(args.models, key=lambda n: -cost[n])]
     out = lambda seed: Path(args.out) if seed == 0 else Path(args.seed_out) / str(seed)  # noqa: E731
     start = time.perf_counter()
     if args.jobs == 1:
-        for arch, seed in runs:
-            print(teach(arch, seed, Path(args.runs), out(seed), args.heldout_samples, train_args, command), flush=True)
+        for name, seed in runs:
+            print(teach(name, seed, Path(args.runs), out(seed), args.heldout_samples, train_args, command), flush=True)
     else:
         # One progress bar per process would garble the terminal: each job prints its epochs instead.
         # Options given after -- come later, so they win over these.
         threads = max(1, torch.get_num_threads() // args.jobs)
         job_args = ["--threads", str(threads), "--no-progress", *train_args]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(teach, arch, seed, Path(args.runs), out(seed), args.heldout_samples, job_args, command)
-                    for arch, seed in runs]
+            jobs = [pool.submit(teach, name, seed, Path(args.runs), out(seed), args.heldout_samples, job_args, command)
+                    for name, seed in runs]
             for job in as_completed(jobs):
                 print(job.result(), flush=True)
     print(f"{len(runs)} models in {(time.perf_counter() - start) / 60:.1f} min", flush=True)

@@ -4,6 +4,7 @@ import torch
 
 from tokenfusion.checkpoint import load_checkpoint
 from train import teach
+from train.presets import resolve_preset
 
 from .conftest import run_train
 
@@ -11,7 +12,7 @@ SHORT = ["--img-size", "32", "--epochs", "1", "--train-samples", "64", "--val-sa
 
 
 def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
-    argv = ["--archs", "cnn", "vit", "--jobs", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+    argv = ["--models", "cnn", "vit", "--jobs", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
             "--heldout-samples", "16", "--", *SHORT]
     result = run_train(*argv, module="train.teach")
     for arch in ("cnn", "vit"):
@@ -30,12 +31,12 @@ def test_jobs_train_each_model_in_its_own_process_and_a_rerun_resumes(tmp_path):
 
 
 def test_the_costliest_teaching_run_starts_first():
-    order = sorted(["cnn", "early", "late", "layerwise", "vit"], key=teach.teaching_cost, reverse=True)
+    order = sorted(teach.TEACHING_MODELS, key=teach.teaching_cost, reverse=True)
     assert order[0] == "late" and order[-1] == "cnn"  # late runs two streams and a fusion block; cnn no transformer
 
 
 def test_seeds_train_seed_by_seed_and_only_seed_0_ships(tmp_path):
-    argv = ["--archs", "cnn", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+    argv = ["--models", "cnn", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
             "--seed-out", str(tmp_path / "seeds"), "--heldout-samples", "12", "--", *SHORT]
     result = run_train(*argv, module="train.teach")
     assert result.stdout.index("cnn seed 0: held-out") < result.stdout.index("== cnn seed 1:")
@@ -49,3 +50,13 @@ def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         teach.main(["--jobs", "0"])
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_the_greedy_control_is_early_fusion_trained_without_kind_dropout(tmp_path):
+    argv = ["--models", "early-greedy", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--heldout-samples", "12", "--", *SHORT]
+    result = run_train(*argv, module="train.teach")
+    greedy = load_checkpoint(tmp_path / "out" / "early-greedy.pt")
+    assert "== early-greedy seed 0: python -m train --arch early" in result.stdout
+    assert greedy.config.arch == "early" and greedy.config.kind_drop_rate == 0.0
+    assert resolve_preset(teach.PRESET, "early")["kind_drop"] > 0  # the shipped early model has kind dropout
