@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--analysis-out", type=Path, default=ANALYSIS, help="where the first run's analysis.json goes")
     args = parser.parse_args(argv)
     shipped = [ROOT / "checkpoints" / f"{arch}.pt" for arch in ARCHITECTURES]
-    started = provenance(args.threads)
+    started = provenance(args.threads, shlex.join(["python", "bench/bench_analysis.py",
+                                                   *(sys.argv[1:] if argv is None else argv)]))
     floor = import_rss_mb(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -119,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
         def write(done: dict[str, dict]) -> None:
             rows.update(done)
             report = {
-                "command": " ".join(["python", "bench/bench_analysis.py", *(sys.argv[1:] if argv is None else argv)]),
                 **started, "torch": torch.__version__, "order": ORDER, "targets": TARGETS, **rows,
                 "unfinished": [name for name in planned if name not in rows], "import_rss_mb": floor,
                 "rss_growth_over_import_mb": {k: round(rows[k]["peak_rss_mb"] - floor, 1) for k in rows},

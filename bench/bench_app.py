@@ -52,7 +52,7 @@ BENCH_REPO = Path(__file__).resolve().parents[1]
 _ROOT_FLAG = "--code-root"
 REPO = Path(sys.argv[sys.argv.index(_ROOT_FLAG) + 1]).resolve() if _ROOT_FLAG in sys.argv else BENCH_REPO
 sys.path.insert(0, str(BENCH_REPO))
-from bench.provenance import provenance  # noqa: E402
+from bench.provenance import commit, load_average, provenance  # noqa: E402
 
 sys.path.insert(0, str(REPO))  # the app and library measured
 
@@ -451,7 +451,12 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
     from app.sources import synthshapes_image
     from tokenfusion.data.transforms import preprocess
     from tokenfusion.explain import (
-        Explainer, available_methods, estimate_seconds, forward_passes, load_backends, measure_forward,
+        Explainer,
+        available_methods,
+        estimate_seconds,
+        forward_passes,
+        load_backends,
+        measure_forward,
     )
     from tokenfusion.models import create
 
@@ -517,19 +522,17 @@ def _default_checkpoints() -> Path:
 
 
 def _stamp(threads: int, command: str, code: str) -> dict[str, Any]:
-    """:func:`bench.provenance.provenance` under this file's keys, with the versions of the app's libraries."""
+    """:func:`bench.provenance.provenance`, with the code measured and the versions of the app's libraries."""
     import streamlit
     import torch
 
-    where = provenance(threads)
-    return {"command": command, "code": code, "threads": threads, "cpus": where["cpu_count"], "date": where["date"],
-            "commit": where["commit"], "load_average_before": where["load_average"],
-            "torch": torch.__version__, "streamlit": streamlit.__version__, "python": platform.python_version()}
+    return {**provenance(threads, command), "code": code, "torch": torch.__version__,
+            "streamlit": streamlit.__version__, "python": platform.python_version()}
 
 
 def measure(part: str, args: argparse.Namespace, checkpoints: Path, earlier: dict[str, Any]) -> dict[str, Any]:
     """One part on the code of ``REPO``, in this process, with its provenance."""
-    code = "working tree" if REPO == BENCH_REPO else _rev(REPO)
+    code = "working tree" if REPO == BENCH_REPO else commit(REPO)
     stamp = _stamp(args.threads, shlex.join(["python", *sys.argv]), code)
     print(f"{part} ({code}):", flush=True)
     if part == "startup":
@@ -546,7 +549,7 @@ def measure(part: str, args: argparse.Namespace, checkpoints: Path, earlier: dic
             _write(args.out, "methods", {**part, "provenance": {**stamp, "load_average_after": None}})
 
         figures = methods(args.methods.split(",") if args.methods else None, earlier.get("methods", {}), save)
-    stamp["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    stamp["load_average_after"] = load_average()
     return {**figures, "provenance": stamp}
 
 
@@ -557,11 +560,6 @@ def _write(out: Path, part: str, figures: dict[str, Any]) -> None:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({**current, part: figures}, indent=2) + "\n")
     tmp.replace(out)
-
-
-def _rev(root: Path) -> str:
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def _in_subprocess(part: str, root: Path, args: argparse.Namespace, checkpoints: Path) -> dict[str, Any]:

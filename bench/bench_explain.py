@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    started = provenance(torch.get_num_threads())
+    command = shlex.join(["python", "bench/bench_explain.py", *(sys.argv[1:] if argv is None else argv)])
+    started = provenance(torch.get_num_threads(), command)
     results: dict[str, dict[str, float]] = {}
     sizes = [("tiny", 48, args.repeats, True)]
     if not args.skip_small:
@@ -87,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "" if target is None else (f"  (target <= {target} ms: {'ok' if ms <= target else 'MISSED'})")
             print(f"{args.arch:>9} {size:>5} {px:>3}px  {name:<22} {ms:9.1f} ms{verdict}", flush=True)
     report = {
-        "command": "python bench/bench_explain.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **started, "arch": args.arch, "batch": 1, "repeats": args.repeats,
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "targets_ms": TARGETS_MS, "ms": results,

@@ -21,15 +21,14 @@ date, commit and command line.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision
@@ -42,7 +41,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
-from bench.provenance import commit  # noqa: E402
+from bench.provenance import load_average, provenance  # noqa: E402
 from tokenfusion.models import ARCHITECTURES, SIZES, count_flops, count_parameters, create  # noqa: E402
 
 TARGET_TRACED = 1.5  # traced / plain latency, per model
@@ -173,7 +172,7 @@ def main() -> None:
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1, --warmup at least 0")
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    started = provenance(args.threads)
 
     rows, parts = [], None
     for size in args.sizes:
@@ -200,12 +199,10 @@ def main() -> None:
 
     result = {
         "benchmark": "forward latency, CPU, batch 1, torch.inference_mode, eval",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
+        **started,
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-        "cpu_count": os.cpu_count(), "usable_cores": usable_cores(), "threads": torch.get_num_threads(),
-        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+        "usable_cores": usable_cores(), "load_average_after": load_average(),
         "repeats": args.repeats, "warmup": args.warmup,
         "statistic": "median of repeats (min also given); FLOPs from torch.utils.flop_counter",
         "targets": {"traced_over_plain_max": TARGET_TRACED, "small_fusion_over_parts_max": TARGET_PARTS,

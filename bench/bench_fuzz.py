@@ -17,13 +17,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
-import datetime
 import json
 import platform
 import re
 import resource
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,21 +33,20 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.provenance import load_average, provenance  # noqa: E402
 from tests.test_fuzz import (  # noqa: E402
-    CHECKPOINT_CASES, IMAGE_CASES, MEMORY_LIMIT_MB, SEED, TIME_LIMIT_S, Outcome, checkpoint_cases, image_cases, run_cases,
+    CHECKPOINT_CASES,
+    IMAGE_CASES,
+    MEMORY_LIMIT_MB,
+    SEED,
+    TIME_LIMIT_S,
+    Outcome,
+    checkpoint_cases,
+    image_cases,
+    run_cases,
 )
 
 RESULTS = REPO / "bench" / "results" / "fuzz_cpu.json"
-
-
-def _commit() -> str:
-    """The checked-out commit, with ``-dirty`` when a tracked file of the library or the fuzzer differs from it."""
-    git = ["git", "-C", str(REPO)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    paths = ["tokenfusion", "tests/test_fuzz.py", "bench/bench_fuzz.py"]
-    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", *paths],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return commit + ("-dirty" if changed else "")
 
 
 def _message_kind(message: str) -> str:
@@ -91,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # PIL warns about each damaged TIFF tag; the outcomes say what happened
-    load_before = os.getloadavg()
+    started = provenance(args.threads)
     report: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as folder:
         for kind, make, count in (("checkpoint", checkpoint_cases, args.checkpoints), ("image", image_cases, args.images)):
@@ -111,19 +107,14 @@ def main() -> None:
         "time_limit_s": TIME_LIMIT_S,
         "memory_limit_mb": MEMORY_LIMIT_MB,
         "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "command": shlex.join(["python", *sys.argv]),
+        **started,
+        "load_average_after": load_average(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "pillow": PIL.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     failed = sum(len(report[k]["failures"]) for k in ("checkpoint", "image"))
-    print(f"{failed} failures; load average {record['load_average_before']} -> {record['load_average_after']}; "
+    print(f"{failed} failures; load average {record['load_average']} -> {record['load_average_after']}; "
           f"wrote {args.out}")
 
 

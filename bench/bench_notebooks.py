@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     paths = [NOTEBOOKS / f"{n}.ipynb" for n in args.names] or sorted(NOTEBOOKS.glob("*.ipynb"))
     os.environ.update(TOKENFUSION_SOLUTIONS="1", TOKENFUSION_CHECKPOINTS=str(Path(args.checkpoints).resolve()),
                       OMP_NUM_THREADS=str(args.threads))
-    started = provenance(args.threads)
-    command = shlex.join(["python", "bench/bench_notebooks.py", *(argv if argv is not None else sys.argv[1:])])
+    started = provenance(args.threads, shlex.join(["python", "bench/bench_notebooks.py",
+                                                   *(argv if argv is not None else sys.argv[1:])]))
     results = []
     for path in paths:
         row = {"notebook": path.name, **run_notebook(path, args.timeout)}
         if args.merge:
-            row.update(command=command, **{key: started[key] for key in ("date", "commit", "threads", "load_average")})
+            row.update(started)
         print(f"{row['notebook']:>28}: {row['wall_s']:6.1f} s wall, {row['kernel_cpu_s']:6.1f} s kernel CPU, "
               f"load {row['load_1min_before']:.1f} -> {row['load_1min_after']:.1f}", flush=True)
         results.append(row)
@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     report = {
         "benchmark": "classroom notebooks, top to bottom from a clean kernel (nbclient), exercises in solution mode",
-        "command": command,
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),

@@ -17,10 +17,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse
-import datetime
 import json
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -32,7 +30,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.provenance import commit  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 from tokenfusion.data.synthshapes import SynthShapes, render_sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synthshapes.json"
@@ -61,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
+    started = provenance(1)
 
     results = []
     for size in args.sizes:
@@ -92,9 +91,7 @@ def main() -> None:
         "num_per_run": args.num,
         "repeats": args.repeats,
         "statistic": "best of repeats, wall clock (median and per-CPU-second rates also given)",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        **started,
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -104,8 +101,6 @@ def main() -> None:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

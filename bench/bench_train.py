@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,10 @@ import torch
 from tokenfusion.models import ARCHITECTURES, count_flops, create
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.provenance import provenance  # noqa: E402
 from train.data import build_datasets, build_loaders  # noqa: E402
 from train.engine import apply_preset, get_args_parser  # noqa: E402
 from train.presets import resolve_preset  # noqa: E402
-from bench.provenance import provenance  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GPU_PEAK_TFLOPS = 989.0  # H100 SXM, dense bf16
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> Path:
         peak_tflops, peak_source = default_peak(device, torch.get_num_threads())
     else:
         peak_tflops, peak_source = args.peak_tflops, "--peak-tflops"
-    where = provenance(torch.get_num_threads())  # taken before the measurement, as the docs quote it
+    command = shlex.join(["python", "bench/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
+    where = provenance(torch.get_num_threads(), command)  # taken before the measurement, as the docs quote it
     rows = []
     for arch in args.arch:
         ips = images_per_second(arch, size, args.batch_size, args.steps, device, bf16=amp, channels_last=channels_last,
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = args.out or RESULTS / ("train_gpu.json" if on_gpu else "train_cpu.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "command": " ".join(["python", "bench/bench_train.py", *(sys.argv[1:] if argv is None else argv)]), **where,
+        **where,
         "torch": str(torch.__version__), "device": torch.cuda.get_device_name() if on_gpu else f"cpu x{os.cpu_count()}",
         "batch_size": args.batch_size, "amp_bf16": amp, "channels_last": channels_last, "compile": args.compile,
         "peak_tflops": peak_tflops, "peak_source": peak_source, "rows": rows, "loader_images_per_s": loader,

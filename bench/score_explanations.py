@@ -26,7 +26,7 @@ The JSON file also holds the command, date, commit, threads and load average, an
 the tolerance asked for (None: scaled to each image) and the pixels it came to per checkpoint
 (``tolerance_px``). ``--update`` rescores the ``--methods`` named (say, after a method's defaults
 changed) and the control row, and replaces their rows in ``--out``, recording its own command, date
-and settings under ``updates``; ``python -m train.report`` puts :func:`summary_table`,
+and settings under ``updates``; ``python -m bench.report`` puts :func:`summary_table`,
 :func:`controls_note`, :func:`target_checks` and :func:`findings` of the files into the README.
 """
 from __future__ import annotations
@@ -34,13 +34,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +55,9 @@ from tokenfusion.explain.metrics import (
 )
 from tokenfusion.explain.scores import CENTRE_PRIOR, CONTROL_FAMILY, is_control, localises
 from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+from bench.provenance import provenance  # noqa: E402
 
 __all__ = ["variants", "chance_level", "score_checkpoint", "judged", "merged", "commands", "markdown_table",
            "summary_table", "controls_note", "target_checks", "findings", "findings_text",
@@ -506,15 +506,6 @@ def findings_text(paths: list[Path]) -> str:
     return findings(_results(paths)[1])
 
 
-def _commit() -> str | None:
-    """The repository's HEAD commit, None outside a git checkout."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 class UpdateError(ValueError):
     """An ``--update`` whose results file is missing or was scored otherwise."""
 
@@ -617,17 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     except UpdateError as e:
         print(f"error: cannot update {args.out}: {e}", file=sys.stderr)
         return 2
+    command = "python bench/score_explanations.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    run = {**provenance(torch.get_num_threads(), command), "settings": settings,
+           "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}}
     start = time.perf_counter()
     rows = [row for path in paths for row in score_checkpoint(path, args)]
-    run = {
-        "command": "python bench/score_explanations.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "settings": settings,
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "load_average": os.getloadavg()},
-        "seconds": time.perf_counter() - start,
-    }
+    run["seconds"] = time.perf_counter() - start
     if earlier is None:
         report = {**run, "results": rows}
     else:

@@ -3,10 +3,11 @@ fusion models, every token intervention of each kind, for the README.
 
 Usage: ``python bench/teaching_models.py [--seeds 0 1 2] [--samples 2000] [--threads 1]``
 
-Seed 0 is the shipped checkpoint (``checkpoints/ARCH.pt``), seed S the one ``python -m train.teach
---seeds ...`` wrote to ``runs/seeds/S/ARCH.pt`` (kept as figures here, not shipped). Writes
+Every model of ``train.teach.TEACHING_MODELS`` (the five architectures and the greedy control). Seed
+0 is the shipped checkpoint (``checkpoints/NAME.pt``), seed S the one ``python -m train.teach
+--seeds ...`` wrote to ``runs/seeds/S/NAME.pt`` (kept as figures here, not shipped). Writes
 ``bench/results/teaching_models.json`` (one row per model and seed) with the date, commit, threads and
-load average; ``python -m train.report --write`` renders it (mean and sd over the seeds).
+load average; ``python -m bench.report --write`` renders it (mean and sd over the seeds).
 """
 from __future__ import annotations
 
@@ -23,15 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # train/ is a folder of the repository, not part of the installed library
 from bench.provenance import provenance  # noqa: E402
 from tokenfusion.checkpoint import load_checkpoint  # noqa: E402
-from tokenfusion.models import ARCHITECTURES  # noqa: E402
 from train.evaluate import evaluate_checkpoint  # noqa: E402
+from train.teach import TEACHING_MODELS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "teaching_models.json"
 
 
-def checkpoint_of(arch: str, seed: int, checkpoints: Path, seed_runs: Path) -> Path:
-    """Where the teaching model ``arch`` of training seed ``seed`` lies (seed 0 ships)."""
-    return checkpoints / f"{arch}.pt" if seed == 0 else seed_runs / str(seed) / f"{arch}.pt"
+def checkpoint_of(name: str, seed: int, checkpoints: Path, seed_runs: Path) -> Path:
+    """Where the teaching model ``name`` of training seed ``seed`` lies (seed 0 ships)."""
+    return checkpoints / f"{name}.pt" if seed == 0 else seed_runs / str(seed) / f"{name}.pt"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,24 +45,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    started = provenance(args.threads)
+    started = provenance(args.threads, shlex.join(["python", "bench/teaching_models.py",
+                                                   *(argv if argv is not None else sys.argv[1:])]))
     rows = []
     for seed in args.seeds:
-        for arch in ARCHITECTURES:
-            path = checkpoint_of(arch, seed, args.checkpoints, args.seed_runs)
+        for name, (arch, _) in TEACHING_MODELS.items():
+            path = checkpoint_of(name, seed, args.checkpoints, args.seed_runs)
             begin = time.perf_counter()
             result = evaluate_checkpoint(path, samples=args.samples, ablate_tokens=True)
             record = load_checkpoint(path).training
-            row = {"arch": arch, "seed": seed, "checkpoint": path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT)
+            row = {"model": name, "arch": arch, "seed": seed, "checkpoint": path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT)
                    else str(path), **{k: result[k] for k in ("top1", "top5", "shape", "texture", "conflict")},
                    "interventions": result.get("interventions"), "train_seconds": record["train_seconds"],
                    "images_seen": record["epochs_done"] * record["train_samples"],
                    "seconds": round(time.perf_counter() - begin, 1)}
             rows.append(row)
-            print(f"{arch:>10} seed {seed}: top-1 {row['top1']:.2f}%, cue conflict {row['conflict']['top1']:.2f}%"
+            print(f"{name:>12} seed {seed}: top-1 {row['top1']:.2f}%, cue conflict {row['conflict']['top1']:.2f}%"
                   + "".join(f", {kind} {values}" for kind, values in (row["interventions"] or {}).items()), flush=True)
     report = {
-        "command": shlex.join(["python", "bench/teaching_models.py", *(argv if argv is not None else sys.argv[1:])]),
         **started, "torch": torch.__version__, "samples": args.samples, "heldout_seed": rows[0]["conflict"]["seed"],
         "results": rows,
     }

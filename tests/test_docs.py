@@ -1,12 +1,13 @@
 """The docs quote only what the results files say: every block between ``<!-- name:start -->`` and
 ``<!-- name:end -->`` in README.md, bench/README.md and docs/design.md is what
-``python -m train.report --write`` renders now from ``checkpoints/`` and ``bench/results/``."""
+``python -m bench.report --write`` renders now from ``checkpoints/`` and ``bench/results/``."""
 import shutil
 from pathlib import Path
 
 import pytest
 
-from train.report import DOCS, RESULTS, blocks, main, render_docs, stale_blocks
+from bench.report.docs import DOCS, blocks, main, render_docs, stale_blocks
+from bench.report.sources import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +16,7 @@ def test_every_block_of_the_docs_is_what_its_files_render():
     renders = blocks(ROOT)
     stale = [f"{doc}: {name}" for doc, (text, new) in render_docs(ROOT).items()
              for name in stale_blocks(text, new, renders[doc])]
-    assert not stale, f"typed by hand or stale (run python -m train.report --write): {stale}"
+    assert not stale, f"typed by hand or stale (run python -m bench.report --write): {stale}"
 
 
 def test_every_doc_has_blocks_and_every_block_has_its_markers():

@@ -1,6 +1,6 @@
 """``bench/bench_notebooks.py --merge``: it times only the notebooks named, keeps every other row of the
 results file as it was, and the rows it writes carry their own command, date and commit, which
-``python -m train.report`` quotes for them."""
+``python -m bench.report`` quotes for them."""
 import datetime
 import json
 
@@ -9,7 +9,7 @@ import pytest
 
 import bench.bench_notebooks as bench_notebooks
 from bench.provenance import commit
-from train.report import notebook_runtime, notebook_times
+from bench.report.benchmarks import notebook_runtime, notebook_times
 
 
 @pytest.fixture

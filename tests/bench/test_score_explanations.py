@@ -54,7 +54,7 @@ def test_score_command_writes_scores_in_range(tmp_path, checkpoints):
         assert -1.0 <= rows[method]["randomisation_spearman"] <= 1.0 and rows[method]["randomisation_images"] <= 1
     assert report["settings"]["tolerance"] is None and report["settings"]["tolerance_px"] == {"cnn.pt": 4}
     assert report["command"].startswith("python bench/score_explanations.py ") and "--images 3" in report["command"]
-    assert report["commit"] and report["date"] and len(report["machine"]["load_average"]) == 3
+    assert report["commit"] and report["date"] and len(report["load_average"]) == 3
     text = out.with_suffix(".md").read_text()
     assert "| cnn.pt | gradcam | trunk.stage2 |" in text and "| cnn.pt | centre-prior |  |  |" in text
     assert "(4 px at 64 px; the default of `--tolerance` is Zhang et al. 2018's 15 px at 224 px" in text

@@ -1,4 +1,4 @@
-"""``python -m train.report``: the README's tables come from the shipped files, and filling the
+"""``python -m bench.report``: the docs' tables come from the shipped files, and filling the
 README touches nothing outside the markers."""
 import json
 import shutil
@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.report.app import app_bench
+from bench.report.benchmarks import bench_table, notebook_times
+from bench.report.docs import fill_block
+from bench.report.scores import scores_table
+from bench.report.teaching import results_table
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.models import ARCHITECTURES
-from train.report import app_bench, bench_table, fill_block, notebook_times, provenance, results_table, scores_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,10 +133,6 @@ def test_notebook_times_judge_the_recorded_target(tmp_path):
     assert "run 2026-01-02 03:04 UTC, commit 0123456-dirty, 1 thread, load average 1.2" in table
 
 
-def test_provenance_names_what_a_results_file_does_not_record():
-    assert provenance({}) == "date not recorded, commit not recorded, threads not recorded, load average not recorded"
-
-
 def _teaching_file(tmp_path: Path, rows: list[dict]) -> Path:
     (tmp_path / "bench" / "results").mkdir(parents=True)
     report = {"command": "python bench/teaching_models.py", "date": "2026-12-07T10:00:00+00:00", "commit": "abc1234",
@@ -152,7 +152,7 @@ def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float 
 
 
 def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
-    from train.report import fusion_targets, interventions_table, seed_table
+    from bench.report.teaching import fusion_targets, interventions_table, seed_table
 
     rows = [_run(arch, seed, top1 + seed) for seed in (0, 1, 2)
             for arch, top1 in (("cnn", 80.0), ("vit", 70.0), ("late", 85.0), ("early", 84.0), ("layerwise", 83.0))]
@@ -169,7 +169,7 @@ def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
 
 
 def test_a_run_that_never_trained_is_named_not_averaged(tmp_path):
-    from train.report import seed_table
+    from bench.report.teaching import seed_table
 
     rows = [_run(arch, seed, 80.0 + seed) for seed in (0, 1, 2) for arch in ("cnn", "vit", "late", "early", "layerwise")]
     rows[2]["top1"] = 8.3  # late seed 0 stayed at chance

@@ -1,0 +1,4 @@
+"""``python -m bench.report [--write | --check]``."""
+from .docs import main
+
+main()

@@ -1,0 +1,233 @@
+"""The teaching models' figures: the shipped checkpoints' table, the seeds' table, the token
+interventions, what the figures say and the targets, from ``bench/results/teaching_models.json``."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.provenance import describe
+from tokenfusion.checkpoint import load_checkpoint
+from tokenfusion.data import TRAIN_SEED, val_seed
+from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
+
+from .sources import checkpoints, load
+from .text import mean_sd, met, pm
+
+__all__ = ["fusion_targets", "interventions_table", "results_summary", "results_table", "seed_table", "teach_time",
+           "teaching_findings", "vit_history"]
+
+
+def results_table(folder: str | Path) -> str:
+    """One Markdown row per ``ARCH.pt`` in ``folder``, in the order of ``ARCHITECTURES``."""
+    rows = [
+        "| model | held-out top-1 | top-5 | shape alone | texture alone | params | MFLOPs | epochs | images seen "
+        "| train time | train img/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    seeds = set()
+    for arch in ARCHITECTURES:
+        path = Path(folder) / f"{arch}.pt"
+        if not path.exists():
+            continue
+        ckpt = load_checkpoint(path)
+        t = ckpt.record
+        held = t.heldout
+        seeds.add((held.seed, held.samples))
+        rows.append(
+            f"| `{arch}` | {held.top1:.1f}% | {held.top5:.1f}% | {held.shape:.1f}% | {held.texture:.1f}% "
+            f"| {count_parameters(ckpt.model) / 1e3:.0f} k "
+            f"| {count_flops(ckpt.model) / 1e6:.0f} | {t.epochs_done} | {t.epochs_done * t.train_samples / 1e3:.0f} k "
+            f"| {t.train_seconds / 60:.1f} min | {t.images_per_second:.0f} |"
+        )
+    note = ", ".join(f"{n} SynthShapes images of seed {s}" for s, n in sorted(seeds))
+    return "\n".join(rows) + (f"\n\nHeld-out: {note}, never seen in training (seed {TRAIN_SEED}) or validation (seed {val_seed(TRAIN_SEED)}). "
+                               "Shape (texture) alone: predictions whose shape (texture) is right, whatever the other cue.\n")
+
+
+def vit_history(root: Path) -> str:
+    """How the shipped ViT trained, from its checkpoint's record: schedule, validation top-1 after each
+    epoch, held-out top-1 and each cue alone (indented: it continues a list item)."""
+    record = checkpoints(root)["vit"].record
+    curve = " / ".join(f"{entry['top1']:.1f}" for entry in record.history)
+    held = record.heldout
+    return (f"  The shipped ViT trains {record.epochs_done} epochs over {record.train_samples:,} images at peak lr "
+            f"{record.peak_lr:g}: {curve}% validation top-1 after each epoch, {held.top1:.2f}% held-out (shape "
+            f"alone {held.shape:.2f}%, texture alone {held.texture:.2f}%; `checkpoints/vit.pt`'s training record).\n")
+
+
+FUSION = ("late", "early", "layerwise")
+
+
+BASELINES = ("cnn", "vit")
+
+
+#: A run whose held-out top-1 stays under twice chance (2 in 12) did not train: it is named, not averaged.
+TRAINED_TOP1 = 200 / 12
+
+
+def _seed_rows(root: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """``bench/teaching_models.py``'s file and its rows of runs that trained, by architecture (one per
+    training seed)."""
+    report = load(root, "teaching_models.json")
+    return report, _by_arch(r for r in report["results"] if r["top1"] >= TRAINED_TOP1)
+
+
+def _by_arch(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``rows`` grouped by their ``arch``, in order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["arch"], []).append(row)
+    return grouped
+
+
+def _untrained(report: dict[str, Any]) -> str:
+    """A sentence naming the runs that never left chance, or nothing."""
+    failed = [r for r in report["results"] if r["top1"] < TRAINED_TOP1]
+    if not failed:
+        return ""
+    runs = ", ".join(f"`{r['arch']}` seed {r['seed']} ({r['top1']:.1f}%)" for r in failed)
+    return (f" Left out of the means: {runs}, whose held-out top-1 stayed under twice chance "
+            f"({TRAINED_TOP1:.1f}%): it never left the plateau at chance within its budget.")
+
+
+def teach_time(root: Path) -> str:
+    """The teaching runs' training time, from ``bench/teaching_models.py``'s rows (each checkpoint's
+    ``train_seconds``: optimiser steps and validation, one thread per job)."""
+    report, _ = _seed_rows(root)
+    by_arch = _by_arch(report["results"])  # every run, trained or not: each took its time
+    seeds = sorted({r["seed"] for r in report["results"]})
+    total = {seed: sum(r["train_seconds"] for r in report["results"] if r["seed"] == seed) / 60 for seed in seeds}
+    per_arch = ", ".join(f"`{arch}` {pm([r['train_seconds'] / 60 for r in rows])} min"
+                         for arch, rows in by_arch.items())
+    return (f"Training time from the checkpoints (`train_seconds`: optimiser steps and validation, one thread per "
+            f"job; not the rendering of the training set nor the held-out evaluation), mean ± sd over "
+            f"{len(seeds)} seeds: {per_arch}. One seed's five models take {min(total.values()):.0f}-"
+            f"{max(total.values()):.0f} job-minutes, so about half that on two cores with `--jobs 2`; all "
+            f"{len(seeds)} seeds {sum(total.values()):.0f} job-minutes.\n")
+
+
+def seed_table(root: Path) -> str:
+    """Held-out and cue-conflict figures of every teaching model, mean ± sd over its training seeds."""
+    report, by_arch = _seed_rows(root)
+    lines = ["| model | seeds | held-out top-1 | shape alone | texture alone | cue conflict: object's class "
+             "| object's shape | decoy's shape | object's texture | decoy's texture |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch, rows in by_arch.items():
+        c = lambda key: pm([r["conflict"][key] for r in rows])  # noqa: E731
+        lines.append(f"| `{arch}` | {len(rows)} | {pm([r['top1'] for r in rows])} | {pm([r['shape'] for r in rows])} "
+                     f"| {pm([r['texture'] for r in rows])} | {c('top1')} | {c('shape')} | {c('decoy_shape')} "
+                     f"| {c('texture')} | {c('decoy_texture')} |")
+    return ("\n".join(lines) + f"\n\nIn % of {report['samples']} held-out images (seed {report['heldout_seed']}), "
+            f"mean ± sd over training seeds {', '.join(str(s) for s in sorted({r['seed'] for r in report['results']}))} "
+            f"(seed 0 ships). Cue conflict: {report['samples']} images of the split whose decoys, as large as the "
+            f"object, carry another class's shape (a filled silhouette) and texture (a blob); chance is 25% for a "
+            f"shape and 33% for a texture.{_untrained(report)} `{report['command']}` ({describe(report)}).\n")
+
+
+def interventions_table(root: Path) -> str:
+    """Held-out top-1 of the fusion models under each token intervention of each kind, mean ± sd over seeds."""
+    report, by_arch = _seed_rows(root)
+    hows = ("zero", "dataset_mean", "contents_averaged", "layout_shuffled")
+    lines = ["| model | tokens changed | intact | zeroed: the other kind alone | data-set mean | contents averaged "
+             "| layout shuffled |", "|---|---|---:|---:|---:|---:|---:|"]
+    for arch in FUSION:
+        rows = by_arch.get(arch, [])
+        for kind in ("cnn", "patch"):
+            cells = " | ".join(pm([r["interventions"][kind][how] for r in rows]) for how in hows)
+            lines.append(f"| `{arch}` | {'CNN' if kind == 'cnn' else 'patch'} | {pm([r['top1'] for r in rows])} | {cells} |")
+    return ("\n".join(lines) + "\n\nHeld-out top-1 (%) with every token of one kind changed as it is made "
+            "(`tokenfusion.interventions`): zeroed or set to its data-set mean (removed: the other kind alone), its "
+            "contents averaged over the image (positions kept), or its contents shuffled among the positions "
+            "(where each token is lost). Same images, seeds and command as above.\n")
+
+
+def fusion_targets(root: Path) -> str:
+    """The teaching models' targets checked on the seed means: each kind alone, the cost of removing
+    either, and fusion against both baselines."""
+    _, by_arch = _seed_rows(root)
+    top1 = {arch: mean_sd([r["top1"] for r in rows]) for arch, rows in by_arch.items()}
+    conflict = {arch: mean_sd([r["conflict"]["top1"] for r in rows]) for arch, rows in by_arch.items()}
+    lines = []
+    for arch in FUSION:
+        rows = by_arch[arch]
+        alone = {kind: mean_sd([r["interventions"][other]["zero"] for r in rows])
+                 for kind, other in (("cnn", "patch"), ("patch", "cnn"))}
+        cost = {kind: mean_sd([r["top1"] - r["interventions"][kind]["zero"] for r in rows]) for kind in ("cnn", "patch")}
+        spread = top1[arch][1]
+        against = (f"against a seed sd of {spread:.1f} (target: both above it: "
+                   f"{met(min(cost['cnn'][0], cost['patch'][0]), spread, at_most=False)})" if len(rows) > 1 else
+                   "with one trained seed, so no seed spread to weigh them against (target: not measurable)")
+        lines.append(
+            f"- `{arch}`: CNN tokens alone {alone['cnn'][0]:.1f}%, patch tokens alone {alone['patch'][0]:.1f}% "
+            f"(target ≥ 50% each: {met(min(alone['cnn'][0], alone['patch'][0]), 50, at_most=False)}); removing "
+            f"the CNN tokens costs {cost['cnn'][0]:.1f} points, the patch tokens {cost['patch'][0]:.1f}, {against}.")
+    for name, figure in (("held-out", top1), ("cue-conflict", conflict)):
+        best = max(FUSION, key=lambda a: figure[a][0])
+        margin = min(figure[best][0] - figure[b][0] for b in BASELINES)
+        spread = max(figure[a][1] for a in (best, *BASELINES))
+        lines.append(f"- Best fusion model on {name} top-1: `{best}` {figure[best][0]:.1f}%, "
+                     f"{margin:+.1f} points over the better baseline ({', '.join(f'`{b}` {figure[b][0]:.1f}%' for b in BASELINES)}), "
+                     f"largest seed sd among them {spread:.1f} (target: beats both by more: {met(margin, spread, at_most=False)}).")
+    return "\n".join(lines) + "\n"
+
+
+CHANCE = 100 / 12
+
+
+def teaching_findings(root: Path) -> str:
+    """What the seeds' figures say, sentence by sentence, each from a number against its control
+    (chance, the intact model, the decoys, the seed spread)."""
+    _, by_arch = _seed_rows(root)
+    stat = lambda arch, get: mean_sd([get(r) for r in by_arch[arch]])  # noqa: E731
+    top1 = {arch: stat(arch, lambda r: r["top1"]) for arch in by_arch}
+    lines = []
+    base = ", ".join(f"`{b}` {pm([r['top1'] for r in by_arch[b]])}%" for b in BASELINES if b in top1)
+    lines.append(f"- Held-out top-1 of the baselines: {base}; of the fusion models: "
+                 + ", ".join(f"`{a}` {pm([r['top1'] for r in by_arch[a]])}%" for a in FUSION if a in top1) + ".")
+    for arch in by_arch:
+        shape, texture = stat(arch, lambda r: r["shape"]), stat(arch, lambda r: r["texture"])
+        if texture[0] - shape[0] > max(shape[1], texture[1], 1.0):
+            lines.append(f"- `{arch}` names the texture (the local cue) right more often than the shape: "
+                         f"{texture[0]:.1f}% against {shape[0]:.1f}%.")
+        elif shape[0] - texture[0] > max(shape[1], texture[1], 1.0):
+            lines.append(f"- `{arch}` names the shape (the global cue) right more often than the texture: "
+                         f"{shape[0]:.1f}% against {texture[0]:.1f}%.")
+    for arch in FUSION:
+        if arch not in by_arch:
+            continue
+        for kind, other in (("cnn", "patch"), ("patch", "cnn")):
+            alone = stat(arch, lambda r: r["interventions"][other]["zero"])
+            name = "CNN" if kind == "cnn" else "patch"
+            verdict = ("above chance by more than its seed spread" if alone[0] - CHANCE > max(alone[1], 1.0) else
+                       f"not above chance ({CHANCE:.1f}%) by more than its seed spread")
+            lines.append(f"- `{arch}` with its {name} tokens alone (the other kind zeroed): "
+                         f"{pm([r['interventions'][other]['zero'] for r in by_arch[arch]])}%, {verdict}.")
+        for kind in ("cnn", "patch"):
+            removed = stat(arch, lambda r: r["interventions"][kind]["zero"])
+            shuffled = stat(arch, lambda r: r["interventions"][kind]["layout_shuffled"])
+            cost = top1[arch][0] - shuffled[0]
+            if top1[arch][0] - removed[0] > max(top1[arch][1], 1.0):  # the kind is used: does where matter?
+                name = "CNN" if kind == "cnn" else "patch"
+                where = ("where each token is matters" if cost > max(top1[arch][1], shuffled[1], 1.0)
+                         else "their contents suffice, wherever they are")
+                lines.append(f"- `{arch}` with its {name} tokens' layout shuffled: {shuffled[0]:.1f}% "
+                             f"({cost:.1f} points below intact, against {top1[arch][0] - removed[0]:.1f} without "
+                             f"them): {where}.")
+    for arch in by_arch:
+        own, decoy = stat(arch, lambda r: r["conflict"]["shape"]), stat(arch, lambda r: r["conflict"]["decoy_shape"])
+        own_t, decoy_t = (stat(arch, lambda r: r["conflict"]["texture"]),
+                          stat(arch, lambda r: r["conflict"]["decoy_texture"]))
+        lines.append(f"- Cue conflict, `{arch}`: the object's shape {own[0]:.1f}% against the decoy's {decoy[0]:.1f}%, "
+                     f"the object's texture {own_t[0]:.1f}% against the decoy's {decoy_t[0]:.1f}%.")
+    return "\n".join(lines) + "\n"
+
+
+def results_summary(root: Path) -> str:
+    """The figures the README's reading of the results rests on: the seeds' table, the interventions and
+    the targets checked."""
+    return (f"{seed_table(root)}\n{interventions_table(root)}\nWhat the figures say (each against its control: "
+            f"chance, the intact model, the decoys, the seed spread):\n\n{teaching_findings(root)}\n"
+            f"Targets (each kind alone ≥ 50%, removing either costs more than the seed spread, a fusion model beats "
+            f"both baselines by more than the seed spread):\n\n{fusion_targets(root)}")
+
