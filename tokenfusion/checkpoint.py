@@ -31,6 +31,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .models import ARCHITECTURES, ModelConfig, TokenFusionModel, build
+from .models.adapters import AdaptedConfig
 from .training_record import TrainingRecord
 from .models.blocks import Attention
 
@@ -294,10 +295,15 @@ def _check_payload(payload: dict[str, Any], name: str) -> None:
             raise CheckpointError(f"{name}: its {part} is {found}, expected {what}. {_RESAVE}")
 
 
-def _config_of(payload: dict[str, Any], path: Path) -> ModelConfig:
+def _config_of(payload: dict[str, Any], path: Path) -> ModelConfig | AdaptedConfig:
     """The checkpoint's config, after checking its keys, the type and range of every value and
     that ``num_heads`` divides ``embed_dim``; nothing is built here."""
     data = payload["config"]
+    if "library" in data:  # a model of another library (tokenfusion.models.convert)
+        try:
+            return AdaptedConfig.from_dict(data)
+        except ValueError as e:
+            raise CheckpointError(f"{path.name} has an invalid config of an adapted model: {e}. {_RESAVE}") from None
     known = {f.name: f for f in fields(ModelConfig)}
     required = sorted(k for k, f in known.items() if f.default is MISSING and f.default_factory is MISSING)
     problems = []

@@ -1,4 +1,5 @@
 """Tokens, transformer blocks and the five architectures: ``create(arch, size, **overrides)``."""
+from .adapters import AdaptedConfig, AdaptedModel
 from .base import TokenFusionModel
 from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
 from .layout import TokenLayout, TokenSpan
@@ -8,7 +9,7 @@ from .structure import CamTarget, CrossEntry, ModelStructure, Stream
 from .trace import CrossAttentionTrace, StreamTrace, Trace
 
 __all__ = [
-    "ARCHITECTURES", "SIZES", "ModelConfig", "TokenFusionModel", "TokenLayout", "TokenSpan", "Trace",
+    "AdaptedConfig", "AdaptedModel", "ARCHITECTURES", "SIZES", "ModelConfig", "TokenFusionModel", "TokenLayout", "TokenSpan", "Trace",
     "CamTarget", "CrossAttentionTrace", "CrossEntry", "ModelStructure", "Stream", "StreamTrace", "build", "count_flops", "count_parameters", "create",
     "list_models", "make_config",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from .adapters import AdaptedConfig, AdaptedModel, build_adapted
 from .base import TokenFusionModel
 from .cnn import CNN
 from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
@@ -23,12 +24,15 @@ _CLASSES: dict[str, type[TokenFusionModel]] = {
 }
 
 
-def build(config: ModelConfig) -> TokenFusionModel:
+def build(config: ModelConfig | AdaptedConfig) -> TokenFusionModel | AdaptedModel:
     """The model that ``config`` describes, freshly initialised.
 
     Every LayerNorm gets ``config.norm_eps``; ``model.weight_sources`` (which file each part
-    started from, filled by :func:`create`) starts empty.
+    started from, filled by :func:`create`) starts empty. An :class:`AdaptedConfig` builds its
+    library's model, adapted (:func:`~tokenfusion.models.adapters.build_adapted`).
     """
+    if isinstance(config, AdaptedConfig):
+        return build_adapted(config)
     model = _CLASSES[config.arch](config)
     for module in model.modules():
         if isinstance(module, nn.LayerNorm):

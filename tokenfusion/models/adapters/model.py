@@ -1,0 +1,160 @@
+"""A model of another library, wrapped unchanged, and the structure it is declared with."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, overload
+
+import torch
+from torch import Tensor, nn
+
+from ..layout import TokenLayout
+from ..structure import CamTarget, ModelStructure, Stream
+from ..trace import Trace
+from .attention import reader_for
+from .config import AdaptedConfig
+
+__all__ = ["AdaptedModel", "TokenSource", "TokenTap"]
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """Where the streams' image tokens are made: module ``module`` of the model (``"net.patch_embed"``)
+    outputs ``kind`` tokens, ``(B, N, D)`` on ``grid`` or a ``(B, D, h, w)`` map (``grid`` None: read
+    from the map); ``prefix`` class (and register) tokens stand before them in the blocks' sequence."""
+
+    kind: str
+    module: str
+    prefix: int
+    grid: tuple[int, int] | None = None
+
+
+class TokenTap(nn.Module):
+    """The declared token module of an adapted model: the library's tokens ``(B, N, D)`` on ``grid``,
+    passed on unchanged, so that hooks (interventions, receptive-field measurement) read or rewrite
+    them as they do our own token modules' output. The tap sits before any position embedding."""
+
+    def forward(self, tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+        return tokens, grid
+
+    def pos_embed(self, grid: tuple[int, int]) -> Tensor:
+        """No position is added at the tap: zero."""
+        return torch.zeros(())
+
+
+class AdaptedModel(nn.Module):
+    """``net`` (a timm or torchvision model, its forward unchanged: fused attention stays on) with the
+    :class:`ModelStructure` it is declared with. ``model(x)`` is ``net(x)``; ``model(x, trace=True)``
+    runs the same forward with hooks that read each block's output, its attention weights
+    (:mod:`.attention`) and the trunk stages, and returns ``(logits, Trace)``.
+
+    ``attention[layer]``: the attention module of each stream layer. Module names are this model's
+    (``"net.blocks.3"``), so a CAM targets ``model.get_submodule(name)``.
+    """
+
+    def __init__(
+        self, net: nn.Module, config: AdaptedConfig, *, streams: tuple[Stream, ...] = (),
+        attention: dict[str, str] | None = None, trunk_stages: tuple[str, ...] = (),
+        source: TokenSource | None = None, cam_targets: tuple[CamTarget, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.config = config
+        self.weight_sources: dict[str, dict] = {}
+        self.source = source
+        self.attention = dict(attention or {})
+        tokens = {}
+        if source is not None:
+            tokens = {source.kind: (f"{source.kind}_tokens",)}
+            self.add_module(f"{source.kind}_tokens", TokenTap())
+            self.get_submodule(source.module).register_forward_hook(self._through_tap)
+        self._structure = ModelStructure(streams, tokens, trunk_stages, (), cam_targets)
+        layers = [layer for s in streams for layer in s.layers]
+        if sorted(self.attention) != sorted(layers):
+            raise ValueError(f"Every stream layer needs its attention module; layers {layers}, given {sorted(self.attention)}")
+        self._readers = {layer: reader_for(self.get_submodule(name)) for layer, name in self.attention.items()}
+
+    @property
+    def structure(self) -> ModelStructure:
+        return self._structure
+
+    @property
+    def tap(self) -> TokenTap:
+        return self.get_submodule(self.structure.token_module(self.source.kind))  # type: ignore[union-attr, return-value]
+
+    def _through_tap(self, _: nn.Module, __: tuple, output: Tensor) -> Tensor:
+        """Forward hook on the library's token module: its output through :class:`TokenTap`, same layout back."""
+        if output.dim() == 4:  # (B, D, h, w)
+            b, d, h, w = output.shape
+            tokens, grid = self.tap(output.flatten(2).transpose(1, 2), (h, w))
+            return tokens.transpose(1, 2).reshape(b, d, *grid)
+        tokens, _ = self.tap(output, self.source.grid)  # type: ignore[union-attr]
+        return tokens
+
+    @overload
+    def forward(self, x: Tensor, trace: Literal[False] = False) -> Tensor: ...
+    @overload
+    def forward(self, x: Tensor, trace: Literal[True]) -> tuple[Tensor, Trace]: ...
+
+    def forward(self, x: Tensor, trace: bool = False) -> Tensor | tuple[Tensor, Trace]:
+        """Logits ``(B, num_classes)``; with ``trace``, ``(logits, Trace)``."""
+        if not trace:
+            return self.net(x)
+        readers = {layer: kind(self.get_submodule(self.attention[layer])) for layer, kind in self._readers.items()}
+        outputs: dict[str, Tensor] = {}
+        features: list[Tensor] = []
+        grids: list[tuple[int, int]] = []
+        handles = [h for reader in readers.values() for h in reader.attach()]
+        handles += [self.get_submodule(layer).register_forward_hook(
+            lambda _, __, out, layer=layer: outputs.__setitem__(layer, out)) for layer in readers]
+        handles += [self.get_submodule(stage).register_forward_hook(lambda _, __, out: features.append(out))
+                    for stage in self.structure.trunk_stages]
+        if self.source is not None:
+            handles.append(self.tap.register_forward_hook(lambda _, __, out: grids.append(out[1])))
+        try:
+            logits = self.net(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        record = Trace(cnn_features=features)
+        for stream in self.structure.streams:
+            layout = TokenLayout.build(("cls", self.source.prefix), (self.source.kind, tuple(grids[-1])))  # type: ignore[union-attr]
+            for layer in stream.layers:
+                weights = readers[layer].weights
+                if weights is None or layer not in outputs:
+                    raise RuntimeError(f"The traced forward read no attention weights at {layer!r} "
+                                       f"({self.attention[layer]!r} did not run as declared)")
+                record.record(stream.name, layer, layout, weights, outputs[layer])
+        return logits, record
+
+    def parts_in_forward_order(self) -> list[str]:
+        """The model's parts with parameters, in the order a forward first calls them: each declared stream
+        layer and trunk stage, and every module of ``net`` beside them (stem, norms, head), read from one
+        forward of a blank ``img_size`` image (hooks removed afterwards)."""
+        declared = {*self.structure.trunk_stages, *(l for s in self.structure.streams for l in s.layers)}
+        units = [u for u in _units(self.net, "net", declared) if any(True for _ in self.get_submodule(u).parameters())]
+        called: list[str] = []
+        handles = [self.get_submodule(u).register_forward_pre_hook(
+            lambda m, i, u=u: None if u in called else called.append(u)) for u in units]
+        was_training = self.training
+        size = self.config.img_size
+        try:
+            self.eval()
+            with torch.no_grad():
+                self(torch.zeros(1, 3, size, size, device=next(self.parameters()).device))
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+        return called
+
+
+def _units(module: nn.Module, prefix: str, declared: set[str]) -> Iterator[str]:
+    """Children of ``module`` named from ``prefix``: a declared one or one holding none as a whole,
+    the others opened."""
+    for name, child in module.named_children():
+        full = f"{prefix}.{name}"
+        if full in declared or not any(d.startswith(f"{full}.") for d in declared):
+            yield full
+        else:
+            yield from _units(child, full, declared)
