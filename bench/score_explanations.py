@@ -47,8 +47,7 @@ from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import HELDOUT_SEED, SynthShapes
-from tokenfusion.explain import MethodInfo, available_methods, explain
-from tokenfusion.explain.attribution import OCCLUSION_STRIDE
+from tokenfusion.explain import METHODS, MethodInfo, available_methods, explain
 from tokenfusion.explain.metrics import (
     CENTRE_PRIOR_SIGMA, centre_prior, deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game,
     pointing_tolerance, randomisation_check,
@@ -68,9 +67,9 @@ COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "ran
 MISMATCHED = ("pointing_game_mismatched", "mask_energy_mismatched")
 #: The method name of :func:`summary_table`'s row that sums up the mismatched-mask control of a model.
 MISMATCHED_ROW = "mismatched mask"
-#: Methods whose map is computed from gradients: the randomisation check should decorrelate them.
-GRADIENT_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
-                              "gradcam-elementwise", "integrated_gradients", "smoothgrad"})
+#: Methods whose map is computed from gradients (their spec says so): the randomisation check should
+#: decorrelate them.
+GRADIENT_METHODS = frozenset(name for name, method in METHODS.items() if method.gradients)
 #: The rows of :func:`summary_table` per model: (method, target), the target ``"default"``, ``"all"``
 #: or a token kind (every target of that kind).
 SUMMARY = (("rollout", "all"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
@@ -160,11 +159,9 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
         prior = centre_prior(size, size, args.centre_sigma)  # the same map for every image
         record((CENTRE_PRIOR, None, None), CONTROL_FAMILY, prior, time.perf_counter() - start)
         for info, layer, kind in chosen:
-            options = {"kind": kind} if kind is not None else {}
-            if info.name == "occlusion":
-                options["stride"] = args.occlusion_stride
+            options = {"kind": kind, **_options(args).get(info.name, {})}
             e = explain(model, x, info.name, layer, target, **options)
-            row = record((info.name, e.layer if info.name != "rollout" else None, kind), info.family, e.map, e.seconds)
+            row = record((info.name, layer, kind), info.family, e.map, e.seconds)
             if i < args.random_images and not is_blank(e.map):  # a blank map has no ranks to correlate
                 fn = lambda m, x, n=info.name, l=layer, o=options: explain(m, x, n, l, target, **o)  # noqa: E731
                 check = randomisation_check(model, x, fn, steps=args.random_steps, seed=args.seed, reference=e)
@@ -181,6 +178,11 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
         row.update({c: _mean(values[c]) for c in COLUMNS + MISMATCHED})
         rows.append(row)
     return judged(rows)
+
+
+def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The method options the command line sets, by method (``--occlusion-stride``)."""
+    return {"occlusion": {"stride": args.occlusion_stride}}
 
 
 def judged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -577,7 +579,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-images", type=int, default=20,
                    help="first images that get the randomisation check (blank maps skipped)")
     p.add_argument("--random-steps", type=int, default=4, help="cascade cuts per randomisation check")
-    p.add_argument("--occlusion-stride", type=float, default=OCCLUSION_STRIDE,
+    p.add_argument("--occlusion-stride", type=float, default=METHODS["occlusion"].options["stride"],
                    help="Occlusion's stride as a fraction of its window (1: windows side by side; default: the library's)")
     p.add_argument("--update", action="store_true",
                    help="rescore only --methods and put their rows in place of theirs in --out, which must hold the "

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tokenfusion.analysis import ablate_from, ablation_sites
 from tokenfusion.data import SHAPES
 from tokenfusion.explain import (
     Randomisation, centre_prior, explain, fusion_weights, mask_energy, pointing_game, pointing_tolerance,
     randomisation_check,
 )
+from tokenfusion.interventions import ablate_from, ablation_sites
 from tokenfusion.models import ModelConfig, TokenFusionModel, create
 
 __all__ = [

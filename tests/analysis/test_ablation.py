@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenfusion.analysis import AblationCurves, Recording, ablate_from, ablation_sites
+from tokenfusion.analysis import AblationCurves, Recording
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import SynthShapes
 from tokenfusion.data.transforms import eval_transform
+from tokenfusion.interventions import ablate_from, ablation_sites
 from tokenfusion.models import create
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"

@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 from tokenfusion.data.transforms import model_view, preprocess
-from tokenfusion.explain import agreement_matrices, anatomy, explain, predict, rollout_steps, top_fraction_iou
+from tokenfusion.explain import Explainer, agreement_matrices, explain, predict
+from tokenfusion.explain.agreement import top_fraction_iou
+from tokenfusion.explain.anatomy import anatomy
 from tokenfusion.models import ARCHITECTURES, create, make_config
 from tokenfusion.viz import overlay_figure, overlays_figure, strategy_diagram, token_grid_figure, topk_figure
 
@@ -87,15 +89,12 @@ def test_diagrams_carry_the_live_numbers(arch: str) -> None:
 def test_rollout_steps_end_where_the_explained_rollout_does() -> None:
     model = create("vit", "tiny").eval()
     x = torch.randn(1, 3, 48, 48)
-    with torch.no_grad():
-        _, trace = model(x, trace=True)
-    steps = rollout_steps(trace, "patch")
+    steps = Explainer(model, x).rollout_steps("patch")
     assert [name for name, _ in steps] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
     torch.testing.assert_close(steps[-1][1], explain(model, x, "rollout", kind="patch").grid)
 
 
 def test_fusion_charts_stay_readable_at_twelve_layers_and_say_why_fresh_gates_are_empty() -> None:
-    from tokenfusion.explain import Explainer
     from tokenfusion.viz import attention_share_figure, gates_figure, head_share_figure
 
     torch.manual_seed(0)

@@ -1,9 +1,21 @@
 import pytest
 import torch
 
-from tokenfusion.explain import ExplainError, attention_map, attention_rollout, cross_attention_map, rollout_matrix
-from tokenfusion.explain.attention import fuse_heads
+from tokenfusion.explain import ExplainError, Explainer, explain
+from tokenfusion.explain.attention import fuse_heads, rollout_matrix
 from tokenfusion.models import create
+
+
+def attention_map(model, x, layer=None, kind=None, **options):
+    return explain(model, x, "attention", layer, kind=kind, **options)
+
+
+def attention_rollout(model, x, kind=None, **options):
+    return explain(model, x, "rollout", kind=kind, **options)
+
+
+def cross_attention_map(model, x, layer=None, **options):
+    return explain(model, x, "cross_attention", layer, **options)
 
 
 def _random_attention(b: int, heads: int, n: int, seed: int) -> torch.Tensor:
@@ -76,6 +88,21 @@ def test_late_rollout_goes_through_stream_and_fusion(tiny, x):
     torch.testing.assert_close(attention_rollout(model, x, "cnn").grid, expected)
 
 
+@pytest.mark.parametrize("arch", ["vit", "early", "late", "layerwise"])
+def test_learn_and_explore_show_the_same_rollout(arch, tiny, x):
+    """The Learn page grows the rollout layer by layer, Explore shows it whole: one function, so the
+    last step is the map (for ``late`` too, whose CNN and patch streams feed the fusion block)."""
+    session = Explainer(tiny(arch), x)
+    for kind in session.methods["rollout"].kinds:
+        steps = session.rollout_steps(kind)
+        shown = session.explain("rollout", kind=kind)
+        assert steps[-1][0] == shown.layer
+        torch.testing.assert_close(steps[-1][1], shown.grid)
+    if arch == "late":
+        assert [name for name, _ in session.rollout_steps("cnn")] == [*(f"cnn_blocks.{i}" for i in range(4)),
+                                                                       "fusion_blocks.0"]
+
+
 def test_cross_attention_layerwise(tiny, x):
     model = tiny("layerwise")
     first = cross_attention_map(model, x, "cross_blocks.0")
@@ -84,14 +111,14 @@ def test_cross_attention_layerwise(tiny, x):
     assert (stage1, stage2) == ((16, 16), (8, 8))  # tiny at 64 px: strides 4 and 8
     assert first.grid.shape == stage1 and last.grid.shape == stage2  # trunk stage 1 and 2
     assert (first.grid >= 0).all()
-    with pytest.raises(ExplainError, match="layerwise"):
+    with pytest.raises(ExplainError, match="does not apply to a 'early'"):
         cross_attention_map(tiny("early"), x)
 
 
 def test_clear_errors(tiny, image):
-    with pytest.raises(ExplainError, match="has no self-attention"):
+    with pytest.raises(ExplainError, match="cannot target"):
         attention_map(tiny("vit"), image(), kind="cnn")
-    with pytest.raises(ExplainError, match=r"Expected one of \['blocks.0'"):
+    with pytest.raises(ExplainError, match=r"Expected \(layer, kind\) one of \[\('blocks.0'"):
         attention_map(tiny("vit"), image(), layer="blocks.9")
     with pytest.raises(ExplainError, match="head 7 is out of range"):
         fuse_heads(torch.rand(1, 4, 3, 3), 7)

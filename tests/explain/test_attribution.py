@@ -2,8 +2,19 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 
-from tokenfusion.explain import integrated_gradients, occlusion, smoothgrad
-from tokenfusion.explain._utils import ExplainError
+from tokenfusion.explain import ExplainError, explain
+
+
+def integrated_gradients(model, x, target=None, **options):
+    return explain(model, x, "integrated_gradients", target=target, **options)
+
+
+def smoothgrad(model, x, target=None, **options):
+    return explain(model, x, "smoothgrad", target=target, **options)
+
+
+def occlusion(model, x, target=None, **options):
+    return explain(model, x, "occlusion", target=target, **options)
 
 
 def test_integrated_gradients_is_captum_abs_summed(tiny, x):

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from tokenfusion.explain import (
-    auc, cam, centre_prior, deletion_curve, insertion_curve, mask_energy, pointing_game, pointing_tolerance,
+    centre_prior, deletion_curve, explain, insertion_curve, mask_energy, pointing_game, pointing_tolerance,
     randomisation_check, spearman,
 )
-from tokenfusion.explain.metrics import cascade_units, is_blank
+from tokenfusion.explain.metrics import auc, cascade_units, is_blank
 from tokenfusion.explain.result import Explanation
 
 
@@ -98,7 +98,7 @@ def test_curves_end_where_they_should(baseline, tiny, x):
 def test_deletion_removes_the_pixels_the_model_needs(tiny, x):
     """A map that points at what the model uses gives a lower deletion AUC than its reverse."""
     model = tiny("cnn")
-    e = cam(model, x, "gradcam")
+    e = explain(model, x, "gradcam")
     good = deletion_curve(model, x, e.map, e.target, steps=8, baseline="mean").auc
     bad = deletion_curve(model, x, -e.map, e.target, steps=8, baseline="mean").auc
     assert good <= bad
@@ -113,8 +113,8 @@ def test_cascade_goes_from_head_to_stem(tiny):
 def test_randomisation_check(tiny, x):
     model = tiny("early")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    e = cam(model, x, "gradcam", "blocks.3.norm1", kind="patch")
-    gradcam = lambda m, x: cam(m, x, "gradcam", "blocks.3.norm1", kind="patch", target=e.target)  # noqa: E731
+    e = explain(model, x, "gradcam", "blocks.3.norm1", kind="patch")
+    gradcam = lambda m, x: explain(m, x, "gradcam", "blocks.3.norm1", kind="patch", target=e.target)  # noqa: E731
     unchanged = randomisation_check(model, x, gradcam, steps=1, reference=e)
     assert unchanged.correlations[0] < 0.9  # one step randomises everything
     blind = lambda m, x: Explanation.from_grid(  # noqa: E731

@@ -1,13 +1,7 @@
-"""Ablation curves: top-1 with one kind of token removed from layer ``k`` onward, for every ``k``.
+"""Ablation curves: top-1 with one kind of token removed from place ``k`` onward, for every ``k``.
 
-The places where a kind of token is read are found in ``model.structure``, in forward order: every
-self-attention block whose stream holds that kind (``late``'s CNN tokens: ``cnn_blocks.0-3``, then
-``fusion_blocks.0``) and every cross-attention entry whose keys are made by that kind's token
-modules (``layerwise``'s CNN tokens). "From layer ``k`` onward" (1-based) means at places
-``k..L``: a forward pre-hook replaces the kind's positions (from the trace's layout) of the block's
-input, by their mean over those tokens (per image and channel), by zero, or by Gaussian noise of
-their per-image mean and standard deviation per channel; a cross-attention entry is closed (its
-output is its input: gate contribution zero), whatever the mode. ``k = L + 1`` ablates nothing.
+The removal is :func:`tokenfusion.interventions.ablate_from` (the places a kind is read, in forward
+order; replaced by their mean, zero or noise; cross-attention closed). ``k = L + 1`` ablates nothing.
 
 Each batch's traced forward (the one every measure reads) is recorded: the output of every module
 the model's forward calls directly (trunk, token modules, blocks, cross-attention entries, norm,
@@ -21,149 +15,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..models import ModelStructure, TokenFusionModel, TokenLayout
+from ..interventions import ablate_from, ablation_sites
+from ..models import TokenFusionModel, TokenLayout
 
-__all__ = ["MODES", "AblationCurves", "Recording", "ablate_from", "ablate_region", "ablation_sites"]
-
-MODES = ("mean", "zero", "noise")
-
-
-def ablation_sites(structure: ModelStructure, kind: str) -> list[tuple[str, str]]:
-    """``[(module name, "block" or "cross"), ...]``: where ``kind`` tokens are read, in forward order."""
-    modules = set(structure.token_modules.get(kind, ()))
-    keys_of = {e.layer: e.tokens for e in structure.cross_entries}  # cross entry -> the module making its keys
-    blocks = set(structure.attention_layers(kind))
-    return [(name, "cross" if name in keys_of else "block") for name in _forward_order(structure)
-            if keys_of.get(name) in modules or name in blocks]
-
-
-def _forward_order(structure: ModelStructure) -> list[str]:
-    """Every self-attention block and cross-attention entry, in the order the forward calls them (an
-    entry just before the block it precedes)."""
-    return [name for stream in structure.streams for layer in stream.layers
-            for name in (*(e.layer for e in structure.cross_entries if e.before == layer), layer)]
-
-
-def _replace(tokens: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
-    """``(B, n, D)`` tokens replaced by their mean, zero or noise (per image and channel)."""
-    if mode == "zero":
-        return torch.zeros_like(tokens)
-    mean = tokens.mean(1, keepdim=True)
-    if mode == "mean":
-        return mean.expand_as(tokens)
-    noise = torch.randn(tokens.shape, generator=generator, device="cpu").to(tokens)
-    return mean + noise * tokens.std(1, keepdim=True, correction=0)
-
-
-@contextmanager
-def ablate_from(
-    model: TokenFusionModel, layouts: dict[str, TokenLayout], kind: str, k: int, mode: str = "mean",
-    generator: torch.Generator | None = None,
-) -> Iterator[int]:
-    """Within the block, ``kind`` tokens are ablated at places ``k..L`` of :func:`ablation_sites`
-    (1-based; ``k = L + 1``: nothing). ``layouts``: every self-attention layer's layout
-    (``trace.layouts`` of a traced forward on inputs of the same size). Yields the number of places
-    ablated; the hooks are removed on exit, also on error."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown ablation mode {mode!r}. Expected one of {list(MODES)}")
-    sites = ablation_sites(model.structure, kind)
-    if not 1 <= k <= len(sites) + 1:
-        raise ValueError(f"k must be in 1..{len(sites) + 1} for {kind!r} tokens, got {k}")
-    with ExitStack() as stack:
-        for name, site in sites[k - 1:]:
-            module = model.get_submodule(name)
-            if site == "cross":
-                stack.enter_context(_skipped(module))
-            else:
-                mask = layouts[name].mask(kind)
-                hook = _region_hook([(mask, mask)], mode, generator)  # the region: every token of the kind
-                stack.callback(module.register_forward_pre_hook(hook).remove)
-        yield len(sites) - k + 1
-
-
-@contextmanager
-def _skipped(module: nn.Module) -> Iterator[None]:
-    """Within the block, the cross-attention entry ``module`` is closed without being computed: it
-    returns the stream it was given (gate contribution zero); traced, also its attention weights."""
-    compute = module.forward
-
-    def closed(x: Tensor, context: Tensor, *, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        return (x, compute(x, context, need_weights=True)[1]) if need_weights else x
-
-    module.forward = closed
-    try:
-        yield
-    finally:
-        del module.forward
-
-
-@contextmanager
-def ablate_region(
-    model: TokenFusionModel, layouts: dict[str, TokenLayout], cells: dict[str, Callable[[tuple[int, int]], Tensor]],
-    k: int, mode: str = "mean", generator: torch.Generator | None = None,
-) -> Iterator[list[str]]:
-    """Within the block, the tokens of each kind of ``cells`` that lie in a region are ablated at that
-    kind's places ``k..`` of :func:`ablation_sites` (1-based; past the last: nothing there).
-    ``cells[kind]((h, w))`` is the ``(h, w)`` boolean mask of the region's cells on a grid of that kind.
-    At a block they are replaced as :func:`ablate_from` replaces the whole kind (by the mean of every
-    token of their kind, by zero, or by noise): a region holding every token of a kind ablates it as
-    :func:`ablate_from` does. A cross-attention entry no longer sees the region's keys, whatever the
-    mode, and is closed when none is left. ``layouts``: every self-attention layer's layout and every
-    cross-attention entry's key layout, by module name. Yields the places, in forward order."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown ablation mode {mode!r}. Expected one of {list(MODES)}")
-    sites = {kind: ablation_sites(model.structure, kind) for kind in cells}
-    depth = max((len(s) for s in sites.values()), default=0)
-    if not 1 <= k <= depth + 1:
-        raise ValueError(f"k must be in 1..{depth + 1}, got {k}")
-    blocks: dict[str, list[tuple[Tensor, Tensor]]] = {}
-    keys: dict[str, Tensor] = {}
-    for kind, found in sites.items():
-        for name, site in found[k - 1:]:
-            layout = layouts[name]
-            span = layout.grid_span(kind)  # at a cross entry: its keys, which are tokens of this kind
-            region = torch.zeros(layout.num_tokens, dtype=torch.bool)
-            region[span.start:span.stop] = cells[kind](span.grid).flatten()  # type: ignore[arg-type]
-            if site == "cross":
-                keys[name] = ~region
-            else:
-                blocks.setdefault(name, []).append((layout.mask(kind), region))
-    order = [name for name in _forward_order(model.structure) if name in blocks or name in keys]
-    with ExitStack() as stack:
-        for name, groups in blocks.items():
-            hook = _region_hook(groups, mode, generator)
-            stack.callback(model.get_submodule(name).register_forward_pre_hook(hook).remove)
-        for name, keep in keys.items():
-            module = model.get_submodule(name)
-            if keep.any():
-                stack.callback(module.register_forward_pre_hook(_kept_keys(keep)).remove)
-            else:
-                stack.enter_context(_skipped(module))
-        yield order
-
-
-def _region_hook(groups: list[tuple[Tensor, Tensor]], mode: str,
-                 generator: torch.Generator | None) -> Callable[[nn.Module, tuple], tuple]:
-    """``groups``: ``(positions of a kind (N,), positions of its tokens in the region (N,))``."""
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        x = args[0].clone()
-        for kind, region in groups:
-            kind, region = kind.to(x.device), region.to(x.device)
-            x[:, region] = _replace(x[:, kind], mode, generator)[:, region[kind]]
-        return (x, *args[1:])
-    return hook
-
-
-def _kept_keys(keep: Tensor) -> Callable[[nn.Module, tuple], tuple]:
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        return (args[0], args[1][:, keep.to(args[1].device)], *args[2:])
-    return hook
+__all__ = ["AblationCurves", "Recording"]
 
 
 class Recording:

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..explain import Explainer, is_blank, spearman
+from ..explain import Explainer, spearman
+from ..explain.result import is_blank
 from ..models import TokenFusionModel
 
 __all__ = ["DEFAULT_METHODS", "ClassSensitivity", "map_change"]

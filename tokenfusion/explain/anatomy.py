@@ -1,4 +1,5 @@
-"""The numbers of a model's anatomy that the Learn page walks through, read from one trace."""
+"""The numbers of a model's anatomy that the Learn page walks through, read from one trace (its
+rollout, grown layer by layer, is :meth:`~tokenfusion.explain.Explainer.rollout_steps`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +7,8 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..models import TokenFusionModel, TokenLayout, Trace
-from ._utils import class_index
-from .attention import rollout_matrix
 
-__all__ = ["Anatomy", "anatomy", "sequence_table", "rollout_steps", "strongest_channels"]
+__all__ = ["Anatomy", "anatomy", "sequence_table", "strongest_channels"]
 
 
 @dataclass(frozen=True)
@@ -70,25 +69,6 @@ def sequence_table(trace: Trace) -> list[dict[str, str | int]]:
         rows.append({"sequence": "cross_blocks (keys)", "layers": len(trace.cross_attention),
                      **_describe(first.key_layout)})
     return rows
-
-
-def rollout_steps(trace: Trace, kind: str) -> list[tuple[str, Tensor]]:
-    """Attention rollout of ``kind`` tokens grown one layer at a time: ``(last layer, grid (h, w))``
-    for the first 1, 2, ... layers of the longest sequence holding ``kind``, read from its class token.
-
-    Each step multiplies one more head-averaged attention matrix, with the identity added for the
-    residual path and rows renormalised (:func:`tokenfusion.explain.rollout_matrix`)."""
-    streams = [s for s in trace.streams.values() if kind in s.layout.kinds]
-    if not streams:
-        return []
-    stream = max(streams, key=lambda s: len(s.layers))
-    layout = stream.layout
-    cls = class_index(layout)
-    steps = []
-    for k in range(1, len(stream.layers) + 1):
-        rollout = rollout_matrix(stream.attention[:k], keep=layout.mask("cls"))
-        steps.append((stream.layers[k - 1], layout.to_grid(rollout[0, cls].cpu(), kind)))
-    return steps
 
 
 def strongest_channels(features: Tensor, k: int = 6) -> list[tuple[int, Tensor]]:

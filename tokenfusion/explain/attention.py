@@ -1,27 +1,23 @@
-"""Attention maps of the class token, attention rollout, and ``layerwise`` cross-attention maps.
+"""The attention methods: the class token's attention at one layer, attention rollout, and the
+``layerwise`` cross-attention, each read from the session's traced forward.
 
-Every map is read from one traced forward (``model(x, trace=True)``) and put on the grid of
-its token kind with the layer's :class:`~tokenfusion.models.TokenLayout`; nothing here knows a
-grid size. Attention is class-agnostic: the map does not depend on ``target``, which is only
-checked and recorded in ``Explanation.target`` (the predicted class when None), so that deletion
-and insertion curves score the class the caller has in mind.
+Every map is put on the grid of its token kind with the layer's
+:class:`~tokenfusion.models.TokenLayout`; nothing here knows a grid size. Attention is
+class-agnostic: the map does not depend on the target class, which the session only records.
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..models import TokenFusionModel, TokenLayout, Trace
-from ._utils import ExplainError, as_batch, class_index, resolve_target, traced
-from .result import Explanation
+from ..models import ModelStructure, TokenFusionModel, TokenLayout, Trace
+from ._utils import ExplainError, class_index
+from .spec import Method, Passes, Session, Targets
 
-__all__ = [
-    "HEAD_FUSIONS", "fuse_heads", "rollout_matrix", "attention_map", "attention_rollout", "cross_attention_map",
-    "attention_layers",
-]
+__all__ = ["Attention", "CrossAttention", "Rollout", "fuse_heads", "rollout", "rollout_matrix"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -75,47 +71,6 @@ def rollout_matrix(
     return result
 
 
-def attention_layers(trace: Trace, kind: str | None = None) -> list[str]:
-    """Names of the self-attention layers in forward order, those holding ``kind`` tokens if given."""
-    return [n for n, lay in trace.layouts.items() if kind is None or kind in lay.kinds]
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in ("cnn", "patch"):
-        raise ExplainError(f"Unknown token kind {kind!r}. Expected one of ['cnn', 'patch']")
-
-
-def attention_map(
-    model: TokenFusionModel, x: Tensor, layer: str | None = None, kind: str = "patch", head: int | str | None = None,
-    *, target: int | None = None, trace: Trace | None = None, logits: Tensor | None = None,
-) -> Explanation:
-    """The class token's attention over ``kind`` tokens at one ``layer``, on that kind's grid.
-
-    ``layer`` is a self-attention module name (``"blocks.3"``, ``"fusion_blocks.0"``; default: the
-    last layer that holds ``kind`` tokens); ``head`` an index or a fusion (``"mean"`` when None).
-    The query is the layout's first class token (in ``late`` fusion blocks, the head's own).
-    ``grid`` holds the raw attention weights ``(h, w)`` (not renormalised over the kind).
-    """
-    start = time.perf_counter()
-    _check_kind(kind)
-    if trace is None or logits is None:
-        logits, trace = traced(model, as_batch(x))
-    layers = attention_layers(trace, kind)
-    if not layers:
-        raise ExplainError(f"{model.config.arch!r} has no self-attention over {kind!r} tokens"
-                           + (" (use 'cross_attention' for layerwise CNN tokens)" if trace.cross_attention else ""))
-    layer = layer or layers[-1]
-    if layer not in layers:
-        raise ExplainError(f"Layer {layer!r} has no {kind!r} tokens. Expected one of {layers}")
-    layout = trace.layouts[layer]
-    row = fuse_heads(trace.attention[layer], head)[0, class_index(layout)]  # (N,)
-    grid = layout.to_grid(row, kind)
-    return Explanation.from_grid(
-        grid, tuple(x.shape[-2:]), method="attention", layer=layer, target=resolve_target(logits, target),
-        seconds=time.perf_counter() - start, kind=kind,
-    )
-
-
 def _offset(outer: TokenLayout, inner: TokenLayout) -> int | None:
     """Where ``inner``'s spans sit consecutively inside ``outer`` (same kinds, lengths, grids)."""
     shape = [(s.kind, s.length, s.grid) for s in inner.spans]
@@ -126,81 +81,133 @@ def _offset(outer: TokenLayout, inner: TokenLayout) -> int | None:
     return None
 
 
-def attention_rollout(
-    model: TokenFusionModel, x: Tensor, kind: str = "patch", head_fusion: str = "mean", discard_ratio: float = 0.0,
-    *, target: int | None = None, trace: Trace | None = None, logits: Tensor | None = None,
-) -> Explanation:
-    """Attention rollout from the readout class token to the input ``kind`` tokens, on their grid.
+def rollout_path(structure: ModelStructure, trace: Trace, kind: str) -> list[str]:
+    """The self-attention layers that carry ``kind`` input tokens to the head's class token, in
+    forward order: the readout stream's, after those of the stream feeding it the ``kind`` tokens
+    (``late``: ``cnn_blocks.0..``, then ``fusion_blocks.0``). Empty when no self-attention over
+    ``kind`` tokens reaches the head (``layerwise`` CNN tokens enter by cross-attention)."""
+    feeder, final = _streams(structure, trace, kind)
+    if final is None:
+        return []
+    return [*(feeder.layers if feeder else ()), *final.layers]
 
-    The rollout runs over the sequence the readout class token lives in (``"blocks"``, or the
-    ``late`` fusion blocks). When ``kind`` tokens enter that sequence from another one — the
-    ``late`` streams, whose outputs are concatenated into the fusion sequence — the class row is
-    carried on through the rollout of that stream: ``r = R_fusion[cls, stream] @ R_stream``. So a
-    ``late`` CNN map is "which CNN input tokens reach the head through the CNN stream and the
-    fusion blocks". The stream's own class token is a learned constant and gets no map.
-    ``layerwise`` CNN tokens enter by cross-attention, not self-attention: use
-    :func:`cross_attention_map` for them. ``Explanation.layer`` is the last layer rolled out.
-    """
-    start = time.perf_counter()
-    _check_kind(kind)
-    if trace is None or logits is None:
-        logits, trace = traced(model, as_batch(x))
-    readout = model.structure.readout
+
+def _streams(structure: ModelStructure, trace: Trace, kind: str):
+    """``(feeding stream, readout stream)`` traces for a rollout of ``kind`` tokens (either None)."""
+    readout = structure.readout
     if readout is None:
-        raise ExplainError(f"{model.config.arch!r} has no attention layers to roll out")
+        return None, None
     final = trace.streams[readout.name]
-    layout = final.layout
-    rollout = rollout_matrix(final.attention, head_fusion, discard_ratio, layout.mask("cls"))
-    relevance = rollout[0, class_index(layout)]
-    source, layer = layout, final.layers[-1]
-    for feeder in (s for s in model.structure.streams if s.feeds == readout.name):  # late's two streams
-        inner = trace.streams[feeder.name]
-        offset = _offset(layout, inner.layout)
-        if kind in inner.layout.kinds and offset is not None:
-            stream = rollout_matrix(inner.attention, head_fusion, discard_ratio, inner.layout.mask("cls"))
-            relevance = relevance[offset : offset + inner.layout.num_tokens] @ stream[0]
-            source = inner.layout
-            break
-    if kind not in source.kinds:
-        hint = " (use 'cross_attention' for layerwise CNN tokens)" if trace.cross_attention else ""
-        raise ExplainError(f"{model.config.arch!r} has no {kind!r} tokens under self-attention{hint}")
-    grid = source.to_grid(relevance, kind)
-    return Explanation.from_grid(
-        grid, tuple(x.shape[-2:]), method="rollout", layer=layer, target=resolve_target(logits, target),
-        seconds=time.perf_counter() - start, kind=kind,
-    )
+    for stream in (s for s in structure.streams if s.feeds == readout.name):  # late's two streams
+        inner = trace.streams[stream.name]
+        if kind in inner.layout.kinds and _offset(final.layout, inner.layout) is not None:
+            return inner, final
+    return None, (final if kind in final.layout.kinds else None)
 
 
-def cross_attention_map(
-    model: TokenFusionModel, x: Tensor, layer: str | None = None, head: int | str | None = None, query: str = "cls",
-    *, target: int | None = None, trace: Trace | None = None, logits: Tensor | None = None,
-) -> Explanation:
-    """``layerwise`` only: the cross-attention of patch-stream queries over CNN keys at ``layer``
-    (``"cross_blocks.i"``, default the last), on the CNN grid of that layer's trunk stage.
+def rollout(
+    structure: ModelStructure, trace: Trace, kind: str, *, head_fusion: str = "mean", discard_ratio: float = 0.0,
+    upto: int | None = None,
+) -> tuple[Tensor, str]:
+    """Attention rollout of ``kind`` input tokens, on their grid ``(h, w)``, over the first ``upto``
+    layers of :func:`rollout_path` (all when None), read from the class token that carries them on
+    at that point; with the last layer rolled out.
 
-    ``query="cls"`` takes the class token's row; ``"mean"`` averages the rows of every query
-    (class and patch tokens). ``grid`` is the raw weights, before the gate ``tanh(g)`` scales
-    the update (read the gate from :func:`tokenfusion.explain.fusion.fusion_weights`).
+    Over the readout stream the row is the head's class token's. When ``kind`` tokens enter it from
+    another stream (``late``, whose streams are concatenated into the fusion sequence), the rollout
+    of that stream comes first, read from the stream's own class token while ``upto`` stays inside
+    it, and once past it the head's row is carried back through it:
+    ``r = R_fusion[cls, stream] @ R_stream``. The Learn page grows this one function layer by layer
+    (``upto = 1, 2, ...``) and Explore shows ``upto=None``, so their last maps are the same.
     """
-    start = time.perf_counter()
-    if trace is None or logits is None:
-        logits, trace = traced(model, as_batch(x))
-    layers = list(trace.cross_attention)
-    if not layers:
-        raise ExplainError(f"{model.config.arch!r} has no cross-attention; only 'layerwise' models do")
-    layer = layer or layers[-1]
-    if layer not in trace.cross_attention:
-        raise ExplainError(f"Unknown cross-attention layer {layer!r}. Expected one of {layers}")
-    cross = trace.cross_attention[layer]
-    weights = fuse_heads(cross.weights, head)[0]  # (N_q, N_k)
-    if query == "cls":
-        row = weights[class_index(cross.query_layout)]
-    elif query == "mean":
-        row = weights.mean(0)
+    feeder, final = _streams(structure, trace, kind)
+    path = rollout_path(structure, trace, kind)
+    if not path:
+        hint = " (its CNN tokens enter by cross-attention: use 'cross_attention')" if trace.cross_attention else ""
+        raise ExplainError(f"No self-attention carries {kind!r} tokens to the head{hint}")
+    upto = len(path) if upto is None else upto
+    if not 1 <= upto <= len(path):
+        raise ExplainError(f"upto must be in 1..{len(path)} for {kind!r} tokens; got {upto}")
+    matrix = lambda s, n: rollout_matrix(s.attention[:n], head_fusion, discard_ratio, s.layout.mask("cls"))  # noqa: E731
+    inside = len(feeder.layers) if feeder else 0
+    if upto <= inside:  # still inside the feeding stream: its own class token's row
+        relevance, source = matrix(feeder, upto)[0, class_index(feeder.layout)], feeder.layout
     else:
-        raise ExplainError(f"Unknown query {query!r}. Expected one of ['cls', 'mean']")
-    grid = cross.key_layout.to_grid(row, "cnn")
-    return Explanation.from_grid(
-        grid, tuple(x.shape[-2:]), method="cross_attention", layer=layer, target=resolve_target(logits, target),
-        seconds=time.perf_counter() - start, kind="cnn",
-    )
+        relevance, source = matrix(final, upto - inside)[0, class_index(final.layout)], final.layout
+        if feeder is not None:
+            offset = _offset(final.layout, feeder.layout)
+            relevance = relevance[offset : offset + feeder.layout.num_tokens] @ matrix(feeder, inside)[0]
+            source = feeder.layout
+    return source.to_grid(relevance, kind), path[upto - 1]
+
+
+class Attention(Method):
+    """The class token's attention over one kind of token at one layer (``head``: an index, or
+    ``"mean"``/``"max"``/``"min"`` over heads; None is the mean). The query is the layout's first
+    class token (in ``late`` fusion blocks, the head's own); the grid holds the raw weights, not
+    renormalised over the kind."""
+
+    name = "attention"
+    family = "attention"
+    options = {"head": None}
+
+    def targets(self, structure: ModelStructure) -> Targets | None:
+        pairs = tuple((layer, kind) for s in structure.streams for layer in s.layers for kind in s.kinds)
+        if not pairs:
+            return None
+        kinds = [k for _, k in pairs]
+        default_kind = "patch" if "patch" in kinds else kinds[0]
+        return Targets(pairs, [p for p in pairs if p[1] == default_kind][-1])
+
+    def passes(self, model: TokenFusionModel, channels: Mapping[str, int], layer: str | None, kind: str | None,
+               options: Mapping[str, Any]) -> Passes:
+        return Passes(0, 0)
+
+    def grid(self, session: Session, layer: str | None, kind: str | None, target: int,
+             options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
+        layout = session.trace.layouts[layer]
+        row = fuse_heads(session.trace.attention[layer], options["head"])[0, class_index(layout)]  # (N,)
+        return layout.to_grid(row, kind), layer
+
+
+class Rollout(Attention):
+    """Attention rollout from the head's class token to the input tokens of one kind (:func:`rollout`);
+    ``head_fusion`` over heads, ``discard_ratio`` of the weakest links of every row dropped."""
+
+    name = "rollout"
+    options = {"head_fusion": "mean", "discard_ratio": 0.0}
+
+    def targets(self, structure: ModelStructure) -> Targets | None:
+        found = super().targets(structure)
+        if found is None:
+            return None
+        kinds = tuple(dict.fromkeys(k for _, k in found.pairs))
+        return Targets(tuple((None, k) for k in kinds), (None, found.default[1]))
+
+    def grid(self, session: Session, layer: str | None, kind: str | None, target: int,
+             options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
+        return rollout(session.model.structure, session.trace, kind, **options)
+
+
+class CrossAttention(Attention):
+    """``layerwise`` only: the cross-attention of patch-stream queries over the CNN keys of one
+    cross block, on the CNN grid of its trunk stage. ``query="cls"`` takes the class token's row,
+    ``"mean"`` the mean of every query's; the grid is the raw weights, before the gate ``tanh(g)``."""
+
+    name = "cross_attention"
+    options = {"head": None, "query": "cls"}
+
+    def targets(self, structure: ModelStructure) -> Targets | None:
+        pairs = tuple((e.layer, kind) for e in structure.cross_entries
+                      for kind, modules in structure.token_modules.items() if e.tokens in modules)
+        return Targets(pairs, pairs[-1]) if pairs else None
+
+    def grid(self, session: Session, layer: str | None, kind: str | None, target: int,
+             options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
+        cross = session.trace.cross_attention[layer]
+        weights = fuse_heads(cross.weights, options["head"])[0]  # (N_q, N_k)
+        query = options["query"]
+        if query not in ("cls", "mean"):
+            raise ExplainError(f"Unknown query {query!r}. Expected one of ['cls', 'mean']")
+        row = weights[class_index(cross.query_layout)] if query == "cls" else weights.mean(0)
+        return cross.key_layout.to_grid(row, kind), layer

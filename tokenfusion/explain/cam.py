@@ -1,44 +1,32 @@
-"""Grad-CAM and its family through ``pytorch_grad_cam``, on CNN feature maps and on token tensors.
+"""The CAM methods (Grad-CAM and its family through ``pytorch_grad_cam``), on CNN feature maps and
+on token tensors.
 
-This module says what a CAM targets; :mod:`~tokenfusion.explain.cam_classes` runs it, imported
-with ``pytorch_grad_cam`` by the first CAM computed, so that importing ``tokenfusion.explain``
-costs neither.
+This module says what a CAM targets and what it costs; :mod:`~tokenfusion.explain.cam_classes`
+runs it, imported with ``pytorch_grad_cam`` by the first CAM computed, so that importing
+``tokenfusion.explain`` costs neither. Each CAM method is one :class:`Cam` in the table
+(:data:`tokenfusion.explain.registry.METHODS`), naming its pytorch-grad-cam class.
 
 A CAM targets one module. The model declares the modules a CAM can target
 (``model.structure.cam_targets``): trunk stages output feature maps ``(B, C, h, w)`` and are used
 as they are; token modules (``norm1`` of a block, ``norm_kv`` of a ``layerwise`` cross block)
-output ``(B, N, D)``, and :class:`TokenReshape`, built from that layer's layout in one traced
-forward on the input, lays the tokens of one kind on their grid, ``(B, D, h, w)``, wherever the
-class tokens sit. Any other module inside a declared block (the block's own output, ``"blocks.3"``)
-can be targeted too, with that block's layout. Prefer ``norm1`` of the last block to the block's
+output ``(B, N, D)``, and :class:`TokenReshape`, built from that layer's layout in the session's
+traced forward, lays the tokens of one kind on their grid, ``(B, D, h, w)``, wherever the class
+tokens sit. Any other module inside a declared block (the block's own output, ``"blocks.3"``) can
+be targeted too, with that block's layout. Prefer ``norm1`` of the last block to the block's
 output: the head reads only the class token, so the last block's other outputs get no gradient.
-
-``scorecam_topk`` is ScoreCAM over the ``channels`` channels of largest spatial variance only (one masked forward
-each instead of one per channel: 33 instead of 1025 at ResNet-50's layer3 with the default 32).
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor
 
-from ..models import CamTarget, TokenFusionModel, TokenLayout, Trace
-from ._utils import ExplainError, as_batch, resolve_target, traced
-from .result import Explanation
+from ..models import CamTarget, ModelStructure, TokenFusionModel, TokenLayout, Trace
+from ._utils import ExplainError
+from .spec import Method, Passes, Session, Target, Targets
 
-__all__ = ["CAM_METHODS", "PER_CHANNEL_CAMS", "TOP_CHANNELS", "TokenReshape", "cam"]
-
-#: Channels ``scorecam_topk`` scores by default.
-TOP_CHANNELS = 32
-
-#: The CAM methods, by name; :mod:`~tokenfusion.explain.cam_classes` holds the class of each.
-CAM_METHODS: tuple[str, ...] = (
-    "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "eigengradcam", "gradcam-elementwise",
-    "scorecam", "scorecam_topk", "ablationcam",
-)
-#: The CAMs that run one masked forward per channel of their layer (``scorecam_topk``: per scored
-#: channel), in batches.
-PER_CHANNEL_CAMS: tuple[str, ...] = ("scorecam", "scorecam_topk", "ablationcam")
+__all__ = ["Cam", "TokenReshape", "TopChannelsCam"]
 
 
 class TokenReshape:
@@ -55,28 +43,6 @@ class TokenReshape:
         return self.layout.to_grid(tokens, self.kind)
 
 
-def _target(model: TokenFusionModel, layer: str | None, kind: str | None) -> CamTarget:
-    """The model's CAM target for ``layer`` and ``kind`` (its default when ``layer`` is None)."""
-    structure = model.structure
-    targets = structure.cam_targets
-    if layer is None:
-        try:
-            return structure.default_cam_target(kind)
-        except KeyError as e:
-            raise ExplainError(f"{model.config.arch!r} has no layer with {kind!r} features. "
-                               f"Expected one of {[(t.layer, t.kind) for t in targets]}") from e
-    matches = structure.cam_targets_at(layer)
-    if not matches:
-        raise ExplainError(f"{type(model).__name__} has no token or feature-map module {layer!r}. "
-                           f"Layers: {[(t.layer, t.kind) for t in targets]}")
-    chosen = [t for t in matches if kind is None or t.kind == kind]
-    if not chosen:
-        raise ExplainError(f"Layer {layer!r} has no {kind!r} tokens; it holds {[t.kind for t in matches]}")
-    if len(chosen) > 1:
-        raise ExplainError(f"Layer {layer!r} holds {[t.kind for t in chosen]} tokens: pass kind= one of them")
-    return chosen[0]
-
-
 def _reshape(target: CamTarget, trace: Trace) -> TokenReshape | None:
     if target.source == "feature_map":
         return None
@@ -85,38 +51,79 @@ def _reshape(target: CamTarget, trace: Trace) -> TokenReshape | None:
     return TokenReshape(trace.layouts[target.layout_of], target.kind)
 
 
-def cam(
-    model: TokenFusionModel, x: Tensor, method: str = "gradcam", layer: str | None = None, target: int | None = None,
-    kind: str | None = None, *, batch_size: int = 16, eigen_smooth: bool = False, channels: int = TOP_CHANNELS,
-    trace: Trace | None = None, logits: Tensor | None = None,
-) -> Explanation:
-    """A CAM of ``method`` (one of :data:`CAM_METHODS`) for the normalised image ``x`` ``(1, 3, H, W)``.
+class Cam(Method):
+    """A CAM of the pytorch-grad-cam class named ``backend`` (in ``pytorch_grad_cam`` or
+    :mod:`~tokenfusion.explain.cam_classes`). ``gradients``: its weights come from a backward of
+    the target (one forward, one backward); otherwise one forward (EigenCAM), or, with
+    ``per_channel`` set, one masked image per channel of the layer plus ``per_channel`` more, in
+    batches of ``batch_size`` (ScoreCAM, AblationCAM). ``grid`` is the CAM on the layer's grid
+    before ReLU."""
 
-    ``layer`` is a module name (default: ``model.structure.default_cam_target(kind)``); ``kind`` picks the tokens of
-    a token layer (needed where a layer holds both kinds). ``target`` defaults to the predicted
-    class. ``batch_size`` bounds the forward batches of ScoreCAM and AblationCAM (whose progress
-    bars are silenced); ``channels`` is the number of channels ``scorecam_topk`` scores. ``grid``
-    is the CAM on the layer's grid before ReLU; ``map`` clips, upsamples and normalises it.
-    ``trace``/``logits`` of a traced forward on ``x`` may be passed to save one forward.
-    """
-    from .cam_classes import raw_cam  # pytorch_grad_cam loads with the first CAM, outside its seconds
+    family = "cam"
+    options: Mapping[str, Any] = {"batch_size": 16, "eigen_smooth": False}
 
-    start = time.perf_counter()
-    if method not in CAM_METHODS:
-        raise ExplainError(f"Unknown CAM method {method!r}. Expected one of {list(CAM_METHODS)}")
-    if channels < 1:
+    def __init__(self, name: str, backend: str, *, gradients: bool = True, per_channel: int | None = None) -> None:
+        self.name, self.backend, self.gradients = name, backend, gradients  # type: ignore[misc]
+        self.extra = per_channel
+        self.per_channel = per_channel is not None  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.backend!r})"
+
+    def targets(self, structure: ModelStructure) -> Targets | None:
+        if not structure.cam_targets:
+            return None
+        default = structure.default_cam_target()
+        return Targets(tuple((t.layer, t.kind) for t in structure.cam_targets), (default.layer, default.kind))
+
+    def resolve(self, structure: ModelStructure, targets: Targets, layer: str | None, kind: str | None) -> Target:
+        """As :meth:`Method.resolve`, and also any module inside a declared block (``"blocks.3"``)."""
+        if layer is not None and all(t[0] != layer for t in targets.pairs):
+            inside = [t.kind for t in structure.cam_targets_at(layer) if kind in (None, t.kind)]
+            if len(inside) > 1:
+                raise ExplainError(f"Layer {layer!r} holds {inside} tokens: pass kind= one of them")
+            if inside:
+                return layer, inside[0]
+        return super().resolve(structure, targets, layer, kind)
+
+    def scored(self, channels: int, options: Mapping[str, Any]) -> int:
+        """The channels that get one masked image each, of the layer's ``channels``."""
+        return channels
+
+    def passes(self, model: TokenFusionModel, channels: Mapping[str, int], layer: str | None, kind: str | None,
+               options: Mapping[str, Any]) -> Passes:
+        if self.extra is None:
+            return Passes(1, int(self.gradients))
+        return Passes(self.scored(channels[layer], options) + self.extra, 0, True)  # type: ignore[index]
+
+    def grid(self, session: Session, layer: str | None, kind: str | None, target: int,
+             options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
+        from .cam_classes import raw_cam  # pytorch_grad_cam loads with the first CAM
+
+        model = session.model
+        chosen = next(t for t in model.structure.cam_targets_at(layer) if t.kind == kind)  # type: ignore[arg-type]
+        grid = raw_cam(model, model.get_submodule(layer), session.x, self.backend, target,  # type: ignore[arg-type]
+                       _reshape(chosen, session.trace), quiet=self.per_channel, **options)
+        model.zero_grad(set_to_none=True)
+        return grid, layer
+
+
+class TopChannelsCam(Cam):
+    """ScoreCAM over the ``channels`` channels of largest spatial variance only: one masked image
+    each instead of one per channel (33 instead of 1025 at ResNet-50's layer3 with the default 32)."""
+
+    options = {**Cam.options, "channels": 32}
+
+    def scored(self, channels: int, options: Mapping[str, Any]) -> int:
+        return min(channels, _checked(options["channels"]))
+
+    def grid(self, session: Session, layer: str | None, kind: str | None, target: int,
+             options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
+        _checked(options["channels"])
+        return super().grid(session, layer, kind, target, options)
+
+
+def _checked(channels: int) -> int:
+    if int(channels) < 1:
         raise ExplainError(f"channels must be at least 1; got {channels}")
-    x = as_batch(x)
-    if trace is None or logits is None:
-        logits, trace = traced(model, x)
-    target = resolve_target(logits, target)
-    chosen = _target(model, layer, kind)
-    layer, kind = chosen.layer, chosen.kind
-    reshape = _reshape(chosen, trace)
-    grid = raw_cam(model, model.get_submodule(layer), x, method, target, reshape, batch_size=batch_size,
-                   eigen_smooth=eigen_smooth, channels=channels)
-    model.zero_grad(set_to_none=True)
-    return Explanation.from_grid(
-        grid, tuple(x.shape[-2:]), method=method, layer=layer, target=target,
-        seconds=time.perf_counter() - start, kind=kind,
-    )
+    return int(channels)

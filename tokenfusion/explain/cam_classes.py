@@ -1,30 +1,27 @@
-"""The ``pytorch_grad_cam`` side of :func:`~tokenfusion.explain.cam`: the class of each CAM method,
-ours among them, and one run of it.
+"""The ``pytorch_grad_cam`` side of the CAM methods (:class:`~tokenfusion.explain.cam.Cam`): our own
+CAM classes and one run of any of them, named by class.
 
-:func:`~tokenfusion.explain.cam` imports this module when it computes its first CAM:
+:class:`~tokenfusion.explain.cam.Cam` imports this module when it computes its first CAM:
 ``pytorch_grad_cam`` brings scikit-learn, SciPy, OpenCV and Matplotlib with it (about a second),
 which a page showing only attention does not need.
 """
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from contextlib import nullcontext, redirect_stderr
 from typing import Any
 
 import numpy as np
 import torch
-from pytorch_grad_cam import (
-    AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM, LayerCAM,
-    ScoreCAM, XGradCAM,
-)
+import pytorch_grad_cam
+from pytorch_grad_cam import AblationCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
-from .cam import PER_CHANNEL_CAMS, TOP_CHANNELS, TokenReshape
-
-__all__ = ["CAM_CLASSES", "TopChannelsScoreCAM", "ZeroAblationLayerVit", "raw_cam"]
+__all__ = ["TopChannelsScoreCAM", "ZeroAblationLayerVit", "backend", "raw_cam"]
 
 
 class TopChannelsScoreCAM(ScoreCAM):
@@ -34,7 +31,7 @@ class TopChannelsScoreCAM(ScoreCAM):
     it is ScoreCAM. Ranking by variance, as Faster Score-CAM does, beat ranking by mean activation on
     token layers, where LayerNorm centres every channel (measured in bench/results/scorecam_topk.md)."""
 
-    channels: int = TOP_CHANNELS
+    channels: int  # set by raw_cam
 
     def get_cam_weights(self, input_tensor: Tensor, target_layer: Any, targets: list, activations: np.ndarray,
                         grads: Any) -> np.ndarray:
@@ -48,20 +45,12 @@ class TopChannelsScoreCAM(ScoreCAM):
         return weights
 
 
-#: Method name (:data:`~tokenfusion.explain.CAM_METHODS`) -> pytorch-grad-cam class.
-CAM_CLASSES: dict[str, type[BaseCAM]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "eigencam": EigenCAM,
-    "eigengradcam": EigenGradCAM,
-    "gradcam-elementwise": GradCAMElementWise,
-    "scorecam": ScoreCAM,
-    "scorecam_topk": TopChannelsScoreCAM,
-    "ablationcam": AblationCAM,
-}
+def backend(name: str) -> type[BaseCAM]:
+    """The CAM class ``name``: one of ours, or one of ``pytorch_grad_cam``."""
+    ours = {"TopChannelsScoreCAM": TopChannelsScoreCAM}
+    if name not in ours and not hasattr(pytorch_grad_cam, name):
+        raise ValueError(f"No CAM class {name!r} in pytorch_grad_cam or tokenfusion.explain.cam_classes")
+    return ours.get(name) or getattr(pytorch_grad_cam, name)
 
 
 class ZeroAblationLayerVit(AblationLayerVit):
@@ -105,24 +94,26 @@ def _keep_grid(cls: type[BaseCAM]) -> type[BaseCAM]:
 
 
 def raw_cam(
-    model: nn.Module, module: nn.Module, x: Tensor, method: str, target: int, reshape: TokenReshape | None, *,
-    batch_size: int, eigen_smooth: bool, channels: int,
+    model: nn.Module, module: nn.Module, x: Tensor, name: str, target: int,
+    reshape: Callable[[Tensor], Tensor] | None, *, batch_size: int, eigen_smooth: bool, quiet: bool,
+    channels: int | None = None,
 ) -> Tensor:
-    """The CAM of ``method`` at ``module`` of ``model`` for class ``target`` of the image ``x``
-    ``(1, 3, H, W)``, on the layer's grid ``(h, w)`` before ReLU; ``reshape`` lays token outputs
-    ``(B, N, D)`` on their grid (None for a feature map ``(B, C, h, w)``). The hooks are removed
-    whatever happens; the progress bars of the many-pass methods are silenced."""
+    """The CAM of the class ``name`` (:func:`backend`) at ``module`` of ``model`` for class ``target``
+    of the image ``x`` ``(1, 3, H, W)``, on the layer's grid ``(h, w)`` before ReLU; ``reshape`` lays
+    token outputs ``(B, N, D)`` on their grid (None for a feature map ``(B, C, h, w)``). ``batch_size``
+    bounds the masked batches of ScoreCAM and AblationCAM, ``channels`` the channels
+    :class:`TopChannelsScoreCAM` scores; ``quiet`` silences their progress bars. The hooks are removed
+    whatever happens."""
+    cls = backend(name)
     options: dict[str, Any] = {}
-    if method == "ablationcam":
-        ablation = AblationLayer() if reshape is None else ZeroAblationLayerVit()
-        options = dict(batch_size=batch_size, ablation_layer=ablation)
-    with _keep_grid(CAM_CLASSES[method])(model, [module], reshape_transform=reshape, **options) as explainer:
+    if issubclass(cls, AblationCAM):
+        options = dict(batch_size=batch_size, ablation_layer=AblationLayer() if reshape is None else ZeroAblationLayerVit())
+    with _keep_grid(cls)(model, [module], reshape_transform=reshape, **options) as explainer:
         explainer.grids = []
-        if method in ("scorecam", "scorecam_topk"):
+        if issubclass(cls, ScoreCAM):
             explainer.batch_size = batch_size
-        if method == "scorecam_topk":
+        if issubclass(cls, TopChannelsScoreCAM):
             explainer.channels = channels
-        quiet = redirect_stderr(io.StringIO()) if method in PER_CHANNEL_CAMS else nullcontext()
-        with quiet:  # their per-batch tqdm bars
+        with redirect_stderr(io.StringIO()) if quiet else nullcontext():  # their per-batch tqdm bars
             explainer(x, [ClassifierOutputTarget(target)], eigen_smooth=eigen_smooth)
         return torch.from_numpy(np.asarray(explainer.grids[-1][0], dtype=np.float32))

@@ -19,9 +19,8 @@ import torch
 
 from ..models import TokenFusionModel
 from ._utils import device_of
-from .attribution import OCCLUSION_STRIDE, OCCLUSION_WINDOW
-from .cam import PER_CHANNEL_CAMS, TOP_CHANNELS
 from .registry import resolve
+from .spec import Passes, Request
 
 __all__ = ["BATCH", "ForwardCost", "Passes", "Progress", "estimate_seconds", "faithfulness_seconds", "forward_passes",
            "measure_forward", "randomisation_seconds", "reporting"]
@@ -29,9 +28,6 @@ __all__ = ["BATCH", "ForwardCost", "Passes", "Progress", "estimate_seconds", "fa
 #: ``progress(done, total)``: images sent through the model's forward so far, of ``total``.
 Progress = Callable[[int, int], None]
 
-#: Methods that need one forward and one backward of the image.
-_GRADIENT_CAMS = frozenset({"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigengradcam",
-                            "gradcam-elementwise"})
 #: The batch the many-pass methods run at by default (``batch_size``, ``internal_batch_size``...).
 BATCH = 16
 
@@ -47,21 +43,6 @@ class ForwardCost:
     batched: float
     batch: int
     channels: dict[str, int]
-
-
-@dataclass(frozen=True)
-class Passes:
-    """The images a method sends through the model's forward (``forwards``) and those it also
-    sends backward (``backwards``); ``batched`` when it sends them in batches."""
-
-    forwards: int
-    backwards: int
-    batched: bool = False
-
-    @property
-    def equivalent(self) -> int:
-        """Forward-pass equivalents, a backward counted as two forwards."""
-        return self.forwards + 2 * self.backwards
 
 
 def _median_seconds(model: TokenFusionModel, x: torch.Tensor, repeats: int) -> float:
@@ -117,56 +98,28 @@ def forward_passes(
     **options: Any,
 ) -> Passes:
     """The passes ``method`` at ``layer``/``kind`` (its default when both are None) with ``options``
-    needs on one image of ``model``, beyond the session's traced forward. Raises
+    needs on one image of ``model``, beyond the session's traced forward (the method's own count,
+    :meth:`~tokenfusion.explain.spec.Method.passes`). Raises
     :class:`~tokenfusion.explain.ExplainError` for a request the model does not allow."""
-    return _passes(model, cost.channels, method, layer, kind, options)
+    return _passes(model, cost.channels, Request.of(method, layer, kind, **options))
 
 
-def _passes(
-    model: TokenFusionModel, channels: Mapping[str, int], method: str, layer: str | None, kind: str | None,
-    options: dict[str, Any],
-) -> Passes:
-    """:func:`forward_passes` with the ``channels`` of the CAM target modules, by name."""
-    info, layer, kind = resolve(model, method, layer, kind, options)
-    if info.family == "attention":
-        return Passes(0, 0)
-    if method == "eigencam":
-        return Passes(1, 0)
-    if method in _GRADIENT_CAMS:
-        return Passes(1, 1)
-    if method == "scorecam_topk":
-        scored = min(channels[layer], int(options.get("channels", TOP_CHANNELS)))  # type: ignore[index]
-        return Passes(scored + 1, 0, True)
-    if method in PER_CHANNEL_CAMS:
-        return Passes(channels[layer] + (1 if method == "scorecam" else 2), 0, True)  # type: ignore[index]
-    if method == "integrated_gradients":
-        steps = int(options.get("n_steps", 32))
-        return Passes(steps + 1, steps, True)
-    if method == "smoothgrad":
-        samples = int(options.get("n_samples", 16))
-        return Passes(samples + 1, samples, True)
-    if method == "occlusion":
-        size = model.config.img_size
-        side = max(1, round(float(options.get("window", OCCLUSION_WINDOW)) * size))
-        step = max(1, round(float(options.get("stride", OCCLUSION_STRIDE)) * side))
-        per_side = (size - side) // step + 1
-        return Passes(per_side * per_side + 2, 0, True)
-    raise NotImplementedError(f"No cost model for {method!r}")
+def _passes(model: TokenFusionModel, channels: Mapping[str, int], request: Request) -> Passes:
+    """:func:`forward_passes` of ``request`` with the ``channels`` of the CAM target modules, by name."""
+    found = resolve(model, request)
+    return found.method.passes(model, channels, found.layer, found.kind, found.options)
 
 
 @contextmanager
-def reporting(
-    model: TokenFusionModel, x: torch.Tensor, progress: Progress, method: str, layer: str | None = None,
-    kind: str | None = None, **options: Any,
-) -> Iterator[Passes]:
+def reporting(model: TokenFusionModel, x: torch.Tensor, progress: Progress, request: Request) -> Iterator[Passes]:
     """Inside the block, ``progress(done, total)`` after every forward of ``model`` (every batch of
     the many-pass methods): ``done`` images sent through it so far, at most ``total``, the forwards
-    :func:`forward_passes` counts for ``method`` on the image ``x`` ``(1, 3, H, W)``; once with
+    :func:`forward_passes` counts for ``request`` on the image ``x`` ``(1, 3, H, W)``; once with
     ``done = 0`` on entry. The methods that run one image per channel first read their layer's
     channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
-    _, layer, kind = resolve(model, method, layer, kind, options)
-    channels = _channels(model, x, [layer]) if method in PER_CHANNEL_CAMS else {}
-    passes = _passes(model, channels, method, layer, kind, options)
+    found = resolve(model, request)
+    channels = _channels(model, x, [found.layer]) if found.method.per_channel else {}
+    passes = found.method.passes(model, channels, found.layer, found.kind, found.options)
     done = 0
 
     def count(_module: torch.nn.Module, args: tuple, _output: Any) -> None:

@@ -52,7 +52,7 @@ def fusion_weights_of(trace: Trace) -> FusionWeights:
     mean_share: dict[str, list[Tensor]] = {}
     for stream in trace.streams.values():
         layout = stream.layout
-        if not {"cnn", "patch"} <= set(layout.kinds):
+        if len({span.kind for span in layout.spans if span.grid is not None}) < 2:  # one kind of image token
             continue
         for layer, weights in zip(stream.layers, stream.attention):
             layers.append(layer)

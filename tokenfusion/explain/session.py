@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from ..models import TokenFusionModel
-from . import attention
-from ._utils import ExplainError, as_batch, device_of, traced
-from .anatomy import Anatomy, anatomy, rollout_steps, sequence_table, strongest_channels
-from .cam import cam
+from .. import interventions
+from ..interventions import Region
+from ..models import TokenFusionModel, Trace
+from ._utils import ExplainError, as_batch, device_of, resolve_target, traced
+from .anatomy import Anatomy, anatomy, sequence_table, strongest_channels
+from .attention import rollout, rollout_path
 from .cost import Progress, reporting
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights_of
 from .metrics import Curve, Randomisation, deletion_curve, insertion_curve, randomisation_check
 from .prediction import Prediction, top_k
-from .registry import ATTRIBUTIONS, MethodInfo, available_methods, resolve
+from .registry import MethodInfo, available_methods, resolve
 from .result import Explanation
+from .spec import Request
 from .tokens import TokenAttention, token_attention
 
-__all__ = ["Explainer", "Faithfulness", "Inside", "Region", "WhatIf", "explain"]
-
-Region = tuple[float, float, float, float]  # (left, top, right, bottom), fractions of the image's width and height
+__all__ = ["Explainer", "Faithfulness", "Inside", "WhatIf", "explain"]
 
 
 @dataclass
@@ -97,25 +96,25 @@ class Explainer:
     ) -> Explanation:
         """The map of ``method`` at ``layer``/``kind`` (one of the method's targets; its default when
         both are None, the last layer holding ``kind`` when only ``kind`` is given) for ``target``
-        (default: the predicted class). ``options`` go to the method (``head``, ``discard_ratio``,
-        ``n_steps``...). ``seconds`` is the method's own time; the shared forward is not counted.
-        ``progress(done, total)``, when given, is called after every forward (batch) the method runs,
-        with the images done of the forwards it needs (:func:`~tokenfusion.explain.reporting`); an
-        exception it raises ends the method there."""
+        (default: the predicted class): :meth:`answer` of ``Request.of(method, layer, kind, **options)``.
+        ``options`` go to the method (``head``, ``discard_ratio``, ``n_steps``...)."""
+        return self.answer(Request.of(method, layer, kind, **options), target, progress=progress)
+
+    def answer(self, request: Request, target: int | None = None, *, progress: Progress | None = None) -> Explanation:
+        """The map ``request`` asks for, for ``target`` (default: the predicted class). ``seconds`` is
+        the method's own time; the shared forward is not counted. ``progress(done, total)``, when
+        given, is called after every forward (batch) the method runs, with the images done of the
+        forwards it needs (:func:`~tokenfusion.explain.cost.reporting`); an exception it raises ends
+        the method there."""
         if progress is not None:
-            with reporting(self.model, self.x, progress, method, layer, kind, **options):
-                return self.explain(method, layer, target, kind=kind, **options)
-        info, layer, kind = resolve(self.model, method, layer, kind, options)
-        shared = dict(trace=self.trace, logits=self.logits)
-        if info.family == "cam":
-            return cam(self.model, self.x, method, layer, target, kind, **shared, **options)
-        if info.family == "attribution":
-            return ATTRIBUTIONS[method](self.model, self.x, target, **options)
-        if method == "attention":
-            return attention.attention_map(self.model, self.x, layer, kind, **options, target=target, **shared)
-        if method == "rollout":
-            return attention.attention_rollout(self.model, self.x, kind, **options, target=target, **shared)
-        return attention.cross_attention_map(self.model, self.x, layer, **options, target=target, **shared)
+            with reporting(self.model, self.x, progress, request):
+                return self.answer(request, target)
+        found = resolve(self.model, request)
+        start = time.perf_counter()
+        target = resolve_target(self.logits, target)
+        grid, layer = found.method.grid(self, found.layer, found.kind, target, found.options)
+        return Explanation.from_grid(grid, tuple(self.x.shape[-2:]), method=request.method, layer=layer,
+                                     target=target, seconds=time.perf_counter() - start, kind=found.kind)
 
     def predict(self, class_names: list[str], k: int = 5) -> Prediction:
         """The ``k`` most probable classes, from the session's logits."""
@@ -161,7 +160,8 @@ class Explainer:
         """The cascading randomisation test of the map: the trained and every randomised map are made
         by the same request (method, layer, kind, target) on a session of their own.
         ``progress(done, total)``: maps made, of the trained one and one per randomised copy."""
-        _, layer, kind = resolve(self.model, method, layer, kind, {})
+        found = resolve(self.model, Request.of(method, layer, kind))
+        layer, kind = found.layer, found.kind
         reference = self.explain(method, layer, target, kind=kind)
 
         def again(model: TokenFusionModel, image: Tensor) -> Explanation:
@@ -180,44 +180,50 @@ class Explainer:
         return self.trace.layouts[layer].grid(kind)
 
     def places(self, kind: str | None = None) -> list[str]:
-        """The modules that read ``kind`` tokens, in forward order: what :meth:`what_if` can remove.
-        With ``kind`` None (every kind, as a region is removed), the ``k``-th place of each kind
-        joined by " + " (``"cnn_blocks.0 + patch_blocks.0"``)."""
-        from ..analysis.ablation import ablation_sites  # the analysis package builds on this one
-
-        if kind is not None:
-            return [name for name, _ in ablation_sites(self.model.structure, kind)]
-        each = [self.places(k) for k in self.model.structure.token_kinds]
-        return [" + ".join(dict.fromkeys(p[i] for p in each if i < len(p)))
-                for i in range(max(map(len, each), default=0))]
+        """The modules that read ``kind`` tokens, in forward order: what :meth:`what_if` can remove
+        (:func:`tokenfusion.interventions.places`; ``kind`` None: every kind, as a region is removed)."""
+        return interventions.places(self.model.structure, kind)
 
     def what_if(self, kind: str | None, from_layer: int = 1, mode: str = "mean", class_names: list[str] | None = None,
                 k: int = 5, *, region: Region | None = None) -> WhatIf:
         """Remove ``kind`` tokens (every kind when None; replace them by their ``mode``) from place
         ``from_layer`` of :meth:`places` on and run the traced forward again: prediction, fusion weights
         and rollout maps with the tokens gone. With ``region`` only the tokens under it go: a patch
-        token whose patch overlaps it, a CNN token whose position (the centre of its cell) falls in it."""
-        from ..analysis.ablation import ablate_from, ablate_region
-
+        token whose patch overlaps it, a CNN token whose position (the centre of its cell) falls in it
+        (:func:`tokenfusion.interventions.ablate_region`)."""
         kinds = self.model.structure.token_kinds
         if kind is None and region is None:
             raise ExplainError("Say what to remove: a kind of token, a region of the image, or both")
         if kind is not None and kind not in kinds:
             raise ExplainError(f"A {self.model.config.arch!r} model has no {kind!r} tokens. Expected one of {list(kinds)}")
         if region is None:
-            with ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):  # type: ignore[arg-type]
+            with interventions.ablate_from(self.model, self.trace.layouts, kind, from_layer, mode):  # type: ignore[arg-type]
                 logits, trace = traced(self.model, self.x)
             places = self.places(kind)[from_layer - 1:]
         else:
-            cells = {name: partial(_cells_under, _checked(region), name) for name in ([kind] if kind else kinds)}
             layouts = {**self.trace.layouts, **{n: c.key_layout for n, c in self.trace.cross_attention.items()}}
-            with ablate_region(self.model, layouts, cells, from_layer, mode) as places:
+            chosen = (kind,) if kind else kinds
+            with interventions.ablate_region(self.model, layouts, _checked(region), chosen, from_layer, mode) as places:
                 logits, trace = traced(self.model, self.x)
         names = class_names or [str(i) for i in range(logits.shape[-1])]
-        rollout = self.methods.get("rollout")
-        maps = {kind: attention.attention_rollout(self.model, self.x, kind, trace=trace, logits=logits)
-                for kind in self.model.structure.token_kinds if rollout and (None, kind) in rollout.targets}
+        maps = {kind: self._rollout(logits, trace, kind) for kind in kinds if rollout_path(self.model.structure, trace, kind)}
         return WhatIf(kind, from_layer, mode, places, top_k(logits, names, k), fusion_weights_of(trace), maps, region)
+
+    def _rollout(self, logits: Tensor, trace: Trace, kind: str) -> Explanation:
+        """The rollout map of ``kind`` tokens in another forward of this image (``logits``, ``trace``)."""
+        start = time.perf_counter()
+        grid, layer = rollout(self.model.structure, trace, kind)
+        return Explanation.from_grid(grid, tuple(self.x.shape[-2:]), method="rollout", layer=layer,
+                                     target=resolve_target(logits, None), seconds=time.perf_counter() - start,
+                                     kind=kind)
+
+    def rollout_steps(self, kind: str) -> list[tuple[str, Tensor]]:
+        """Attention rollout of ``kind`` tokens grown one layer at a time along its path to the head:
+        ``(last layer, grid (h, w))`` for ``upto = 1, 2, ...`` of :func:`~tokenfusion.explain.attention.rollout`;
+        the last is the ``"rollout"`` map. Empty where no self-attention carries ``kind`` tokens."""
+        structure = self.model.structure
+        steps = range(1, len(rollout_path(structure, self.trace, kind)) + 1)
+        return [(layer, grid.cpu()) for grid, layer in (rollout(structure, self.trace, kind, upto=n) for n in steps)]
 
     def inside(self, channels: int = 6) -> Inside:
         """The anatomy of this forward (for the Learn page and notebook 01)."""
@@ -225,7 +231,7 @@ class Explainer:
         return Inside(
             anatomy=anatomy(self.model, self.trace),
             sequences=sequence_table(self.trace),
-            rollout={kind: rollout_steps(self.trace, kind) for kind in ("cnn", "patch")},
+            rollout={kind: self.rollout_steps(kind) for kind in self.model.structure.token_kinds},
             channels=strongest_channels(features[-1][0], channels) if features else [],
         )
 
@@ -236,23 +242,6 @@ def _checked(region: Region) -> Region:
         raise ExplainError(f"A region is (left, top, right, bottom) as fractions of the image, each in [0, 1] with "
                            f"left <= right and top <= bottom; got {tuple(region)}")
     return left, top, right, bottom
-
-
-def _cells_under(region: Region, kind: str, grid: tuple[int, int]) -> Tensor:
-    """The ``(h, w)`` boolean mask of the cells of a ``grid`` of ``kind`` tokens under ``region``: a
-    patch overlaps it (an area shared), a CNN token's position, its cell's centre, falls in it."""
-    left, top, right, bottom = region
-    (h, w) = grid
-    if right <= left or bottom <= top:
-        return torch.zeros(grid, dtype=torch.bool)
-    rows, cols = (torch.arange(n, dtype=torch.float64) / n for n in grid)  # each cell's top or left edge
-    if kind == "patch":
-        under_rows, under_cols = (rows < bottom) & (rows + 1 / h > top), (cols < right) & (cols + 1 / w > left)
-    else:
-        centre_rows, centre_cols = rows + 0.5 / h, cols + 0.5 / w
-        under_rows = (centre_rows >= top) & (centre_rows < bottom)
-        under_cols = (centre_cols >= left) & (centre_cols < right)
-    return under_rows[:, None] & under_cols[None, :]
 
 
 def explain(
