@@ -57,6 +57,56 @@ def test_training_imports_no_benchmark() -> None:
     assert not bad
 
 
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _library_imports(path: Path, modules: set[str]) -> set[str]:
+    """The library modules ``path`` imports, anywhere in it (inside functions too), relative imports
+    resolved; ``from package import module`` counts the module."""
+    name = _module(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            found |= {source, *(f"{source}.{alias.name}" for alias in node.names)}
+    return {m for m in found if m in modules and m != name}
+
+
+LIBRARY = {_module(p): p for p in (ROOT / "tokenfusion").rglob("*.py")}
+
+
+def test_explanations_import_no_analysis() -> None:
+    """``explain`` sits below ``analysis`` (docs/design.md, layers): the analysis builds on the
+    explanation session, never the other way round; both use ``tokenfusion.interventions``."""
+    bad = {f"{name}: {m}" for name, p in LIBRARY.items() if name.startswith("tokenfusion.explain")
+           for m in _library_imports(p, set(LIBRARY)) if m.startswith("tokenfusion.analysis")}
+    assert not bad
+
+
+def test_no_import_circle_in_the_library() -> None:
+    """No module of ``tokenfusion`` reaches itself through its imports (a circle works only by the
+    order Python happens to run them in)."""
+    graph = {name: _library_imports(p, set(LIBRARY)) for name, p in LIBRARY.items()}
+    circles = []
+    for start in graph:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                circles.append(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo += graph[name]
+    assert not circles, f"modules in an import circle: {sorted(circles)}"
+
+
 def test_the_app_holds_no_tensor_arithmetic() -> None:
     """``app/`` asks the library and draws: it neither imports torch's functional API nor calls
     tensor maths (only the device choice and the loader's lock touch torch)."""
