@@ -35,7 +35,7 @@ def _vit(net: nn.Module, name: str, hybrid: bool) -> AdaptedModel:
     kind = "cnn" if hybrid else "patch"
     layers = tuple(f"net.blocks.{i}" for i in range(len(net.blocks)))
     streams = (Stream("net.blocks", (kind,), layers, readout=True),)
-    stages = tuple(f"net.patch_embed.backbone.{info['module']}" for info in net.patch_embed.backbone.feature_info) if hybrid else ()
+    stages = _backbone_stages(net.patch_embed.backbone) if hybrid else ()
     grid = tuple(net.patch_embed.grid_size)
     config = _config(net, name, patch_size=net.patch_embed.img_size[0] // grid[0], embed_dim=net.embed_dim,
                      depth=len(layers), num_heads=net.blocks[0].attn.num_heads)
@@ -44,6 +44,15 @@ def _vit(net: nn.Module, name: str, hybrid: bool) -> AdaptedModel:
         source=TokenSource(kind, "net.patch_embed", net.num_prefix_tokens, grid),
         cam_targets=stage_targets(stages) + block_targets(streams),
     )
+
+
+def _backbone_stages(backbone: nn.Module) -> tuple[str, ...]:
+    """A hybrid's trunk stages: its backbone's ``feature_info`` modules, or the whole backbone as one
+    stage when it declares none (a bare stem, ``vit_tiny_r_s16_p8_224``)."""
+    info = getattr(backbone, "feature_info", None)
+    if info is None:
+        return ("net.patch_embed.backbone",)
+    return tuple(f"net.patch_embed.backbone.{stage['module']}" for stage in info)
 
 
 def _config(net: nn.Module, name: str, **sequence: int) -> AdaptedConfig:
