@@ -1,6 +1,8 @@
-"""The docs quote only what the results files say: every block between ``<!-- name:start -->`` and
-``<!-- name:end -->`` in README.md, bench/README.md and docs/design.md is what
-``python -m bench.report --write`` renders now from ``checkpoints/`` and ``bench/results/``."""
+"""The docs say what is so. Every block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in the
+docs is what ``python -m bench.report --write`` renders now from ``checkpoints/`` and ``bench/results/``;
+every Python block of README.md and docs/*.md runs as written, from the repository's root, unless the
+line before it says why it cannot (``<!-- skip-test: needs a GPU -->``), which the skip shows."""
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +12,38 @@ from bench.report.docs import DOCS, blocks, main, render_docs, stale_blocks
 from bench.report.sources import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A Python block, with the reason it cannot run here when the line before it gives one.
+PYTHON_BLOCK = re.compile(r"(?:<!-- skip-test: (?P<reason>[^>]+?) -->\n)?```python\n(?P<code>.*?)```", re.S)
+README_LINES_MAX = 220
+
+
+def _python_blocks() -> list:
+    """One parameter per Python block of README.md and docs/*.md: its doc, first line, code and skip reason."""
+    params = []
+    for doc in ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]:
+        text = (ROOT / doc).read_text()
+        for found in PYTHON_BLOCK.finditer(text):
+            line = text.count("\n", 0, found.start("code")) + 1
+            params.append(pytest.param(doc, line, found["code"], found["reason"], id=f"{doc}:{line}"))
+    return params
+
+
+@pytest.mark.parametrize(("doc", "line", "code", "reason"), _python_blocks())
+def test_every_python_block_of_the_docs_runs(doc: str, line: int, code: str, reason: str | None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a newcomer copies runs: each block alone, in a fresh namespace, with its line numbers in
+    the traceback."""
+    if reason:
+        pytest.skip(f"{doc}:{line}: {reason}")
+    monkeypatch.chdir(ROOT)
+    exec(compile("\n" * (line - 1) + code, str(ROOT / doc), "exec"), {"__name__": "__main__"})  # noqa: S102
+
+
+def test_the_readme_is_short_and_its_test_command_is_what_ci_runs():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    assert len(readme.splitlines()) <= README_LINES_MAX
+    command = "pip install -r requirements-dev.txt && python -m pytest"
+    assert command in readme and command in ci.splitlines()
 
 
 def test_every_block_of_the_docs_is_what_its_files_render():
@@ -35,24 +69,12 @@ def test_a_figure_typed_into_a_block_is_caught_and_rewritten(tmp_path):
         shutil.copy(ROOT / doc, tmp_path / doc)
     (tmp_path / RESULTS).symlink_to(ROOT / RESULTS, target_is_directory=True)
     (tmp_path / "checkpoints").symlink_to(ROOT / "checkpoints", target_is_directory=True)
-    readme = tmp_path / "README.md"
-    text = readme.read_text()
+    results = tmp_path / "docs" / "results.md"
+    text = results.read_text()
     start = text.index("<!-- bench:start -->")
     digit = next(i for i in range(start, text.index("<!-- bench:end -->")) if text[i].isdigit())
-    readme.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
-    with pytest.raises(SystemExit, match=r"README\.md: bench"):
+    results.write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:])
+    with pytest.raises(SystemExit, match=r"docs/results\.md: bench"):
         main(["--root", str(tmp_path), "--check"])
     main(["--root", str(tmp_path), "--write"])
-    assert stale_blocks(readme.read_text(), text, ["bench"]) == []
-
-
-
-def test_the_readmes_first_code_block_runs():
-    """What a newcomer copies first: the model block of "The models" runs as written."""
-    import re
-
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"## The models\n\n```python\n(.*?)```", text, flags=re.S).group(1)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-    assert namespace["logits"].shape == (1, 1000)
+    assert stale_blocks(results.read_text(), text, ["bench"]) == []

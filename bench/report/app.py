@@ -1,4 +1,4 @@
-"""The app's benchmark (``bench/results/app_cpu.json``, one part per run): the README's rows and
+"""The app's benchmark (``bench/results/app_cpu.json``, one part per run): the rows of docs/results.md and
 bench/README's section."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ APP_PARTS = ("startup", "pages", "controls", "methods")
 
 
 def app_rows(app: dict[str, Any]) -> list[list[str]]:
-    """The README's benchmark rows of ``bench/bench_app.py`` (its parts in ``app_cpu.json``), each
+    """The benchmark rows (docs/results.md) of ``bench/bench_app.py`` (its parts in ``app_cpu.json``), each
     target judged; a part not measured yet is said so."""
     rows = []
     if "pages" in app:

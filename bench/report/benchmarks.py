@@ -18,7 +18,7 @@ __all__ = ["analysis_section", "bench_table", "explain_ms_table", "forward_parts
 
 
 def bench_table(root: Path) -> str:
-    """The README's benchmark summary: one row per figure, its command, and each target met or missed."""
+    """The benchmark summary of docs/results.md: one row per figure, its command, and each target met or missed."""
     fwd = load(root, "forward_cpu.json")
     fwd1 = load(root, "forward_cpu_threads1.json")
     shapes = load(root, "synthshapes.json")

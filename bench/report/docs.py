@@ -34,7 +34,7 @@ NOTEBOOKS = ("01_tokens.ipynb", "02_fusion_strategies.ipynb", "03_explanations.i
              "05_analysis.ipynb")
 
 
-DOCS = ("README.md", "bench/README.md", "docs/design.md", "notebooks/README.md",
+DOCS = ("docs/results.md", "bench/README.md", "docs/design.md", "notebooks/README.md",
         *(f"notebooks/{name}" for name in NOTEBOOKS))
 
 
@@ -51,13 +51,12 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
     root = Path(root)
     scores = sorted((root / RESULTS).glob("explain_scores_*.json"))
     return {
-        "README.md": {
+        "docs/results.md": {
             "results": lambda: results_table(root / "checkpoints"),
             "teach-time": lambda: teach_time(root),
             "results-summary": lambda: results_summary(root),
             "explain-scores": lambda: scores_table(scores),
             "explain-findings": lambda: findings_text(scores),
-            "notebook-times": lambda: notebook_times(root),
             "analysis": lambda: analysis_section(root),
             "bench": lambda: bench_table(root),
         },

@@ -224,7 +224,7 @@ def teaching_findings(root: Path) -> str:
 
 
 def results_summary(root: Path) -> str:
-    """The figures the README's reading of the results rests on: the seeds' table, the interventions and
+    """The figures docs/results.md's reading of the results rests on: the seeds' table, the interventions and
     the targets checked."""
     return (f"{seed_table(root)}\n{interventions_table(root)}\nWhat the figures say (each against its control: "
             f"chance, the intact model, the decoys, the seed spread):\n\n{teaching_findings(root)}\n"
