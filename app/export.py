@@ -19,13 +19,14 @@ import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
+from tokenfusion.explain import Request
 from tokenfusion.explain.plain import to_plain
 
 from .sources import MAX_SIDE, REPO, ImageChoice
 from .state import LoadedModel
 
-__all__ = ["CLASS_NAMES", "Code", "call", "chart", "csv_bytes", "json_bytes", "offer", "png_bytes", "png_toolbar",
-           "question", "recreate", "snippet"]
+__all__ = ["CLASS_NAMES", "Code", "call", "chart", "csv_bytes", "json_bytes", "offer", "png_bytes",
+           "explained", "png_toolbar", "question", "recreate", "snippet"]
 
 #: Pixel scale of a chart's PNG (the charts are drawn a few hundred pixels wide).
 PNG_SCALE = 2
@@ -128,6 +129,15 @@ def snippet(choice: ImageChoice | None, steps: list[tuple[LoadedModel, str]]) ->
 def question(method: str, *args: Any, **kwargs: Any) -> str:
     """``session.<method>(...)``: one question to the explanation session, as source text."""
     return call(f"session.{method}", *args, **kwargs)
+
+
+def explained(request: Request, target: int | None = None) -> str:
+    """``session.explain(...)`` asking for ``request`` (the value the view gave ``Explainer.answer``), as
+    source text: its method, then its layer, kind, target and options where set."""
+    where = {"kind": request.kind} if request.kind is not None else {}
+    aim = {"target": target} if target is not None else {}
+    layer = () if request.layer is None else (request.layer,)
+    return question("explain", request.method, *layer, **where, **aim, **request.kwargs)
 
 
 def recreate(loaded: LoadedModel, choice: ImageChoice, *questions: str) -> str:

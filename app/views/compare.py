@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app.export import CLASS_NAMES, chart, offer, question, snippet
+from app.export import CLASS_NAMES, chart, explained, offer, question, snippet
 from app.estimates import forward_cost, may_start
 from app.notices import faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score
 from app.sidebar import load_models, require
@@ -18,7 +18,8 @@ from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, fragment
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, Progress, agreement_matrices, available_methods, estimate_seconds, forward_passes, score_of,
+    Explainer, MapScore, Progress, Request, agreement_matrices, available_methods, estimate_seconds, forward_passes,
+    score_of,
 )
 from tokenfusion.viz import agreement_figure, overlay_figure
 
@@ -93,8 +94,7 @@ def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Tar
         for loaded in models:
             target = targets[loaded.name]
             if not isinstance(target, str):
-                name, layer, kind = target
-                ask(loaded, choice, Explainer.explain, name, layer, kind=kind,
+                ask(loaded, choice, Explainer.answer, Request(*target),
                     progress=lambda done, _, before=before: progress(before + done, total))
             before += passes[loaded.name]
 
@@ -121,11 +121,12 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
             column.info(target)
             continue
         name, layer, kind = target
+        request = Request(name, layer, kind)
         with st.spinner(f"{name} on {loaded.name}…"):
-            result = ask(loaded, choice, Explainer.explain, name, layer, kind=kind)
+            result = ask(loaded, choice, Explainer.answer, request)
         seconds += result.seconds
         e = shown[loaded.name] = result.value
-        asked.append((loaded, question("explain", name, layer, kind=kind)))
+        asked.append((loaded, explained(request)))
         if e.blank:
             blank.append(loaded.name)
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app.export import CLASS_NAMES, chart, offer, question, recreate
+from app.export import CLASS_NAMES, chart, explained, offer, question, recreate
 from app.notices import knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
@@ -17,8 +17,8 @@ from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import model_view
 from tokenfusion.interventions import describe
 from tokenfusion.explain import (
-    TOP_CHANNELS, Explainer, MethodInfo, Prediction, available_methods, best_map, estimate_seconds, forward_passes,
-    score_of,
+    METHODS, Explainer, MethodInfo, Prediction, Request, available_methods, best_map, estimate_seconds,
+    forward_passes, score_of,
 )
 from tokenfusion.viz import (
     KIND_COLOURS, KIND_LABELS, ablation_figure, attention_share_figure, gates_figure, head_share_figure,
@@ -86,7 +86,7 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                     st.info(f"This {loaded.config.arch} model has no {KIND_LABELS[kind]}.")
                     continue
                 method, layer = layers[kind][min(step, len(layers[kind])) - 1]
-                result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind, **options)
+                request = Request.of(method, layer, kind, **options)
                 what = ("Cross-attention of the class token (a patch-stream query) over CNN keys"
                         if method == "cross_attention" else f"Attention of the class token over {KIND_LABELS[kind]}")
             else:
@@ -94,10 +94,11 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                     hint = " (they enter by gated cross-attention: see one layer)" if "cross_attention" in info else ""
                     st.info(f"No rollout over {KIND_LABELS[kind]} in a {loaded.config.arch} model{hint}.")
                     continue
-                result = ask(loaded, choice, Explainer.explain, "rollout", kind=kind, **options)
+                request = Request.of("rollout", None, kind, **options)
                 what = f"Attention rollout from the readout class token to the input {KIND_LABELS[kind]}"
+            result = ask(loaded, choice, Explainer.answer, request)
             e = shown[kind] = result.value
-            asked.append(question("explain", e.method, e.layer, kind=kind, **options))
+            asked.append(explained(request))
             chart(st, overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
                                      showscale=True), key=f"att_fig_{kind}", width="content")
             explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
@@ -247,13 +248,14 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
 def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | None, str | None],
                   cheap: bool) -> int:
     """The channels ``scorecam_topk`` scores: a slider, with ScoreCAM's cost beside its own, when
-    either is chosen; :data:`TOP_CHANNELS` otherwise."""
+    either is chosen; its default otherwise."""
+    default = METHODS["scorecam_topk"].options["channels"]
     if not {"scorecam", "scorecam_topk"} & set(chosen) or not target:
-        return TOP_CHANNELS
+        return default
     layer, kind = target
     cost = forward_cost(loaded)
     every = cost.channels[layer]
-    k = st.slider("Channels scorecam_topk scores", 1, every, min(TOP_CHANNELS, every), key=f"topk:{loaded.name}",
+    k = st.slider("Channels scorecam_topk scores", 1, every, min(default, every), key=f"topk:{loaded.name}",
                   help="scorecam_topk runs one masked image per scored channel, the channels whose activation "
                        "varies most over the image; with every channel it is ScoreCAM.")
     (full, full_s), (top, top_s) = (
@@ -269,7 +271,7 @@ def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | No
 @fragment
 def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInfo], view: Image.Image) -> None:
     st.subheader("Grad-CAM and attribution gallery")
-    names = [m.name for m in info.values() if m.family in ("cam", "attribution")]
+    names = [m.name for m in info.values() if m.family != "attention"]
     cams = [m for m in info.values() if m.family == "cam"]
     targets = list(cams[0].targets) if cams else []
     left, right = st.columns([2, 1])
@@ -294,19 +296,17 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     columns, shown, asked = st.columns(3), {}, []
     for i, method in enumerate(chosen):
         layer, kind = target if info[method].family == "cam" else (None, None)
-        given = options.get(method, {})
+        request = Request.of(method, layer, kind, **options.get(method, {}))
         with columns[i % 3]:
             if not cheap:  # slow work: its estimate and Start button, then its progress and Stop button
-                seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **given)
-                request = ("gallery", loaded.key, choice.key, method, layer, kind, tuple(given.items()))
-                work = lambda progress, m=method, l=layer, k=kind: ask(  # noqa: E731
-                    loaded, choice, Explainer.explain, m, l, kind=k, progress=progress, **options.get(m, {}))
-                if not may_start(request, seconds, method, work):
+                seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **request.kwargs)
+                work = lambda progress, r=request: ask(loaded, choice, Explainer.answer, r, progress=progress)  # noqa: E731
+                if not may_start(("gallery", loaded.key, choice.key, request), seconds, method, work):
                     continue
             with st.spinner(f"Computing {method}…"):
-                result = ask(loaded, choice, Explainer.explain, method, layer, kind=kind, **given)
+                result = ask(loaded, choice, Explainer.answer, request)
             e = shown[method] = result.value
-            asked.append(question("explain", method, layer, kind=kind, **given))
+            asked.append(explained(request))
             chart(st, overlay_figure(view, e.map, title=method, hover="saliency", height=260),
                       key=f"gallery_fig_{method}", width="content")
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.export import chart, offer, question, recreate
+from app.export import chart, explained, offer, question, recreate
 from app.sidebar import require
 from app.state import ask, size
 from app.ui import DISPLAY_SIZE, explain_line
 from tokenfusion.data.transforms import model_view
-from tokenfusion.explain import Explainer
+from tokenfusion.explain import Explainer, Request
 from tokenfusion.models import ARCHITECTURES
 from tokenfusion.viz import (
     KIND_COLOURS, KIND_LABELS, STRATEGY_SUMMARIES, grid_figure, overlay_figure, overlays_figure, pixels_figure,
     strategy_diagram, token_grid_figure,
 )
+
+GRADCAM = Request("gradcam")  # the CAM the page walks through, at the model's default layer
 
 
 def learn() -> None:
@@ -100,7 +102,7 @@ def learn() -> None:
 
     st.header("5 · How Grad-CAM is computed")
     with st.spinner("Computing Grad-CAM…"):
-        cam = ask(loaded, choice, Explainer.explain, "gradcam")
+        cam = ask(loaded, choice, Explainer.answer, GRADCAM)
     e = cam.value
     grid = f"{e.grid.shape[0]}×{e.grid.shape[1]}"
     where = (f"the {grid} CNN feature map" if e.layer in loaded.model.structure.trunk_stages
@@ -117,7 +119,7 @@ def learn() -> None:
     chart(left, grid_figure(e.grid, diverging=True, hover="weighted sum"), key="learn_cam_grid", width="content")
     chart(right, overlay_figure(view, e.map, hover="Grad-CAM", height=260), key="learn_cam_map", width="content")
     explain_line(f"Grad-CAM of '{loaded.class_names[e.target]}' at {e.layer}, before and after step 5.", cam)
-    offer("learn grad-cam", e, recreate(loaded, choice, question("explain", "gradcam")))
+    offer("learn grad-cam", e, recreate(loaded, choice, explained(GRADCAM)))
 
     st.header("6 · How attention rollout is computed")
     steps = {kind: s for kind, s in traced.value.rollout.items() if s}
