@@ -18,7 +18,7 @@ from tokenfusion.data.images import ImageError
 from . import state, url
 from .sources import (
     CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, UploadFolder, checkpoint_dir, list_checkpoints,
-    photo_image, photo_names, synthshapes_image,
+    photo_image, photo_names, real_models, synthshapes_image,
 )
 from .ui import show_failure
 
@@ -166,7 +166,8 @@ def _pick_image(selection: Selection) -> None:
 def draw_sidebar() -> None:
     """Draw the sidebar and remember its :class:`Selection` for the page of this run."""
     folder = checkpoint_dir(sys.argv[1:], os.environ)
-    selection = Selection(folder, {**list_checkpoints(folder), **st.session_state.get(_UPLOADED_MODELS, {})})
+    models = {**list_checkpoints(folder), **real_models(), **st.session_state.get(_UPLOADED_MODELS, {})}
+    selection = Selection(folder, models)
     with st.sidebar:
         model_slot = st.container()
         with st.expander("Another checkpoint"):

