@@ -19,7 +19,7 @@ import torch
 
 from ..models import TokenFusionModel
 from ._utils import device_of
-from .registry import resolve
+from .registry import Resolved, resolve
 from .spec import Passes, Request
 
 __all__ = ["BATCH", "ForwardCost", "Passes", "Progress", "estimate_seconds", "faithfulness_seconds", "forward_passes",
@@ -111,13 +111,12 @@ def _passes(model: TokenFusionModel, channels: Mapping[str, int], request: Reque
 
 
 @contextmanager
-def reporting(model: TokenFusionModel, x: torch.Tensor, progress: Progress, request: Request) -> Iterator[Passes]:
+def reporting(model: TokenFusionModel, x: torch.Tensor, progress: Progress, found: Resolved) -> Iterator[Passes]:
     """Inside the block, ``progress(done, total)`` after every forward of ``model`` (every batch of
     the many-pass methods): ``done`` images sent through it so far, at most ``total``, the forwards
-    :func:`forward_passes` counts for ``request`` on the image ``x`` ``(1, 3, H, W)``; once with
-    ``done = 0`` on entry. The methods that run one image per channel first read their layer's
-    channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
-    found = resolve(model, request)
+    :func:`forward_passes` counts for the resolved request ``found`` on the image ``x`` ``(1, 3, H, W)``;
+    once with ``done = 0`` on entry. The methods that run one image per channel first read their
+    layer's channels in one forward of ``x``. An exception raised by ``progress`` ends the work there."""
     channels = _channels(model, x, [found.layer]) if found.method.per_channel else {}
     passes = found.method.passes(model, channels, found.layer, found.kind, found.options)
     done = 0

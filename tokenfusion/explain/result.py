@@ -64,7 +64,7 @@ class Explanation:
     def from_grid(
         cls, grid: Tensor, image_size: tuple[int, int], *, method: str, layer: str | None, target: int,
         seconds: float, kind: str | None = None,
-    ) -> "Explanation":
+    ) -> Explanation:
         """Build from a raw ``(h, w)`` grid, upsampling and normalising it with :func:`to_map`."""
         grid = grid.detach().float().cpu()
         return cls(to_map(grid, image_size), grid, method, layer, int(target), float(seconds), kind)

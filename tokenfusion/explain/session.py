@@ -25,9 +25,9 @@ from .cost import Progress, reporting
 from .fusion import BranchAblation, FusionWeights, branch_ablation, fusion_weights_of
 from .metrics import Curve, Randomisation, deletion_curve, insertion_curve, randomisation_check
 from .prediction import Prediction, top_k
-from .registry import MethodInfo, available_methods, resolve
+from .registry import MethodInfo, Resolved, available_methods, resolve
 from .result import Explanation
-from .spec import Request
+from .spec import Request, Session
 from .tokens import TokenAttention, token_attention
 
 __all__ = ["Explainer", "Faithfulness", "Inside", "WhatIf", "explain"]
@@ -106,14 +106,19 @@ class Explainer:
         given, is called after every forward (batch) the method runs, with the images done of the
         forwards it needs (:func:`~tokenfusion.explain.cost.reporting`); an exception it raises ends
         the method there."""
-        if progress is not None:
-            with reporting(self.model, self.x, progress, request):
-                return self.answer(request, target)
         found = resolve(self.model, request)
+        if progress is None:
+            return self._answer(found, target)
+        with reporting(self.model, self.x, progress, found):
+            return self._answer(found, target)
+
+    def _answer(self, found: Resolved, target: int | None, forward: Session | None = None) -> Explanation:
+        """The map of ``found`` from this session's traced forward, or from another ``forward`` of its image."""
+        forward = forward or self
         start = time.perf_counter()
-        target = resolve_target(self.logits, target)
-        grid, layer = found.method.grid(self, found.layer, found.kind, target, found.options)
-        return Explanation.from_grid(grid, tuple(self.x.shape[-2:]), method=request.method, layer=layer,
+        target = resolve_target(forward.logits, target)
+        grid, layer = found.method.grid(forward, found.layer, found.kind, target, found.options)
+        return Explanation.from_grid(grid, tuple(self.x.shape[-2:]), method=found.method.name, layer=layer,
                                      target=target, seconds=time.perf_counter() - start, kind=found.kind)
 
     def predict(self, class_names: list[str], k: int = 5) -> Prediction:
@@ -206,16 +211,10 @@ class Explainer:
             with interventions.ablate_region(self.model, layouts, _checked(region), chosen, from_layer, mode) as places:
                 logits, trace = traced(self.model, self.x)
         names = class_names or [str(i) for i in range(logits.shape[-1])]
-        maps = {kind: self._rollout(logits, trace, kind) for kind in kinds if rollout_path(self.model.structure, trace, kind)}
+        after, rollout = _Forward(self.model, self.x, logits, trace), self.methods.get("rollout")
+        maps = {kind: self._answer(resolve(self.model, Request("rollout", kind=kind)), None, after)
+                for kind in kinds if rollout and (None, kind) in rollout.targets}
         return WhatIf(kind, from_layer, mode, places, top_k(logits, names, k), fusion_weights_of(trace), maps, region)
-
-    def _rollout(self, logits: Tensor, trace: Trace, kind: str) -> Explanation:
-        """The rollout map of ``kind`` tokens in another forward of this image (``logits``, ``trace``)."""
-        start = time.perf_counter()
-        grid, layer = rollout(self.model.structure, trace, kind)
-        return Explanation.from_grid(grid, tuple(self.x.shape[-2:]), method="rollout", layer=layer,
-                                     target=resolve_target(logits, None), seconds=time.perf_counter() - start,
-                                     kind=kind)
 
     def rollout_steps(self, kind: str) -> list[tuple[str, Tensor]]:
         """Attention rollout of ``kind`` tokens grown one layer at a time along its path to the head:
@@ -234,6 +233,16 @@ class Explainer:
             rollout={kind: self.rollout_steps(kind) for kind in self.model.structure.token_kinds},
             channels=strongest_channels(features[-1][0], channels) if features else [],
         )
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """Another traced forward of a session's image (the what-if's), for the methods to read."""
+
+    model: TokenFusionModel
+    x: Tensor
+    logits: Tensor
+    trace: Trace
 
 
 def _checked(region: Region) -> Region:
