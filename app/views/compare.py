@@ -34,8 +34,11 @@ METHODS = {
 }
 LABELS = {"faithful": "most faithful", "gradcam": "gradcam", "rollout": "rollout",
           "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}
+#: What each choice but "faithful" asks of every model (rollout: over patch tokens, which every
+#: attention model has; the rest at each model's default target).
+ASKED = {"gradcam": Request("gradcam"), "rollout": Request("rollout", kind="patch"),
+         "integrated_gradients": Request("integrated_gradients"), "occlusion": Request("occlusion")}
 TOP_FRACTION = 0.2
-Target = tuple[str, str | None, str | None]  # (method, layer, kind)
 
 
 def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
@@ -62,29 +65,29 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
     offer("compare predictions", rows, snippet(choice, [(m, question("predict", CLASS_NAMES, k=3)) for m in models]))
 
 
-def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Target | str:
+def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Request | str:
     """The map ``method`` asks of this model (``"faithful"``: its best-scored map), or why it has none."""
-    if method == "faithful":
-        return faithful_map(loaded, scores)
+    if method not in ASKED:
+        return Request(*faithful_map(loaded, scores))
     info = {m.name: m for m in available_methods(loaded.model)}
-    if method not in info or (method == "rollout" and (None, "patch") not in info[method].targets):
+    asked = ASKED[method]
+    if asked.method not in info or (asked.kind is not None and asked.kind not in info[asked.method].kinds):
         return f"No {method} for a {loaded.config.arch} model."
-    return (method, None, "patch") if method == "rollout" else (method, *info[method].default)
+    return asked if asked.kind is not None else Request(asked.method, *info[asked.method].default)
 
 
-def _cost(loaded: LoadedModel, target: Target | str) -> tuple[float, int]:
+def _cost(loaded: LoadedModel, target: Request | str) -> tuple[float, int]:
     """The estimated seconds and forward passes of the map (none for a map read from the traced forward)."""
     if isinstance(target, str):
         return 0.0, 0
-    method, layer, kind = target
-    if {m.name: m.family for m in available_methods(loaded.model)}[method] == "attention":
+    if {m.name: m.family for m in available_methods(loaded.model)}[target.method] == "attention":
         return 0.0, 0
     cost = forward_cost(loaded)
-    return (estimate_seconds(loaded.model, cost, method, layer, kind),
-            forward_passes(loaded.model, cost, method, layer, kind).forwards)
+    return (estimate_seconds(loaded.model, cost, target.method, target.layer, target.kind),
+            forward_passes(loaded.model, cost, target.method, target.layer, target.kind).forwards)
 
 
-def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Target | str],
+def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Request | str],
           passes: dict[str, int]) -> Callable[[Progress], None]:
     """Computes (and caches) every model's map, reporting the passes done of all models together."""
     total = sum(passes.values())
@@ -94,7 +97,7 @@ def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Tar
         for loaded in models:
             target = targets[loaded.name]
             if not isinstance(target, str):
-                ask(loaded, choice, Explainer.answer, Request(*target),
+                ask(loaded, choice, Explainer.answer, target,
                     progress=lambda done, _, before=before: progress(before + done, total))
             before += passes[loaded.name]
 
@@ -109,9 +112,9 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
     costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}
     estimate = sum(seconds for seconds, _ in costs.values())
-    request = ("compare", choice.key, method, tuple(loaded.key for loaded in models))
+    key = ("compare", choice.key, tuple((loaded.key, targets[loaded.name]) for loaded in models))
     work = _work(models, choice, targets, {name: passes for name, (_, passes) in costs.items()})
-    if not may_start(request, estimate, f"The {LABELS[method]} map of {len(models)} models", work):
+    if not may_start(key, estimate, f"The {LABELS[method]} map of {len(models)} models", work):
         return
     maps, blank, seconds, shown, asked = {}, [], 0.0, {}, []
     for column, loaded in zip(st.columns(max(len(models), 1)), models):
@@ -120,8 +123,8 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
         if isinstance(target, str):
             column.info(target)
             continue
-        name, layer, kind = target
-        request = Request(name, layer, kind)
+        request = target
+        name, layer, kind = request.method, request.layer, request.kind
         with st.spinner(f"{name} on {loaded.name}…"):
             result = ask(loaded, choice, Explainer.answer, request)
         seconds += result.seconds
