@@ -9,6 +9,7 @@ randomisation test). ``explain(model, x, method, ...)`` is the one-call form;
 """
 from ._utils import ExplainError
 from .agreement import agreement_matrices
+from .anatomy import sequence_table
 from .backends import load_backends
 from .cost import (
     ForwardCost, Passes, Progress, estimate_seconds, faithfulness_seconds, forward_passes, measure_forward,
@@ -26,7 +27,6 @@ from .result import Explanation
 from .scores import MapScore, best_map, score_of, scores_for
 from .session import Explainer, Faithfulness, Inside, WhatIf, explain
 from .spec import Method, Request
-from .anatomy import sequence_table
 
 __all__ = [
     "METHODS", "BranchAblation", "Curve", "ExplainError", "Explainer", "Explanation", "Faithfulness", "ForwardCost",
