@@ -15,6 +15,13 @@ def _percent(value: object) -> str:
     return f"{value:.1f}%" if isinstance(value, (int, float)) else "—"
 
 
+def _kind_dropout(rate: float) -> str:
+    """What kind dropout did in training, in words (fusion models only)."""
+    if rate == 0:
+        return "none: every training image saw both kinds of token (greedy learning left unchecked)"
+    return f"{rate:.0%} of training images saw one kind of token alone, the other zeroed"
+
+
 def _starting_weights(sources: object) -> None:
     """Which file each part started from (``provenance["weights"]``, written by training since it was recorded)."""
     if not isinstance(sources, dict):
@@ -60,6 +67,7 @@ def model_card() -> None:
             "epochs": record.epochs_done if record.epochs_done is not None else record.epochs,
             "training images": record.train_samples, "validation images": record.val_samples,
             "global batch": record.global_batch, "peak learning rate": record.peak_lr, "EMA weights": record.ema,
+            "kind dropout": _kind_dropout(config.kind_drop_rate) if loaded.model.structure.is_fusion else None,
             "training time": str(dt.timedelta(seconds=round(seconds))) if isinstance(seconds, (int, float)) else None,
         }
         st.table({k: str(v) for k, v in facts.items() if v is not None})

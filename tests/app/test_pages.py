@@ -40,7 +40,7 @@ def test_compare_runs_every_strategy_side_by_side(app) -> None:
 
 def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
     at = app()
-    at.sidebar.radio(key="image_source").set_value("Photo")
+    at.sidebar.radio(key="view:image").set_value("Photo")
     started(at.switch_page("views/compare.py").run())
     no_exception(at)
     assert "correct" not in at.dataframe[0].value.columns
@@ -50,7 +50,7 @@ def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
 def test_compare_rollout_says_which_models_have_none(app) -> None:
     at = app()
     at.switch_page("views/compare.py").run()
-    at.radio(key="compare_method").set_value("rollout").run()
+    at.radio(key="view:compare_map").set_value("rollout").run()
     no_exception(at)
     assert texts(at.info) == ["No rollout for a cnn model."]
     assert len(charts(at)) == len(ARCHITECTURES) - 1 + 2
@@ -59,7 +59,7 @@ def test_compare_rollout_says_which_models_have_none(app) -> None:
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_learn_walks_from_pixels_to_fusion(app, arch: str) -> None:
     at = app()
-    at.sidebar.selectbox(key="model_name").set_value(arch)
+    at.sidebar.selectbox(key="view:model").set_value(arch)
     at.switch_page("views/learn.py").run()
     no_exception(at)
     headers = texts(at.header)
@@ -87,25 +87,25 @@ def test_faithfulness_on_a_synthshapes_image_plays_the_pointing_game(app) -> Non
     assert at.metric[0].value in ("hit", "miss")
     assert len(charts(at)) == 2  # the map with the mask outline, and the curves
     assert any("deleted" in c and "Computed in" in c for c in texts(at.caption))
-    started(at.toggle(key="faith_randomise").set_value(True).run())
+    started(at.toggle(key="view:randomise").set_value(True).run())
     no_exception(at)
     assert len(charts(at)) == 3
-    method = at.selectbox(key="faith_method:early").value[0]
+    method = at.selectbox(key="view:faith_map").value[0]
     assert any(c.startswith(f"Rank correlation of the {method} map") for c in texts(at.caption))
 
 
 def test_faithfulness_other_method_and_baseline(app) -> None:
     at = app()
     started(at.switch_page("views/faithfulness.py").run())
-    at.selectbox(key="faith_method:early").set_value(("rollout", None, "patch"))
-    started(at.radio(key="faith_baseline").set_value("mean").run())
+    at.selectbox(key="view:faith_map").set_value(("rollout", None, "patch"))
+    started(at.radio(key="view:baseline").set_value("mean").run())
     no_exception(at)
     assert len(charts(at)) == 2
 
 
 def test_faithfulness_on_a_photo_explains_why_there_is_no_pointing_game(app) -> None:
     at = app()
-    at.sidebar.radio(key="image_source").set_value("Photo")
+    at.sidebar.radio(key="view:image").set_value("Photo")
     started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     assert any("needs the object's ground-truth mask" in i for i in texts(at.info))
@@ -121,7 +121,9 @@ def test_model_card_reads_the_checkpoint(app) -> None:
     assert labels == ["Parameters", "FLOPs per image", "Held-out top-1", "Validation top-1 (last / best)"]
     assert at.metric[0].value.endswith(" M") and at.metric[2].value.endswith("%")
     assert len(charts(at)) == 1  # training curves
-    assert "training time" in at.table[0].value.index
+    facts = at.table[0].value
+    assert "training time" in facts.index
+    assert facts.loc["kind dropout"].iloc[0].startswith(("none: every training image", "40% of training images"))
     assert at.json  # provenance
 
 
@@ -138,7 +140,7 @@ def test_compare_and_faithfulness_open_on_each_models_most_faithful_map(app, che
     best = best_map(scored["early"]) if scored["early"] else None
     started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
-    opened = at.selectbox(key="faith_method:early").value
+    opened = at.selectbox(key="view:faith_map").value
     assert opened == ((best.method, *best.target) if best else ("gradcam", "trunk.stage2", "cnn"))
     if best:
         assert any(f"pointing {best.pointing_game:.0%}" in m for m in texts(at.markdown))
@@ -158,11 +160,11 @@ def test_a_model_that_cannot_predict_the_true_class_is_neither_right_nor_wrong(a
     no_exception(at)
     table = at.dataframe[0].value
     assert "correct" not in table.columns and list(table["out of distribution"]) == ["yes"]
-    assert any("Out of distribution for other" in w for w in texts(at.warning))
+    assert any(w.startswith("**Not one of the model's classes.**") and "`other` knows" in w for w in texts(at.warning))
     started(at.switch_page("views/faithfulness.py").run())
     no_exception(at)
     assert any("cannot predict 'striped cross'" in i for i in texts(at.info)) and not at.metric
-    assert any("Not one of this model's classes" in w for w in texts(at.warning))
+    assert any("Not one of the model's classes" in w for w in texts(at.warning))
 
 
 def test_a_blank_map_is_left_out_of_the_agreement_and_named(app, tmp_path) -> None:
@@ -182,7 +184,7 @@ def test_a_blank_map_is_left_out_of_the_agreement_and_named(app, tmp_path) -> No
         save_checkpoint(tmp_path / f"{name}.pt", model, class_names=list(CLASS_NAMES),
                         training=dict(dataset="synthshapes"))
     at = started(app(tmp_path).switch_page("views/compare.py").run())
-    started(at.radio(key="compare_method").set_value("gradcam").run())
+    started(at.radio(key="view:compare_map").set_value("gradcam").run())
     no_exception(at)
     captions = texts(at.caption)
     assert any(c.startswith("gradcam") and c.endswith("blank map") for c in captions)
