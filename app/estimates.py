@@ -1,5 +1,5 @@
-"""Slow work said before it starts: each model's measured forward, and a gate that shows the
-estimated time of anything longer than :data:`SLOW_SECONDS`, waits for the user to start it and,
+"""Slow work said before it starts: each model's forward measured on this machine, now (timed again
+as the load changes), and a gate that shows the estimated time of anything longer than :data:`SLOW_SECONDS`, waits for the user to start it and,
 for work that reports its progress, runs it on a thread of its own with a progress bar and a Stop
 button in its place."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import streamlit as st
 
@@ -22,6 +22,9 @@ __all__ = ["SLOW_SECONDS", "Job", "Stopped", "forward_cost", "may_start"]
 SLOW_SECONDS = 5.0
 #: How often the progress bar of running work is redrawn.
 POLL_SECONDS = 1.0
+#: How old the timing of a model's forward may be before it is timed again (the load changes).
+PACE_SECONDS = 15.0
+_PACES: dict[str, tuple[float, float]] = {}  # model key -> (when timed, seconds of one forward then)
 _STARTED = "_slow_work_started"
 _JOBS = "_slow_work_jobs"
 
@@ -74,10 +77,30 @@ class Job:
 
 
 @st.cache_resource(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
-def forward_cost(loaded: LoadedModel) -> ForwardCost:
-    """The model's forward, measured once per model (see :func:`~tokenfusion.explain.measure_forward`)."""
+def _measured(loaded: LoadedModel) -> ForwardCost:
+    """The model's forward, measured in full once per model (see :func:`~tokenfusion.explain.measure_forward`)."""
     with exclusive(loaded) as model:
         return measure_forward(model)
+
+
+def _pace(loaded: LoadedModel, measured: float) -> float:
+    """Seconds of one forward of one image now: timed again (three forwards) once the last timing is
+    older than :data:`PACE_SECONDS`, unless the model is busy (then the last timing, or ``measured``)."""
+    when, seconds = _PACES.get(loaded.key, (-PACE_SECONDS, measured))
+    if time.monotonic() - when >= PACE_SECONDS:
+        with exclusive(loaded, wait=False) as model:
+            if model is not None:
+                seconds = measure_forward(model, budget=0.0).seconds
+                _PACES[loaded.key] = (time.monotonic(), seconds)
+    return seconds
+
+
+def forward_cost(loaded: LoadedModel) -> ForwardCost:
+    """The model's forward as measured once, scaled to this machine's pace now (:func:`_pace`), so
+    estimates and the Start threshold hold when the load changes."""
+    cost = _measured(loaded)
+    scale = _pace(loaded, cost.seconds) / cost.seconds
+    return replace(cost, seconds=cost.seconds * scale, batched=cost.batched * scale)
 
 
 def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progress], object] | None = None, *,

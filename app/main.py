@@ -15,7 +15,9 @@ import streamlit as st  # noqa: E402
 
 from app.preload import load_ahead, preload_chart_module, wait_for_background  # noqa: E402
 
-st.set_page_config(page_title="Token Fusion Lab", page_icon=":material/join_inner:", layout="wide")
+# a local file: a material icon or an emoji would be fetched from a font or image host by the browser
+st.set_page_config(page_title="Token Fusion Lab", page_icon=str(Path(__file__).parent / "static" / "icon.png"),
+                   layout="wide")
 preload_chart_module()  # before the imports below (torch, the models: seconds on a first run)
 wait_for_background()  # nothing imports beside the background thread
 
@@ -31,10 +33,9 @@ page = st.navigation([
     st.Page("views/analysis.py", title="Analysis", icon=":material/query_stats:"),
     st.Page("views/model_card.py", title="Model card", icon=":material/description:"),
 ])
-guarded(url.start, "the link to this view")
 drawn = guarded(draw_sidebar, "the sidebar")
 if drawn:  # every page reads the sidebar's selection
     guarded(page.run, f"the {page.title} page")
-guarded(lambda: url.write(prune=True), "the link to this view")
+guarded(url.write, "the link to this view")
 if drawn:  # the page is drawn: load what the next clicks need while it is read
     guarded(lambda: load_ahead(selection().models), "loading ahead")

@@ -2,6 +2,8 @@
 distribution, a true class the model cannot predict, and each map's scores against the masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -37,29 +39,41 @@ def knows_true_class(loaded: LoadedModel, choice: ImageChoice) -> bool:
     return choice.true_class is not None and choice.true_class in loaded.class_names
 
 
-def out_of_distribution(loaded: LoadedModel, choice: ImageChoice) -> str | None:
-    """Why this model's answer on this image is no real prediction, in words; None when it is one.
+def out_of_distribution(models: Sequence[LoadedModel], choice: ImageChoice) -> str | None:
+    """Why these models' answers on this image are no real predictions, in words; None when they are.
 
     A model trained on SynthShapes given a photo or an upload (an image without a true class), or
-    any model given a SynthShapes image whose class is not one of its classes."""
-    n = len(loaded.class_names)
-    if choice.true_class is None and loaded.checkpoint.record.dataset == "synthshapes":
-        return (f"**Out of distribution.** `{loaded.name}` was trained only on SynthShapes: it knows its {n} "
-                "synthetic classes (a texture on a shape, on a cluttered background) and nothing else. Whatever "
-                "this image shows, it must answer one of them, so its probabilities say nothing about what is in "
-                "the picture. Its maps still show which pixels moved that answer (what it latches onto here), "
-                "not where an object of that class is: there is none to find, and no mask to check them against.")
-    if choice.true_class is not None and choice.true_class not in loaded.class_names:
-        return (f"**Not one of this model's classes.** This image is a SynthShapes '{choice.true_class}'; "
-                f"`{loaded.name}` knows {n} other classes, so it can be neither right nor wrong here, and a map of "
-                "the class it predicts cannot be scored against the object's mask.")
+    any model given a SynthShapes image whose class is not one of its classes. Every page says it in
+    these words, before what it qualifies."""
+    strangers = [m for m in models if choice.true_class is None and m.checkpoint.record.dataset == "synthshapes"]
+    others = [m for m in models if choice.true_class is not None and choice.true_class not in m.class_names]
+    if strangers:
+        one, n = len(strangers) == 1, len(strangers[0].class_names)
+        return (f"**Out of distribution.** {_names(strangers)} {'was' if one else 'were'} trained only on "
+                f"SynthShapes: {'it' if one else 'each'} knows its {n} synthetic classes (a texture on a shape, on a "
+                "cluttered background) and nothing else. Whatever this image shows, the model must answer one of "
+                "them, so its probabilities say nothing about what is in the picture. Its maps still show which "
+                "pixels moved that answer (what it latches onto here), not where an object of that class is: there "
+                "is none to find, and no mask to check them against. Scores under a map are the model's on "
+                "held-out SynthShapes images, not this image's.")
+    if others:
+        one = len(others) == 1
+        return (f"**Not one of the model's classes.** This image is a SynthShapes '{choice.true_class}'; "
+                f"{_names(others)} {'knows' if one else 'know'} other classes, so {'it' if one else 'each'} can be "
+                "neither right nor wrong here, and a map of the class it predicts cannot be scored against the "
+                "object's mask.")
     return None
 
 
-def show_out_of_distribution(loaded: LoadedModel, choice: ImageChoice, where: DeltaGenerator | None = None) -> bool:
+def _names(models: Sequence[LoadedModel]) -> str:
+    return ", ".join(f"`{m.name}`" for m in models)
+
+
+def show_out_of_distribution(models: Sequence[LoadedModel], choice: ImageChoice,
+                             where: DeltaGenerator | None = None) -> bool:
     """Draw :func:`out_of_distribution`'s warning in ``where`` (a column; default: the page), before
-    the prediction it qualifies. True when there was one to draw."""
-    message = out_of_distribution(loaded, choice)
+    what it qualifies. True when there was one to draw."""
+    message = out_of_distribution(models, choice)
     if message is not None:
         (where or st).warning(message, icon=":material/help:")
     return message is not None
@@ -75,8 +89,8 @@ def show_map_score(score: MapScore | None, where: DeltaGenerator, *, scored: boo
                                                    "(`bench/score_explanations.py` writes them)."))
         return
     colour = "red" if score.problems else "green"
-    where.markdown(" ".join(f":{colour}-badge[{badge}]" for badge in score.badges),
-                   help=f"Means over {score.images} held-out SynthShapes images: how often the map's maximum "
+    where.markdown("Held-out figures of the model: " + " ".join(f":{colour}-badge[{badge}]" for badge in score.badges),
+                   help=f"The model's means over {score.images} held-out SynthShapes images (not this image): how often the map's maximum "
                         "falls on the object (pointing), the area under the probability curve as the most "
                         "salient pixels are deleted (lower is better) or inserted (higher is better), and the "
                         "rank correlation with the maps of a randomised model (lower is better)." +

@@ -67,13 +67,17 @@ def load_model(path: Path, name: str) -> LoadedModel:
 
 
 @contextmanager
-def exclusive(loaded: LoadedModel) -> Iterator[TokenFusionModel]:
-    """The shared model, for this thread only; afterwards back in eval mode with no gradients."""
-    with loaded.lock:
-        try:
-            yield loaded.model
-        finally:
-            loaded.model.eval().zero_grad(set_to_none=True)
+def exclusive(loaded: LoadedModel, *, wait: bool = True) -> Iterator[TokenFusionModel | None]:
+    """The shared model, for this thread only; afterwards back in eval mode with no gradients. With
+    ``wait=False``, None at once when another thread holds it."""
+    if not loaded.lock.acquire(blocking=wait):
+        yield None
+        return
+    try:
+        yield loaded.model
+    finally:
+        loaded.model.eval().zero_grad(set_to_none=True)
+        loaded.lock.release()
 
 
 _BY_KEY = {LoadedModel: lambda loaded: loaded.key, ImageChoice: lambda choice: choice.key}  # cache keys

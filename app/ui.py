@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from . import url
 from .preload import wait_for_background
 from .state import Timed
 
@@ -65,7 +66,8 @@ def fragment(draw: Callable[..., R] | None = None, *, run_every: float | None = 
 
     Streamlit shows an error raised inside a fragment as a traceback itself, and a fragment's own
     reruns do not pass through ``main.py``; here the fragment's body runs under :func:`guarded`, so
-    an unexpected error is a plain message inside the fragment on every run."""
+    an unexpected error is a plain message inside the fragment on every run; the view state goes
+    to the URL after each run (:func:`app.url.write`)."""
     if draw is None:
         return functools.partial(fragment, run_every=run_every)
 
@@ -74,6 +76,7 @@ def fragment(draw: Callable[..., R] | None = None, *, run_every: float | None = 
         wait_for_background()  # a fragment's rerun skips main.py, which waits for them
         result: list[R] = []
         guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
+        guarded(url.write, "the link to this view")  # a fragment's rerun changes the view too
         return result[0] if result else None
 
     return st.fragment(guarded_draw, run_every=run_every)

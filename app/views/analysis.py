@@ -43,26 +43,26 @@ MAX_IMAGES = 50_000
 #: Images per batch, also the CKA minibatch (small: the progress bar moves often).
 BATCH = 64
 COLUMNS = 2
+#: How long a timing of the analysis holds before it is timed again (the machine's load changes).
+RETIME_SECONDS = 60
 #: What the tokens are replaced by, per ablation mode.
+_COMPUTED = "_analyses_computed"  # session key: the cache keys of the analyses this session ran
 REPLACED_BY = {"mean": "their mean", "zero": "zeros", "noise": "noise of their mean and spread"}
 
 
 def _controls(names: list[str], folder: Path | None) -> tuple[list[str], str, int, tuple[str, ...]]:
     """The models, data set, number of images and ablation modes the user chose."""
-    url.bind("models", "analysis_models", names, names)
-    url.bind("images", "analysis_images", DEFAULT_IMAGES, lambda v: isinstance(v, int) and 1 <= v <= MAX_IMAGES)
-    url.bind("modes", "analysis_modes", ["mean"], MODES)
     specs = [SYNTHSHAPES] + ([str(folder)] if folder is not None else [])
-    url.bind("data", "analysis_data", specs[-1], specs)
     left, middle, right = st.columns([3, 2, 2])
-    chosen = left.multiselect("Models", names, key="analysis_models")
-    spec = middle.radio("Images", specs, key="analysis_data", horizontal=True,
+    chosen = left.multiselect("Models", names, key=url.bind("models", names, names))
+    spec = middle.radio("Images", specs, key=url.bind("data", specs[-1], specs), horizontal=True,
                         format_func=lambda s: "SynthShapes, held out" if s == SYNTHSHAPES else f"{s}/val",
                         help=f"Held-out SynthShapes (seed {HELDOUT_SEED}, never trained on), or the val/ split of "
                              "the folder named with `streamlit run app/main.py -- --data DIR`.")
-    images = middle.number_input("Number of images", min_value=1, max_value=MAX_IMAGES, step=64, key="analysis_images",
+    images = middle.number_input("Number of images", min_value=1, max_value=MAX_IMAGES, step=64,
+                                 key=url.bind("images", DEFAULT_IMAGES, url.within(1, MAX_IMAGES, int)),
                                  help="A random subset of the folder's val/ when it holds more.")
-    modes = right.multiselect("Ablation: replace the tokens by", MODES, key="analysis_modes",
+    modes = right.multiselect("Ablation: replace the tokens by", MODES, key=url.bind("modes", ["mean"], list(MODES)),
                               help="their mean (per image and channel), zero, or noise of their mean and spread "
                                    "(mean when none is chosen); each mode adds most of the time again")
     return chosen, spec, int(images), tuple(m for m in MODES if m in modes) or ("mean",)
@@ -75,7 +75,8 @@ def _exclusive(models: dict[str, LoadedModel]) -> Iterator[dict[str, TokenFusion
         yield {name: stack.enter_context(exclusive(loaded)) for name, loaded in models.items()}
 
 
-@st.cache_data(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
+@st.cache_data(ttl=RETIME_SECONDS, max_entries=32, show_spinner=False,
+               hash_funcs={LoadedModel: lambda loaded: loaded.key})
 def _per_image(chosen: tuple[LoadedModel, ...], spec: str, options: tuple) -> float:
     """Seconds per image of the analysis, timed once per models, data set and options (not per count)."""
     models = {loaded.name: loaded for loaded in chosen}
@@ -113,7 +114,7 @@ def _accuracy(result: dict[str, Any]) -> None:
 @fragment
 def _ablation(result: dict[str, Any], modes: tuple[str, ...]) -> None:
     st.subheader("Ablation curves")
-    mode = st.radio("Tokens replaced by", modes, horizontal=True, key="analysis_mode",
+    mode = st.radio("Tokens replaced by", modes, horizontal=True, key=url.bind("ablation_mode", modes[0], modes),
                     format_func=REPLACED_BY.get) if len(modes) > 1 else modes[0]
     cues = " and each cue alone (dashed: shape right, dotted: texture right)" if result["data"].get("dataset") \
         == SYNTHSHAPES else ""
@@ -159,9 +160,7 @@ def _similarity(result: dict[str, Any]) -> None:
         return
     st.subheader("Representation similarity (CKA)")
     labels = [f"{c['a']} ({c['a_kind']}) vs {c['b']} ({c['b_kind']})" for c in comparisons]
-    url.bind("cka", "analysis_cka", labels[0], labels)
-    label = st.selectbox("Compare", labels, key="analysis_cka")
-    url.write()  # a fragment rerun changes the view too
+    label = st.selectbox("Compare", labels, key=url.bind("cka", labels[0], labels))
     chart(st, cka_figure(comparisons[labels.index(label)], height=360), key="analysis_cka_figure")
     st.caption("Linear CKA between every layer of one model (rows) and of the other (columns), on the same images "
                "(minibatch estimate, Nguyen et al. 2021): 1 where two layers hold the same representation up to a "
@@ -190,6 +189,7 @@ def analysis() -> None:
     cache = AnalysisCache()
     key = analysis_key({name: loaded.checkpoint.path for name, loaded in models.items()}, data, options)
     result = cache.get(key)
+    computed = st.session_state.setdefault(_COMPUTED, set())
     if result is None:
         with st.spinner(f"Timing the analysis on {PROBE_IMAGES} images…"):
             seconds = _per_image(tuple(models.values()), spec, tuple(sorted(options.items()))) * len(data.dataset)
@@ -197,6 +197,7 @@ def analysis() -> None:
         def work(progress: Progress) -> None:  # the analysis, under every model's lock, kept on disk
             with _exclusive(models) as modules:
                 cache.put(key, analyze(modules, data, device=DEVICE, progress=progress, **options))
+            computed.add(key)
 
         if not may_start(("analysis", key), seconds, f"Analysing {len(data.dataset)} images with {len(models)} models",
                          work, basis=f"the analysis timed on {PROBE_IMAGES} images", unit="images"):
@@ -207,9 +208,8 @@ def analysis() -> None:
             work(lambda done, total: bar.progress(done / total, text=f"Analysing: {done} of {total} images"))
             bar.empty()
             result = cache.get(key)
-        how = f"Computed in {duration(sum(result['seconds'].values()))} and kept for next time"
-    else:
-        how = f"Loaded from the cache ({cache.path(key).name[:12]}…), computed before"
+    how = (f"Computed in {duration(sum(result['seconds'].values()))} and kept for next time" if key in computed
+           else f"Loaded from the cache ({cache.path(key).name[:12]}…), computed before")
     st.caption(f"{result['images']} images on {result['device'].upper()}. {how}. The same from the command line: "
                f"`{_command(models, spec, images, modes)}`")
     _accuracy(result)

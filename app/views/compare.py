@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from app import url
 from app.export import CLASS_NAMES, chart, explained, offer, question, snippet
 from app.estimates import forward_cost, may_start
-from app.notices import faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score
+from app.notices import (
+    faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score, show_out_of_distribution,
+)
 from app.sidebar import load_models, require
 from app.sources import ImageChoice
 from app.state import LoadedModel, ask
@@ -43,7 +46,7 @@ TOP_FRACTION = 0.2
 
 def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
     """The table of each model's prediction; rows out of a model's distribution marked, and said above it."""
-    strange = [loaded.name for loaded in models if out_of_distribution(loaded, choice)]
+    strange = [loaded.name for loaded in models if out_of_distribution([loaded], choice)]
     judged = any(knows_true_class(loaded, choice) for loaded in models)
     rows = []
     for loaded in models:
@@ -56,11 +59,7 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
         if strange:
             row["out of distribution"] = "yes" if loaded.name in strange else "no"
         rows.append(row)
-    if strange:
-        st.warning(f"**Out of distribution for {', '.join(strange)}.** Each of these must answer one of the classes "
-                   "it was trained on, and this image is not one of them: their rows are no predictions of what "
-                   "the image shows, and their maps show what they latch onto, not where an object of that class "
-                   "is. Explore says more for each model.", icon=":material/help:")
+    show_out_of_distribution(models, choice)  # before the table it qualifies
     st.dataframe(rows, hide_index=True)
     offer("compare predictions", rows, snippet(choice, [(m, question("predict", CLASS_NAMES, k=3)) for m in models]))
 
@@ -107,7 +106,8 @@ def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Req
 @fragment
 def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     """Each model's map side by side, its scores under it, and the agreement of the maps."""
-    method = st.radio("Map", list(METHODS), key="compare_method", horizontal=True, format_func=LABELS.get)
+    method = st.radio("Map", list(METHODS), key=url.bind("compare_map", "faithful", list(METHODS)), horizontal=True,
+                      format_func=LABELS.get)
     scores = {loaded.name: map_scores(loaded) for loaded in models}
     targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
     costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}
@@ -135,7 +135,8 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
         else:
             maps[loaded.name] = e.map
         view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-        chart(column, overlay_figure(view, e.map, hover="saliency", height=200),
+        # titled: the toolbar sits over the title, not the map
+        chart(column, overlay_figure(view, e.map, title=name, hover="saliency", height=230, showscale=True),
                       key=f"compare_fig_{loaded.name}", width="content")
         where = " · ".join(str(p) for p in (e.layer, kind) if p) or "pixels"
         column.caption(f"{name} · {where} · for '{loaded.class_names[e.target]}'"

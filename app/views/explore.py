@@ -31,6 +31,9 @@ HEAD_FUSIONS = ["mean", "max", "min"]
 GALLERY_DEFAULT = ["gradcam", "layercam", "integrated_gradients"]
 GALLERY_DEFAULT_SLOW = ["gradcam"]
 FAST_ON_CPU_PX = 64
+SHOW = ["one layer", "rollout"]  # the attention tab's two views
+QUERIES = ["cls", "mean"]  # the fusion tab's queries: the class token, or the mean over all queries
+REPLACE = ["mean", "zero"]  # what the what-if replaces removed tokens by
 REGION = "region"  # the what-if's choice that removes the tokens under a region, of both kinds
 
 
@@ -57,27 +60,24 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
     if not any(layers.values()):
         st.info("A CNN has no tokens and no attention: see the Maps tab for where it looks.")
         return
-    key = loaded.name
     left, middle, right = st.columns([1, 2, 1])
-    mode = left.radio("Show", ["one layer", "rollout"], key=f"att_mode:{key}", horizontal=True,
+    mode = left.radio("Show", SHOW, horizontal=True, key=url.bind("show", SHOW[0], SHOW),
                       help="Rollout multiplies the attention of every layer, adding the residual path.")
     depth = max(len(v) for v in layers.values())
     options: dict[str, object] = {}
     if mode == "one layer":
         step = 1
         if depth > 1:
-            url.bind("layer", f"att_layer:{key}", depth, range(1, depth + 1))
-            step = middle.slider("Layer", 1, depth, key=f"att_layer:{key}")
+            step = middle.slider("Layer", 1, depth, key=url.bind("layer", depth, range(1, depth + 1)))
         heads = ["mean", "max", "min", *range(loaded.config.num_heads)]
-        url.bind("head", f"att_head:{key}", "mean", heads)
-        head = right.selectbox("Heads", heads, key=f"att_head:{key}",
+        head = right.selectbox("Heads", heads, key=url.bind("head", "mean", heads),
                                format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
         options["head"] = head
     else:
-        options["discard_ratio"] = middle.slider("Discard the weakest links (share per row)", 0.0, 0.9, 0.0, 0.1,
-                                                 key=f"att_discard:{key}")
-        options["head_fusion"] = right.selectbox("Heads", HEAD_FUSIONS, key=f"att_fusion:{key}",
-                                                 format_func=lambda h: f"{h} over heads")
+        options["discard_ratio"] = middle.slider("Discard the weakest links (share per row)", 0.0, 0.9, step=0.1,
+                                                 key=url.bind("discard", 0.0, url.within(0.0, 0.9)))
+        options["head_fusion"] = right.selectbox("Heads", HEAD_FUSIONS, format_func=lambda h: f"{h} over heads",
+                                                 key=url.bind("head_fusion", HEAD_FUSIONS[0], HEAD_FUSIONS))
     shown, asked = {}, []
     for column, kind in zip(st.columns(2), ("cnn", "patch")):
         with column:
@@ -103,7 +103,6 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
                                      showscale=True), key=f"att_fig_{kind}", width="content")
             explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
     offer("attention", shown, recreate(loaded, choice, *asked))
-    url.write()  # a fragment rerun changes the view too
 
 
 def _picked(event: object, grid: tuple[int, int]) -> tuple[int, int] | None:
@@ -114,6 +113,10 @@ def _picked(event: object, grid: tuple[int, int]) -> tuple[int, int] | None:
     return divmod(int(index), grid[1]) if index is not None and 0 <= index < grid[0] * grid[1] else None
 
 
+def _in_grid(cell: tuple[int, int] | None, grid: tuple[int, int]) -> tuple[int, int] | None:
+    return cell if cell is not None and cell[0] < grid[0] and cell[1] < grid[1] else None
+
+
 @fragment
 def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> None:
     st.subheader("Token inspector: click any token to see where it looks")
@@ -122,24 +125,23 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
     if not layers:
         st.info("A CNN has no tokens and no attention: there is no token to inspect.")
         return
-    key = loaded.name
     left, middle, right = st.columns([2, 1, 1])
-    layer = left.select_slider("Layer", layers, value=layers[-1], key=f"tok_layer:{key}")
-    head = middle.selectbox("Heads", ["mean", "max", *range(loaded.config.num_heads)], key=f"tok_head:{key}",
+    layer = left.select_slider("Layer", layers, key=url.bind("token_layer", layers[-1], layers))
+    heads = ["mean", "max", *range(loaded.config.num_heads)]
+    head = middle.selectbox("Heads", heads, key=url.bind("token_head", "mean", heads),
                             format_func=lambda h: f"head {h}" if isinstance(h, int) else f"{h} over heads")
     kinds = list(structure.stream_of(layer).kinds)
-    kind = right.radio("Query token", kinds, key=f"tok_kind:{key}", format_func=lambda k: KIND_LABELS[k],
-                       horizontal=True)
+    kind = right.radio("Query token", kinds, format_func=lambda k: KIND_LABELS[k], horizontal=True,
+                       key=url.bind("token_kind", kinds[0], kinds))
     grid = ask(loaded, choice, Explainer.token_grid, layer, kind).value
-    picked_key = f"tok_cell:{key}:{kind}"
-    cell = st.session_state.get(picked_key, (grid[0] // 2, grid[1] // 2))
-    cell = (min(cell[0], grid[0] - 1), min(cell[1], grid[1] - 1))
+    cells = url.within(0, max(grid) - 1, int, count=2)
+    cell = url.current("token", (grid[0] // 2, grid[1] // 2), lambda t: _in_grid(cells(t), grid))
     columns = st.columns([1, 2])
     with columns[0]:
         event = chart(st, token_picker_figure(view, grid, colour=KIND_COLOURS[kind], selected=cell, height=300),
                       key=f"tok_picker:{kind}:{cell}", on_select="rerun", selection_mode="points", width="content")
         if (clicked := _picked(event, grid)) is not None and clicked != cell:
-            st.session_state[picked_key] = clicked
+            url.keep("token", clicked)
             st.rerun(scope="fragment")  # redraw with the new token, on a picker with no selection left
         st.caption(f"{KIND_LABELS[kind][0].upper()}{KIND_LABELS[kind][1:]}: click one to inspect it.")
     result = ask(loaded, choice, Explainer.token_attention, layer, kind, cell, head)
@@ -150,7 +152,7 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
     with columns[1]:
         for column, (title, heat) in zip(st.columns(len(panels)), panels):
             chart(column, overlay_figure(view, heat, title=title, hover="weight", box=t.box,
-                                         box_size=loaded.config.img_size, height=260),
+                                         box_size=loaded.config.img_size, height=260, showscale=True),
                           key=f"tok_map_{title}", width="content")
     where = ("its patch" if kind == "patch" else "its receptive field, measured: the pixels whose change moves it")
     explain_line(f"Attention of the {KIND_LABELS[kind][:-1]} at row {cell[0]}, column {cell[1]} (position {t.index} "
@@ -167,16 +169,16 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
     if not structure.is_fusion:
         st.info(f"A {loaded.config.arch} model has one kind of token only: there is no other kind to fall back on.")
         return
-    key = loaded.name
     left, middle, right = st.columns(3)
-    kind = left.radio("Remove", [*structure.token_kinds, REGION], key=f"wi_kind:{key}", horizontal=True,
-                      format_func=lambda k: KIND_LABELS.get(k, "a region"))
-    mode = middle.radio("Replace by", ["mean", "zero"], key=f"wi_mode:{key}", horizontal=True,
+    removable = [*structure.token_kinds, REGION]
+    kind = left.radio("Remove", removable, horizontal=True, format_func=lambda k: KIND_LABELS.get(k, "a region"),
+                      key=url.bind("remove", removable[0], removable))
+    mode = middle.radio("Replace by", REPLACE, horizontal=True, key=url.bind("replace", REPLACE[0], REPLACE),
                         format_func=lambda m: "their mean" if m == "mean" else "zero")
-    region = _region(key) if kind == REGION else None
+    region = _region() if kind == REGION else None
     kind = None if region else kind
     places = ask(loaded, choice, Explainer.places, kind).value
-    start = right.select_slider("From", places, value=places[0], key=f"wi_from:{key}",
+    start = right.select_slider("From", places, key=url.bind("from", places[0], places),
                                 help="Every place that reads this kind of token (a region: both kinds), in forward "
                                      "order; a layerwise cross-attention is closed (a region: its CNN keys go).")
     result = ask(loaded, choice, Explainer.what_if, kind, places.index(start) + 1, mode, loaded.class_names, 5,
@@ -207,12 +209,13 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
                                                               CLASS_NAMES, 5, region=region)))
 
 
-def _region(key: str) -> tuple[float, float, float, float]:
+def _region() -> tuple[float, float, float, float]:
     """The what-if's region, ``(left, top, right, bottom)`` as fractions of the image, from two range sliders."""
     across, down = st.columns(2)
-    left, right = across.slider("Region: left to right", 0.0, 1.0, (0.25, 0.75), 0.05, key=f"wi_across:{key}",
+    span = url.within(0.0, 1.0, count=2)
+    left, right = across.slider("Region: left to right", 0.0, 1.0, step=0.05, key=url.bind("across", (0.25, 0.75), span),
                                 help="Share of the image's width; the region is outlined in green on the maps.")
-    top, bottom = down.slider("Region: top to bottom", 0.0, 1.0, (0.25, 0.75), 0.05, key=f"wi_down:{key}",
+    top, bottom = down.slider("Region: top to bottom", 0.0, 1.0, step=0.05, key=url.bind("down", (0.25, 0.75), span),
                               help="Share of the image's height, from the top.")
     return left, top, right, bottom
 
@@ -236,7 +239,7 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
         explain_line("Learned gates tanh(g) of the CNN cross-attention before each block (0: no CNN), and for "
                      "this image the size of the CNN update relative to the patch stream.", result)
         return
-    query = st.radio("Queries", ["cls", "mean"], key=f"fusion_query:{loaded.name}", horizontal=True,
+    query = st.radio("Queries", QUERIES, horizontal=True, key=url.bind("queries", QUERIES[0], QUERIES),
                      format_func=lambda q: "the class token" if q == "cls" else "all queries (mean)")
     left, right = st.columns(2)
     chart(left, attention_share_figure(weights, query=query), key="share_fig")
@@ -245,8 +248,7 @@ def _fusion(loaded: LoadedModel, choice: ImageChoice) -> None:
                  "CNN share per head (right).", result)
 
 
-def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | None, str | None],
-                  cheap: bool) -> int:
+def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | None, str | None]) -> int:
     """The channels ``scorecam_topk`` scores: a slider, with ScoreCAM's cost beside its own, when
     either is chosen; its default otherwise."""
     default = METHODS["scorecam_topk"].options["channels"]
@@ -255,7 +257,8 @@ def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | No
     layer, kind = target
     cost = forward_cost(loaded)
     every = cost.channels[layer]
-    k = st.slider("Channels scorecam_topk scores", 1, every, min(default, every), key=f"topk:{loaded.name}",
+    k = st.slider("Channels scorecam_topk scores", 1, every, key=url.bind("channels", min(default, every),
+                                                                           url.within(1, every, int)),
                   help="scorecam_topk runs one masked image per scored channel, the channels whose activation "
                        "varies most over the image; with every channel it is ScoreCAM.")
     (full, full_s), (top, top_s) = (
@@ -264,7 +267,7 @@ def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | No
         for m, o in (("scorecam", {}), ("scorecam_topk", {"channels": k})))
     st.caption(f"ScoreCAM scores all {every} channels of this layer: {full} forward passes, about "
                f"{duration(full_s)}; scorecam_topk scores the {k} most varied: {top} passes, about {duration(top_s)}."
-               + ("" if cheap else " Work above 5 s waits for its Start button, and can be stopped."))
+               " Work above 5 s waits for its Start button, and can be stopped.")
     return k
 
 
@@ -286,35 +289,33 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
         st.caption(f"Opens on {best.method}{f' at {best.layer}' if best.layer else ''}: of the maps scored for this "
                    f"model on held-out SynthShapes images, it points into the object most often "
                    f"({best.pointing_game:.0%}). Badges under each map give its scores.")
-    url.bind("methods", f"gallery_methods:{loaded.name}", default, names)
-    chosen = left.multiselect("Methods", names, key=f"gallery_methods:{loaded.name}",
+    chosen = left.multiselect("Methods", names, key=url.bind("methods", default, names),
                               help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
-    target = right.selectbox("CAM layer", targets, index=targets.index(layer_default) if cams else 0,
-                             format_func=lambda t: _target_label(loaded, t), key=f"gallery_layer:{loaded.name}",
+    target = right.selectbox("CAM layer", targets, format_func=lambda t: _target_label(loaded, t),
+                             key=url.bind("cam_layer", layer_default, targets, what="CAM layer"),
                              help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
-    options = {"scorecam_topk": {"channels": _top_channels(loaded, chosen, target, cheap)}}
+    options = {"scorecam_topk": {"channels": _top_channels(loaded, chosen, target)}}
     columns, shown, asked = st.columns(3), {}, []
     for i, method in enumerate(chosen):
         layer, kind = target if info[method].family == "cam" else (None, None)
         request = Request.of(method, layer, kind, **options.get(method, {}))
         with columns[i % 3]:
-            if not cheap:  # slow work: its estimate and Start button, then its progress and Stop button
-                seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **request.kwargs)
-                work = lambda progress, r=request: ask(loaded, choice, Explainer.answer, r, progress=progress)  # noqa: E731
-                if not may_start(("gallery", loaded.key, choice.key, request), seconds, method, work):
-                    continue
+            # slow work (by this machine's pace now): its estimate and Start button, then its progress and Stop
+            seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **request.kwargs)
+            work = lambda progress, r=request: ask(loaded, choice, Explainer.answer, r, progress=progress)  # noqa: E731
+            if not may_start(("gallery", loaded.key, choice.key, request), seconds, method, work):
+                continue
             with st.spinner(f"Computing {method}…"):
                 result = ask(loaded, choice, Explainer.answer, request)
             e = shown[method] = result.value
             asked.append(explained(request))
-            chart(st, overlay_figure(view, e.map, title=method, hover="saliency", height=260),
+            chart(st, overlay_figure(view, e.map, title=method, hover="saliency", height=260, showscale=True),
                       key=f"gallery_fig_{method}", width="content")
             where = f"at {_target_label(loaded, (e.layer, e.kind))}" if e.layer else "on the pixels"
             blank = " The map is blank: this layer does not move the score." if e.blank else ""
             explain_line(f"{method} {where} for '{loaded.class_names[e.target]}'.{blank}", result)
             show_map_score(score_of(scores, method, e.layer, e.kind), st, scored=scores is not None)
     offer("gallery", shown, recreate(loaded, choice, *asked))
-    url.write()
 
 
 def _ablation(loaded: LoadedModel, choice: ImageChoice, predicted: str) -> None:
@@ -351,13 +352,18 @@ def explore() -> None:
     left, right = st.columns([1, 2])
     left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
     with right:
-        show_out_of_distribution(loaded, choice, st)  # before the chart it qualifies
+        strange = show_out_of_distribution([loaded], choice, st)  # before the prediction it qualifies
         with st.spinner("Running the model…"):
             prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=5)
         truth = choice.true_class if knows_true_class(loaded, choice) else None
-        chart(st, topk_figure(prediction.value, true_class=truth), key="topk_fig")
-        explain_line("The five most probable classes and their softmax probability."
-                     + (" The true class is green." if truth else ""), prediction)
+        if strange:  # no bar to read as an answer: the ranking, in small type
+            explain_line("The classes it must choose from, as it ranks them for this image: " + ", ".join(
+                f"{name} {p:.0%}" for name, p in zip(prediction.value.names, prediction.value.probabilities))
+                + ".", prediction)
+        else:
+            chart(st, topk_figure(prediction.value, true_class=truth), key="topk_fig")
+            explain_line("The five most probable classes and their softmax probability."
+                         + (" The true class is green." if truth else ""), prediction)
         offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),
               picture=view)
     views = {  # one tab each, in this order; the first opens by default
@@ -368,8 +374,8 @@ def explore() -> None:
         "Maps": lambda: _gallery(loaded, choice, info, view),
         "Ablation": lambda: _ablation(loaded, choice, prediction.value.names[0]),
     }
-    url.bind("view", "explore_view", next(iter(views)), views)
-    for tab, draw in zip(st.tabs(list(views), key="explore_view", on_change="rerun"), views.values()):
+    tabs = st.tabs(list(views), key=url.bind("view", next(iter(views)), list(views)), on_change="rerun")
+    for tab, draw in zip(tabs, views.values()):
         if tab.open:  # the other tabs stay empty until opened: a click on one reruns the page with it
             with tab:
                 draw()

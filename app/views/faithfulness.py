@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import url
 from app.export import chart, offer, question, recreate
 from app.estimates import forward_cost, may_start
 from app.notices import faithful_map, knows_true_class, map_scores, show_map_score, show_out_of_distribution
@@ -23,6 +24,7 @@ from tokenfusion.viz import KIND_LABELS, deletion_insertion_figure, overlay_figu
 
 STEPS = 20
 RANDOMISATION_STEPS = 6
+BASELINES = ["blur", "mean"]  # what deleted pixels become: a blurred copy, or the mean colour
 Target = tuple[str, str | None, str | None]  # (method, layer, kind)
 
 
@@ -50,7 +52,8 @@ def _label(loaded: LoadedModel, target: Target, scores: list[MapScore] | None) -
 def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: list[MapScore] | None) -> None:
     """The map with its badges, its deletion and insertion curves, and the pointing game."""
     method, layer, kind = target
-    baseline = st.radio("Deleted pixels become", ["blur", "mean"], key="faith_baseline", horizontal=True,
+    baseline = st.radio("Deleted pixels become", BASELINES, key=url.bind("baseline", BASELINES[0], BASELINES),
+                        horizontal=True,
                         format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
     seconds = faithfulness_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=STEPS)
     request = (Explainer.faithfulness, method, layer, kind)
@@ -108,7 +111,8 @@ def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> 
     method, layer, kind = target
     st.subheader("Randomisation test")
     seconds = randomisation_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=RANDOMISATION_STEPS)
-    if not st.toggle(f"Run the model-randomisation test (about {duration(seconds)})", key="faith_randomise"):
+    if not st.toggle(f"Run the model-randomisation test (about {duration(seconds)})",
+                     key=url.bind("randomise", False, [False, True])):
         st.caption("Re-initialises the model from the head down, in a copy, and checks that the map changes "
                    "(Adebayo et al. 2018).")
         return
@@ -134,10 +138,10 @@ def faithfulness() -> None:
         return
     loaded, choice = selected
     st.title(f"Faithfulness · {loaded.name}")
-    show_out_of_distribution(loaded, choice, st)
+    show_out_of_distribution([loaded], choice)
     scores = map_scores(loaded)
     options, opening = _choices(loaded, scores)
-    target = st.selectbox("Map to test", options, index=opening, key=f"faith_method:{loaded.name}",
+    target = st.selectbox("Map to test", options, key=url.bind("faith_map", options[opening], options, what="Map"),
                           format_func=lambda t: _label(loaded, t, scores),
                           help="Opens on the map that scored best against the masks of held-out SynthShapes images "
                                "for this model (⚠: fails a sanity check).")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app import url
 from app.export import chart, explained, offer, question, recreate
+from app.notices import show_out_of_distribution
 from app.sidebar import require
 from app.state import ask, size
 from app.ui import DISPLAY_SIZE, explain_line
@@ -27,6 +29,7 @@ def learn() -> None:
     loaded, choice = selected
     config = loaded.config
     st.title("Learn: from pixels to fused tokens")
+    show_out_of_distribution([loaded], choice)  # the live numbers below are of this image
     with st.spinner("Tracing the model…"):
         traced = ask(loaded, choice, Explainer.inside, channels=6)
         parameters, flops = size(loaded)
@@ -90,7 +93,9 @@ def learn() -> None:
 
     st.header("4 · Three ways to fuse them")
     order = [config.arch] + [a for a in ARCHITECTURES if a != config.arch]
-    for tab, arch in zip(st.tabs([f"{a} (loaded)" if a == config.arch else a for a in order]), order):
+    labels = {f"{a} (loaded)" if a == config.arch else a: a for a in order}  # tab label -> strategy
+    chosen = url.bind("strategy", next(iter(labels)), list(labels), text=labels.get)
+    for tab, arch in zip(st.tabs(list(labels), key=chosen, on_change="rerun"), order):
         with tab:
             st.markdown(STRATEGY_SUMMARIES[arch])
             st.graphviz_chart(strategy_diagram(arch, facts))

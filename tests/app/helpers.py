@@ -7,7 +7,11 @@ import json
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-__all__ = ["chart_titles", "charts", "no_exception", "open_view", "png", "texts", "tab_charts"]
+__all__ = ["PREDICTION", "chart_titles", "charts", "no_exception", "open_view", "png", "texts", "tab_charts"]
+
+
+#: The key of Explore's chart of the prediction (none for an image out of the model's distribution).
+PREDICTION = "topk_fig"
 
 
 def png(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
@@ -26,7 +30,7 @@ def no_exception(at: AppTest) -> None:
 
 def open_view(at: AppTest, view: str) -> AppTest:
     """Click Explore's tab ``view`` ("Maps"): the page reruns with that view drawn."""
-    at.session_state["explore_view"] = view
+    at.session_state["view:view"] = view
     return at.run()
 
 
@@ -36,7 +40,7 @@ def tab_charts(at: AppTest) -> dict[str, int]:
     shown = {}
     for view in [t.label for t in at.tabs]:
         no_exception(open_view(at, view))
-        shown[view] = len(charts(at)) - 1
+        shown[view] = len([c for c in charts(at) if c.key != PREDICTION])
     open_view(at, next(iter(shown)))
     return shown
 

@@ -29,7 +29,7 @@ def open_analysis(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch):
     def start(images: int = IMAGES) -> AppTest:
         monkeypatch.setenv("TOKENFUSION_CHECKPOINTS", str(checkpoint_dir))
         at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
-        at.session_state["analysis_images"] = images
+        at.session_state["view:images"] = images
         at.run()
         return started(at.switch_page("views/analysis.py").run())
 
@@ -73,9 +73,9 @@ def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(open_analys
     per_model = [f"{name}: per {what}" for name in fused[:2] for what in ("layer", "head")] + [f"{fused[2]}: gates"]
     assert titles[-(2 * len(attending) + len(per_model)):] == [*attending, *attending, *per_model]
 
-    comparisons = at.selectbox(key="analysis_cka").options
+    comparisons = at.selectbox(key="view:cka").options
     assert len(comparisons) > 1
-    at.selectbox(key="analysis_cka").set_value(comparisons[-1]).run()
+    at.selectbox(key="view:cka").set_value(comparisons[-1]).run()
     no_exception(at)
     a, b = comparisons[-1].split(" vs ")
     assert f"CKA: {a.split(' (')[0]} vs {b.split(' (')[0]}" in chart_titles(at)
@@ -96,7 +96,7 @@ def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -
     monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)  # every analysis counts as slow
     at = app()
     at.switch_page("views/analysis.py").run()
-    at.number_input(key="analysis_images").set_value(IMAGES).run()
+    at.number_input(key="view:images").set_value(IMAGES).run()
     no_exception(at)
     assert runs == [] and not charts(at)
     assert f"Analysing {IMAGES} images with {len(ARCHITECTURES)} models takes about" in at.info[0].value
@@ -132,7 +132,7 @@ def test_a_bad_data_folder_gets_a_plain_message(open_analysis, runs, tmp_path, m
     monkeypatch.setenv("TOKENFUSION_DATA", str(folder))
     at = open_analysis()
     no_exception(at)
-    assert at.radio(key="analysis_data").value == str(folder)  # a folder named at start is the default
+    assert at.radio(key="view:data").value == str(folder)  # a folder named at start is the default
     expected = "does not exist" if case == "missing" else "holds classes ['cat', 'dog']"
     assert len(at.error) == 1 and expected in at.error[0].value
     assert runs == [] and not charts(at)

@@ -40,8 +40,8 @@ def _shown(prediction) -> str:
 
 def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> None:
     at = app(query={"view": "What-if"})
-    at.radio(key="wi_kind:early").set_value("region").run()
-    at.slider(key="wi_across:early").set_value((0.05, 0.95)).run()
+    at.radio(key="view:remove").set_value("region").run()
+    at.slider(key="view:across").set_value((0.05, 0.95)).run()
     no_exception(at)
     caption = next(c for c in texts(at.caption) if c.startswith("Prediction, attention shares and rollout"))
     before, after = re.findall(r"'[^']+' \d+%", caption)[:2]

@@ -19,15 +19,23 @@ from PIL import Image
 from tests.data.test_images import huge_png_header
 from tokenfusion.models import ARCHITECTURES, create
 
-from .helpers import charts, no_exception, png, tab_charts, texts
+from .helpers import PREDICTION, charts, no_exception, png, tab_charts, texts
 from .test_explore import EXPECTED
 
 EXPLORE_CHARTS = 1 + EXPECTED["early"]["charts"]["Attention"]  # the opening tab of Explore on the default model
 EVERY_VIEW = EXPECTED["early"]["charts"]  # charts per tab
 
 
+def out_of_distribution(at) -> None:
+    """Explore on an image out of the model's distribution: the notice, and the ranking in small type
+    instead of the bar chart of a prediction."""
+    assert any(w.startswith("**Out of distribution.**") for w in texts(at.warning))
+    assert PREDICTION not in [c.key for c in charts(at)] and len(charts(at)) == EXPLORE_CHARTS - 1
+    assert any(c.startswith("The classes it must choose from") for c in texts(at.main.caption))
+
+
 def upload_image(at, name: str, data: bytes):
-    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.radio(key="view:image").set_value("Upload").run()
     at.sidebar.file_uploader(key="image_file").set_value((name, data, "image/png")).run()
     return at
 
@@ -68,7 +76,7 @@ def _code(protocol: int | None) -> bytes:
 
 def test_upload_hint_before_any_file(app) -> None:
     at = app()
-    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.radio(key="view:image").set_value("Upload").run()
     no_exception(at)
     assert any("Upload an image in the sidebar" in i for i in texts(at.info))
     assert not charts(at)
@@ -86,7 +94,7 @@ def test_good_uploads_are_explored(app, name: str, data: bytes, note: str | None
     assert any(f"upload {name}" in c for c in texts(at.sidebar.caption))
     if note:
         assert any(note in c for c in texts(at.sidebar.caption))
-    assert len(charts(at)) == EXPLORE_CHARTS
+    out_of_distribution(at)
     assert tab_charts(at) == EVERY_VIEW
 
 
@@ -107,7 +115,7 @@ def test_bad_uploads_say_why_and_the_app_keeps_serving(app, name: str, data: byt
     no_exception(at)
     assert message in at.error[0].value
     at.switch_page("views/explore.py").run()
-    at.sidebar.radio(key="image_source").set_value("SynthShapes").run()  # and the next request works
+    at.sidebar.radio(key="view:image").set_value("SynthShapes").run()  # and the next request works
     no_exception(at)
     assert not at.error and len(charts(at)) == EXPLORE_CHARTS
 
@@ -115,11 +123,11 @@ def test_bad_uploads_say_why_and_the_app_keeps_serving(app, name: str, data: byt
 @pytest.mark.parametrize("photo", ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"])
 def test_shipped_photos(app, photo: str) -> None:
     at = app()
-    at.sidebar.radio(key="image_source").set_value("Photo").run()
-    at.sidebar.selectbox(key="photo_name").set_value(photo).run()
+    at.sidebar.radio(key="view:image").set_value("Photo").run()
+    at.sidebar.selectbox(key="view:photo").set_value(photo).run()
     no_exception(at)
     assert any(f"photo {photo}" in c for c in texts(at.sidebar.caption))
-    assert len(charts(at)) == EXPLORE_CHARTS
+    out_of_distribution(at)
     assert tab_charts(at) == EVERY_VIEW
 
 
@@ -133,7 +141,7 @@ def test_a_good_uploaded_checkpoint_is_selected(app, checkpoint_dir: Path) -> No
     at = upload_checkpoint(app(), "my_model.pt", _checkpoint_bytes(checkpoint_dir, "late"))
     no_exception(at)
     assert not at.error
-    assert at.sidebar.selectbox(key="model_name").value == "my_model (uploaded)"
+    assert at.sidebar.selectbox(key="view:model").value == "my_model (uploaded)"
     assert texts(at.title) == ["Explore · my_model (uploaded)"]
     at.switch_page("views/compare.py").run()
     assert len(at.dataframe[0].value) == len(ARCHITECTURES) + 1
@@ -175,7 +183,7 @@ def test_bad_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, checkpoin
     no_exception(at)
     errors = texts(at.sidebar.error)
     assert len(errors) == 1 and message in errors[0], errors
-    assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
+    assert at.sidebar.selectbox(key="view:model").value == "early"  # the previous model stays
     assert texts(at.title) == ["Explore · early"] and len(charts(at)) == EXPLORE_CHARTS
     assert not SENTINEL.exists()  # nothing in the file was ever run
 
@@ -186,10 +194,10 @@ def test_a_broken_file_in_the_folder_is_reported_where_it_is_used(app, checkpoin
     (tmp_path / "late.pt").write_bytes((tmp_path / "late.pt").read_bytes()[:4000])
     at = app(tmp_path)
     assert not at.error  # early, the default, is fine
-    at.sidebar.selectbox(key="model_name").set_value("late").run()
+    at.sidebar.selectbox(key="view:model").set_value("late").run()
     no_exception(at)
     assert "late.pt is truncated or corrupt" in at.error[0].value and not charts(at)
-    at.sidebar.selectbox(key="model_name").set_value("vit")
+    at.sidebar.selectbox(key="view:model").set_value("vit")
     at.switch_page("views/compare.py").run()
     no_exception(at)
     assert texts(at.error) == [e for e in texts(at.error) if e.startswith("late: late.pt is truncated")]
@@ -212,7 +220,7 @@ def test_the_checkpoint_folder_named_on_the_command_line_wins(app, checkpoint_di
     monkeypatch.setattr(sys, "argv", ["app/main.py", "--checkpoints", str(tmp_path)])
     at = app(checkpoint_dir)  # the environment variable names another folder
     no_exception(at)
-    assert at.sidebar.selectbox(key="model_name").options == ["vit"]
+    assert at.sidebar.selectbox(key="view:model").options == ["vit"]
     assert texts(at.title) == ["Explore · vit"]
 
 
@@ -247,7 +255,7 @@ def test_malformed_checkpoint_uploads_say_why_and_the_app_keeps_serving(app, che
     no_exception(at)
     errors = texts(at.sidebar.error)
     assert len(errors) == 1 and errors[0].startswith("odd.pt") and message in errors[0], errors
-    assert at.sidebar.selectbox(key="model_name").value == "early"  # the previous model stays
+    assert at.sidebar.selectbox(key="view:model").value == "early"  # the previous model stays
     assert texts(at.title) == ["Explore · early"] and len(charts(at)) == EXPLORE_CHARTS
 
 

@@ -5,7 +5,7 @@ import functools
 import re
 import time
 
-from .helpers import charts, no_exception, texts
+from .helpers import charts, no_exception, open_view, texts
 
 
 def _caption(at, start: str) -> str:
@@ -16,10 +16,10 @@ def test_the_token_inspector_follows_its_controls(app) -> None:
     at = app(query={"view": "Inspector"})
     first = _caption(at, "Attention of the CNN token")  # early's sequence starts with its CNN tokens
     assert "at blocks.3" in first and "receptive field, measured" in first
-    at.radio(key="tok_kind:early").set_value("patch").run()
+    at.radio(key="view:token_kind").set_value("patch").run()
     no_exception(at)
     assert "Green: its patch" in _caption(at, "Attention of the patch token")
-    at.select_slider(key="tok_layer:early").set_value("blocks.1").run()
+    at.select_slider(key="view:token_layer").set_value("blocks.1").run()
     assert "at blocks.1" in _caption(at, "Attention of the patch token")
 
 
@@ -28,7 +28,7 @@ def test_the_layerwise_inspector_shows_the_cross_attention_row(app) -> None:
     no_exception(at)
     assert texts(at.title) == ["Explore · layerwise"]
     assert any(c.startswith("Attention of the patch token") for c in texts(at.caption))
-    assert at.session_state["tok_layer:layerwise"] == "blocks.3"
+    assert at.session_state["view:token_layer"] == "blocks.3"
 
 
 def _percent(caption: str) -> list[tuple[str, int]]:
@@ -37,11 +37,11 @@ def _percent(caption: str) -> list[tuple[str, int]]:
 
 def test_removing_cnn_tokens_changes_the_prediction(app) -> None:
     at = app(query={"view": "What-if"})
-    at.select_slider(key="wi_from:early").set_value("blocks.0").run()
+    at.select_slider(key="view:from").set_value("blocks.0").run()
     no_exception(at)
     (before, p_before), (after, p_after) = _percent(_caption(at, "Prediction, attention shares and rollout"))
     assert (before, p_before) != (after, p_after)  # early leans on its CNN tokens
-    last = at.select_slider(key="wi_from:early").options[-1]
+    last = at.select_slider(key="view:from").options[-1]
     assert last == "blocks.3"
 
 
@@ -50,13 +50,13 @@ def test_a_link_opens_the_view_it_names(app) -> None:
                     "head": "1"})
     no_exception(at)
     assert texts(at.title) == ["Explore · late"]
-    assert at.session_state["photo_name"] == "rocket.jpg"
-    assert at.session_state["att_layer:late"] == 2 and at.session_state["att_head:late"] == 1
+    assert at.session_state["view:photo"] == "rocket.jpg"
+    assert at.session_state["view:layer"] == 2 and at.session_state["view:head"] == 1
     assert at.query_params["model"] == "late" and at.query_params["layer"] == "2"
     at = app(query={"model": "late", "view": "Maps", "methods": ["gradcam", "occlusion"]})
     no_exception(at)
     assert texts(at.subheader) == ["Grad-CAM and attribution gallery"]  # the tab it names is open
-    assert at.session_state["gallery_methods:late"] == ["gradcam", "occlusion"]
+    assert at.session_state["view:methods"] == ["gradcam", "occlusion"]
     assert at.query_params["view"] == "Maps" and at.query_params["methods"] == ["gradcam", "occlusion"]
 
 
@@ -64,21 +64,24 @@ def test_a_link_with_unknown_values_falls_back_to_the_defaults(app) -> None:
     at = app(query={"model": "nonexistent", "view": "nowhere", "layer": "99", "methods": ["gradcam", "nope"]})
     no_exception(at)
     assert texts(at.title) == ["Explore · early"]
-    assert at.session_state["explore_view"] == "Attention"
-    assert at.session_state["att_layer:early"] == 4
-    assert at.query_params["model"] == "early"
+    assert at.session_state["view:view"] == "Attention"
+    assert at.session_state["view:layer"] == 4
+    assert not {"model", "view", "layer"} & set(at.query_params)  # what was drawn set nothing: defaults
+    at = open_view(at, "Maps")
+    assert at.session_state["view:methods"] == ["gradcam"]  # what applies of the link's list
+    assert at.query_params["methods"] == "gradcam"
 
 
 def test_removing_a_region_changes_the_prediction_over_the_object_only(app) -> None:
     at = app(query={"view": "What-if"})  # early on the striped cross of SynthShapes, spanning most of the image
-    at.radio(key="wi_kind:early").set_value("region").run()
-    at.slider(key="wi_across:early").set_value((0.0, 0.25))
-    at.slider(key="wi_down:early").set_value((0.0, 0.25)).run()  # a corner of background
+    at.radio(key="view:remove").set_value("region").run()
+    at.slider(key="view:across").set_value((0.0, 0.25))
+    at.slider(key="view:down").set_value((0.0, 0.25)).run()  # a corner of background
     no_exception(at)
     (before, _), (after, _) = _percent(_caption(at, "Prediction, attention shares and rollout with the CNN and patch"))
     assert before == after
-    at.slider(key="wi_across:early").set_value((0.05, 0.95))
-    at.slider(key="wi_down:early").set_value((0.05, 0.95)).run()  # the object's box
+    at.slider(key="view:across").set_value((0.05, 0.95))
+    at.slider(key="view:down").set_value((0.05, 0.95)).run()  # the object's box
     no_exception(at)
     (before, _), (after, _) = _percent(_caption(at, "Prediction, attention shares and rollout"))
     assert before != after
@@ -94,7 +97,7 @@ def _slow_compare(app, monkeypatch):
     monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)
     at = app()
     at.switch_page("views/compare.py").run()
-    at.radio(key="compare_method").set_value("occlusion").run()
+    at.radio(key="view:compare_map").set_value("occlusion").run()
     no_exception(at)
     return at
 
@@ -161,7 +164,7 @@ def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:
                r"scorecam_topk scores the (\d+) most varied: (\d+) passes")
     every, full, k, top = map(int, re.match(pattern, _caption(at, "ScoreCAM scores all")).groups())
     assert (full, k, top) == (every + 1, min(32, every), min(32, every) + 1)
-    at.slider(key="topk:early").set_value(8).run()
+    at.slider(key="view:channels").set_value(8).run()
     no_exception(at)
     assert re.match(pattern, _caption(at, "ScoreCAM scores all")).group(4) == "9"
     assert any(c.startswith("scorecam_topk at") for c in texts(at.caption))  # its map is drawn
@@ -185,7 +188,7 @@ def test_faithfulness_and_the_randomisation_test_show_progress_when_slow(app, mo
     no_exception(at)
     drawn = len(charts(at))
     assert drawn == 2  # the map and its curves
-    at.toggle(key="faith_randomise").set_value(True).run()
+    at.toggle(key="view:randomise").set_value(True).run()
     assert not _buttons(at, "Start (")  # the toggle asked for it
     bars = [p.proto.text for p in at.get("progress")]
     assert any(re.match(r"The randomisation test of .+: \d+ of (\d+|\?) maps", b) for b in bars), bars
