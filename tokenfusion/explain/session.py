@@ -166,11 +166,11 @@ class Explainer:
         by the same request (method, layer, kind, target) on a session of their own.
         ``progress(done, total)``: maps made, of the trained one and one per randomised copy."""
         found = resolve(self.model, Request.of(method, layer, kind))
-        layer, kind = found.layer, found.kind
-        reference = self.explain(method, layer, target, kind=kind)
+        reference = self._answer(found, target)
+        pinned = Request(method, found.layer, found.kind)  # the copies' request: the trained map's target
 
         def again(model: TokenFusionModel, image: Tensor) -> Explanation:
-            return Explainer(model, image).explain(method, layer, reference.target, kind=kind)
+            return Explainer(model, image).answer(pinned, reference.target)
 
         return randomisation_check(self.model, self.x, again, steps=steps, reference=reference, progress=progress)
 
