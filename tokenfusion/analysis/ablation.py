@@ -79,6 +79,8 @@ class Recording:
         while stream is not None and stream not in changed:
             changed.add(stream)
             stream = feeds[stream]
+        if site not in self.order:  # called inside a module the model calls (an adapted library model): recompute all
+            return []
         position = self.order.index(site)
         once = {n for n, calls in Counter(self.order).items() if calls == 1}
         return [n for i, n in enumerate(self.order) if n in once

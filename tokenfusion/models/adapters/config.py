@@ -60,7 +60,7 @@ class AdaptedConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AdaptedConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AdaptedConfig:
         """Inverse of :meth:`to_dict`; raises ``ValueError`` naming the first key or value that does not fit."""
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(map(str, set(data) - set(known)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, overload
 
 import torch
@@ -19,13 +20,12 @@ __all__ = ["AdaptedModel", "TokenSource", "TokenTap"]
 
 @dataclass(frozen=True)
 class TokenSource:
-    """Where the streams' image tokens are made: module ``module`` of the model (``"net.patch_embed"``)
-    outputs ``kind`` tokens, ``(B, N, D)`` on ``grid`` or a ``(B, D, h, w)`` map (``grid`` None: read
-    from the map); ``prefix`` class (and register) tokens stand before them in the blocks' sequence."""
+    """Where one kind of the streams' image tokens is made: module ``module`` of the model
+    (``"net.patch_embed"``) outputs ``kind`` tokens, ``(B, N, D)`` on ``grid`` or a ``(B, D, h, w)`` map
+    (``grid`` None: read from the map)."""
 
     kind: str
     module: str
-    prefix: int
     grid: tuple[int, int] | None = None
 
 
@@ -43,31 +43,33 @@ class TokenTap(nn.Module):
 
 
 class AdaptedModel(nn.Module):
-    """``net`` (a timm or torchvision model, its forward unchanged: fused attention stays on) with the
-    :class:`ModelStructure` it is declared with. ``model(x)`` is ``net(x)``; ``model(x, trace=True)``
-    runs the same forward with hooks that read each block's output, its attention weights
-    (:mod:`.attention`) and the trunk stages, and returns ``(logits, Trace)``.
+    """``net`` (a timm or torchvision model, or a user's own; its forward unchanged: fused attention stays
+    on) with the :class:`ModelStructure` it is declared with. ``model(x)`` is ``net(x)``;
+    ``model(x, trace=True)`` runs the same forward with hooks that read each block's output, its
+    attention weights (:mod:`.attention`) and the trunk stages, and returns ``(logits, Trace)``.
 
-    ``attention[layer]``: the attention module of each stream layer. Module names are this model's
-    (``"net.blocks.3"``), so a CAM targets ``model.get_submodule(name)``.
+    ``attention[layer]``: the attention module of each stream layer. ``sources``: where each kind of
+    image token is made, in the order the kinds stand in the blocks' sequence, behind ``class_tokens``
+    class (and register) tokens. Module names are this model's (``"net.blocks.3"``), so a CAM targets
+    ``model.get_submodule(name)``.
     """
 
     def __init__(
         self, net: nn.Module, config: AdaptedConfig, *, streams: tuple[Stream, ...] = (),
         attention: dict[str, str] | None = None, trunk_stages: tuple[str, ...] = (),
-        source: TokenSource | None = None, cam_targets: tuple[CamTarget, ...] = (),
+        sources: tuple[TokenSource, ...] = (), class_tokens: int = 1, cam_targets: tuple[CamTarget, ...] = (),
     ) -> None:
         super().__init__()
         self.net = net
         self.config = config
         self.weight_sources: dict[str, dict] = {}
-        self.source = source
+        self.sources = {source.kind: source for source in sources}
+        self.class_tokens = class_tokens
         self.attention = dict(attention or {})
-        tokens = {}
-        if source is not None:
-            tokens = {source.kind: (f"{source.kind}_tokens",)}
+        for source in sources:
             self.add_module(f"{source.kind}_tokens", TokenTap())
-            self.get_submodule(source.module).register_forward_hook(self._through_tap)
+            self.get_submodule(source.module).register_forward_hook(partial(self._through_tap, source))
+        tokens = {kind: (f"{kind}_tokens",) for kind in self.sources}
         self._structure = ModelStructure(streams, tokens, trunk_stages, (), cam_targets)
         layers = [layer for s in streams for layer in s.layers]
         if sorted(self.attention) != sorted(layers):
@@ -78,17 +80,19 @@ class AdaptedModel(nn.Module):
     def structure(self) -> ModelStructure:
         return self._structure
 
-    @property
-    def tap(self) -> TokenTap:
-        return self.get_submodule(self.structure.token_module(self.source.kind))  # type: ignore[union-attr, return-value]
+    def tap(self, kind: str) -> TokenTap:
+        """The declared token module of ``kind``."""
+        return self.get_submodule(self.structure.token_module(kind))  # type: ignore[return-value]
 
-    def _through_tap(self, _: nn.Module, __: tuple, output: Tensor) -> Tensor:
-        """Forward hook on the library's token module: its output through :class:`TokenTap`, same layout back."""
+    def _through_tap(self, source: TokenSource, _: nn.Module, __: tuple, output: Tensor) -> Tensor:
+        """Forward hook on the module making ``source``'s tokens: its output through the kind's
+        :class:`TokenTap`, in the same layout back."""
+        tap = self.tap(source.kind)
         if output.dim() == 4:  # (B, D, h, w)
             b, d, h, w = output.shape
-            tokens, grid = self.tap(output.flatten(2).transpose(1, 2), (h, w))
+            tokens, grid = tap(output.flatten(2).transpose(1, 2), (h, w))
             return tokens.transpose(1, 2).reshape(b, d, *grid)
-        tokens, _ = self.tap(output, self.source.grid)  # type: ignore[union-attr]
+        tokens, _ = tap(output, source.grid)
         return tokens
 
     @overload
@@ -103,14 +107,14 @@ class AdaptedModel(nn.Module):
         readers = {layer: kind(self.get_submodule(self.attention[layer])) for layer, kind in self._readers.items()}
         outputs: dict[str, Tensor] = {}
         features: list[Tensor] = []
-        grids: list[tuple[int, int]] = []
+        grids: dict[str, tuple[int, int]] = {}
         handles = [h for reader in readers.values() for h in reader.attach()]
         handles += [self.get_submodule(layer).register_forward_hook(
             lambda _, __, out, layer=layer: outputs.__setitem__(layer, out)) for layer in readers]
         handles += [self.get_submodule(stage).register_forward_hook(lambda _, __, out: features.append(out))
                     for stage in self.structure.trunk_stages]
-        if self.source is not None:
-            handles.append(self.tap.register_forward_hook(lambda _, __, out: grids.append(out[1])))
+        handles += [self.tap(kind).register_forward_hook(lambda _, __, out, kind=kind: grids.__setitem__(kind, out[1]))
+                    for kind in self.sources]
         try:
             logits = self.net(x)
         finally:
@@ -118,7 +122,8 @@ class AdaptedModel(nn.Module):
                 handle.remove()
         record = Trace(cnn_features=features)
         for stream in self.structure.streams:
-            layout = TokenLayout.build(("cls", self.source.prefix), (self.source.kind, tuple(grids[-1])))  # type: ignore[union-attr]
+            kinds = [(kind, tuple(grids[kind])) for kind in self.sources if kind in stream.kinds]
+            layout = TokenLayout.build(*([("cls", self.class_tokens)] if self.class_tokens else []), *kinds)
             for layer in stream.layers:
                 weights = readers[layer].weights
                 if weights is None or layer not in outputs:
@@ -131,7 +136,7 @@ class AdaptedModel(nn.Module):
         """The model's parts with parameters, in the order a forward first calls them: each declared stream
         layer and trunk stage, and every module of ``net`` beside them (stem, norms, head), read from one
         forward of a blank ``img_size`` image (hooks removed afterwards)."""
-        declared = {*self.structure.trunk_stages, *(l for s in self.structure.streams for l in s.layers)}
+        declared = {*self.structure.trunk_stages, *(name for s in self.structure.streams for name in s.layers)}
         units = [u for u in _units(self.net, "net", declared) if any(True for _ in self.get_submodule(u).parameters())]
         called: list[str] = []
         handles = [self.get_submodule(u).register_forward_pre_hook(

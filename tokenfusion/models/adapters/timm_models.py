@@ -41,7 +41,7 @@ def _vit(net: nn.Module, name: str, hybrid: bool) -> AdaptedModel:
                      depth=len(layers), num_heads=net.blocks[0].attn.num_heads)
     return AdaptedModel(
         net, config, streams=streams, attention={layer: f"{layer}.attn" for layer in layers}, trunk_stages=stages,
-        source=TokenSource(kind, "net.patch_embed", net.num_prefix_tokens, grid),
+        sources=(TokenSource(kind, "net.patch_embed", grid),), class_tokens=net.num_prefix_tokens,
         cam_targets=stage_targets(stages) + block_targets(streams),
     )
 

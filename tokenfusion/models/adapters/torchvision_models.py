@@ -33,12 +33,11 @@ def _vit(net: nn.Module, name: str) -> AdaptedModel:
     """The encoder's layers over ``[class; patch]``; patch tokens from ``conv_proj``."""
     layers = tuple(f"net.encoder.layers.{n}" for n, _ in net.encoder.layers.named_children())
     streams = (Stream("net.encoder.layers", ("patch",), layers, readout=True),)
-    side = net.image_size // net.patch_size
     config = AdaptedConfig("torchvision", name, net.heads.head.out_features, net.image_size, IMAGENET_MEAN,
                            IMAGENET_STD, CROP_PCT, patch_size=net.patch_size, embed_dim=net.hidden_dim,
                            depth=len(layers), num_heads=net.encoder.layers[0].num_heads)
     return AdaptedModel(
         net, config, streams=streams, attention={layer: f"{layer}.self_attention" for layer in layers},
-        source=TokenSource("patch", "net.conv_proj", 1, (side, side)),
+        sources=(TokenSource("patch", "net.conv_proj"),),
         cam_targets=tuple(CamTarget(f"{layer}.ln_1", "patch", "tokens", layer) for layer in layers),
     )
