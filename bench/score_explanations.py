@@ -163,7 +163,7 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
             e = explain(model, x, info.name, layer, target, **options)
             row = record((info.name, layer, kind), info.family, e.map, e.seconds)
             if i < args.random_images and not is_blank(e.map):  # a blank map has no ranks to correlate
-                fn = lambda m, x, n=info.name, l=layer, o=options: explain(m, x, n, l, target, **o)  # noqa: E731
+                fn = lambda m, x, n=info.name, at=layer, o=options: explain(m, x, n, at, target, **o)  # noqa: E731
                 check = randomisation_check(model, x, fn, steps=args.random_steps, seed=args.seed, reference=e)
                 row["randomisation_spearman"].append(check.mean)
     rows = []
@@ -232,7 +232,7 @@ def _localises_cell(row: dict[str, Any]) -> str:
     return {True: "yes", False: "no", None: ""}[_localises(row)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trunk_stages(arch: str, size: str) -> tuple[str, ...]:
     """The trunk stages a model of ``arch`` at ``size`` declares (``model.structure``)."""
     return create(arch, size).structure.trunk_stages

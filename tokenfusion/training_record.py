@@ -43,7 +43,7 @@ class TrainingRecord:
     heldout: HeldOut | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "TrainingRecord":
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainingRecord:
         """The record of a checkpoint's ``training`` dict; keys this version does not know are ignored
         (a newer checkpoint still shows what this version understands)."""
         data = data or {}

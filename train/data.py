@@ -83,7 +83,7 @@ class InMemory(Dataset):
             image, label = base[i]
             self.images[i] = (image * 255).round()
             self.labels.append(label)
-        self.classes = list(getattr(base, "classes"))
+        self.classes = list(base.classes)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -50,7 +50,7 @@ def test_ablation_from_k_past_the_last_layer_equals_the_plain_model(arch: str) -
         curves = AblationCurves(model, 12)
         curves.update(x, y, plain, trace.layouts, recording)
     top1 = 100 * float((untraced.argmax(-1) == y).float().mean())  # the plain model's, not the recorded logits
-    for kind, entry in curves.result().items():
+    for entry in curves.result().values():
         assert entry["mean"]["top1"][-1] == pytest.approx(top1)
         assert len(entry["mean"]["top1"]) == len(entry["sites"]) + 1
 

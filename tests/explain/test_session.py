@@ -15,9 +15,8 @@ SLOW = ("scorecam", "ablationcam", "occlusion", "integrated_gradients", "smoothg
 def test_one_traced_forward_serves_every_method(tiny, x, monkeypatch) -> None:
     model = tiny("late")
     session = Explainer(model, x)
-    calls = []
-    monkeypatch.setattr(type(model), "forward_features",
-                        lambda self, *a, _f=type(model).forward_features, **k: calls.append(1) or _f(self, *a, **k))
+    calls, forward = [], type(model).forward_features
+    monkeypatch.setattr(type(model), "forward_features", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
     for method in ("attention", "rollout"):
         session.explain(method, kind="cnn")
     session.predict([str(i) for i in range(12)]), session.fusion()

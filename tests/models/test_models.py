@@ -42,7 +42,7 @@ FUSION_CASES = [c for c in CASES if c.values[0] in FUSION]
 SHARE_CASES = [c for c in CASES if c.values[0] in ("early", "late")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared(arch: str, size: str) -> TokenFusionModel:
     """One model per (arch, size) for the tests that only read it (eval mode, never modified)."""
     torch.manual_seed(0)

@@ -212,7 +212,7 @@ def _measure(model: nn.Module, module: str, repeats: int) -> TokenGeometry:
                         f"({MAX_SCALE * base} px): their centres cannot be measured")
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[str, TokenGeometry]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[str, TokenGeometry]] = weakref.WeakKeyDictionary()
 
 
 def token_geometry(model: nn.Module, module: str) -> TokenGeometry:

@@ -33,7 +33,7 @@ class TokenLayout:
     spans: tuple[TokenSpan, ...]
 
     @classmethod
-    def build(cls, *parts: tuple[TokenKind, int | tuple[int, int]]) -> "TokenLayout":
+    def build(cls, *parts: tuple[TokenKind, int | tuple[int, int]]) -> TokenLayout:
         """``build(("cls", 1), ("cnn", (6, 6)), ...)``: a count for class tokens, a grid for image tokens."""
         spans, start = [], 0
         for kind, extent in parts:
@@ -45,7 +45,7 @@ class TokenLayout:
             start += length
         return cls(tuple(spans))
 
-    def __add__(self, other: "TokenLayout") -> "TokenLayout":
+    def __add__(self, other: TokenLayout) -> TokenLayout:
         offset = self.num_tokens
         moved = tuple(TokenSpan(s.kind, s.start + offset, s.length, s.grid) for s in other.spans)
         return TokenLayout(self.spans + moved)

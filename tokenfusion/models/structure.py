@@ -109,7 +109,7 @@ class ModelStructure:
         for s in self.streams:
             if layer in s.layers:
                 return s
-        raise KeyError(f"No stream has layer {layer!r}. Layers: {[l for s in self.streams for l in s.layers]}")
+        raise KeyError(f"No stream has layer {layer!r}. Layers: {[name for s in self.streams for name in s.layers]}")
 
     def attention_layers(self, kind: TokenKind | None = None) -> list[str]:
         """Self-attention layers in forward order, those whose sequence holds ``kind`` if given."""
