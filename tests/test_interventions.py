@@ -1,8 +1,11 @@
-"""Token interventions: each does to one kind of token what its name says, and nothing to the other."""
+"""Token interventions: each does to one kind of token what its name says, and nothing to the other; tokens
+taken away where they are read go at the places the structure declares, and a region takes the cells under it."""
 import pytest
 import torch
 
-from tokenfusion.interventions import INTERVENTIONS, dataset_means, describe, intervene
+from tokenfusion.interventions import (
+    INTERVENTIONS, ablate_from, ablate_region, cells_under, dataset_means, describe, intervene, places,
+)
 from tokenfusion.models import create
 
 
@@ -73,3 +76,29 @@ def test_kind_dropout_zeroes_one_kind_per_training_image():
     assert 0.45 < cnn.mean() < 0.55
     assert model.eval().kind_masks(4, torch.device("cpu")) is None
     assert create("early", "tiny").train().kind_masks(4, torch.device("cpu")) is None
+
+
+def test_a_region_takes_the_patches_it_overlaps_and_the_cnn_tokens_whose_centre_it_holds() -> None:
+    region = (0.3, 0.0, 0.6, 1.0)  # on a 4-wide grid: columns [0, .25), [.25, .5), [.5, .75), [.75, 1)
+    assert cells_under(region, "patch", (4, 4))[0].tolist() == [False, True, True, False]
+    assert cells_under(region, "cnn", (4, 4))[0].tolist() == [False, True, False, False]  # centres .375 in, .625 out
+    assert cells_under((0, 0, 1, 1), "cnn", (3, 5)).all()
+    assert not cells_under((0.2, 0.5, 0.8, 0.5), "patch", (4, 4)).any()  # no height: nothing
+
+
+def test_places_follow_each_kind_in_forward_order() -> None:
+    structure = create("late", "tiny").structure
+    assert places(structure, "cnn") == [f"cnn_blocks.{i}" for i in range(4)] + ["fusion_blocks.0"]
+    assert places(structure, None) == [f"cnn_blocks.{i} + patch_blocks.{i}" for i in range(4)] + ["fusion_blocks.0"]
+
+
+def test_the_whole_image_as_a_region_is_the_kind_removed(early) -> None:
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, trace = early(x, trace=True)
+        for kind in ("cnn", "patch"):
+            with ablate_from(early, trace.layouts, kind, 2, "zero"):
+                whole = early(x)
+            with ablate_region(early, trace.layouts, (0, 0, 1, 1), (kind,), 2, "zero") as where:
+                assert where == places(early.structure, kind)[1:]
+                torch.testing.assert_close(early(x), whole)
