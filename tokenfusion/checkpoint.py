@@ -13,27 +13,26 @@ A checkpoint is a dict of tensors and builtins::
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import pickle
-import pickletools
 import re
 import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
-from .models import ARCHITECTURES, ModelConfig, TokenFusionModel, build
+from .memory import estimate_memory, estimated, on_meta
+from .models import ModelConfig, TokenFusionModel, build
 from .models.adapters import AdaptedConfig
+from .models.config import shown
+from .pickle_inspection import asks_to_run_code, starts_as_zip
 from .training_record import TrainingRecord
-from .models.blocks import Attention
 
 __all__ = [
     "DEFAULT_MAX_MODEL_GB", "FORMAT", "FORMAT_VERSION", "MAX_MODEL_GB_ENV", "Checkpoint", "CheckpointError",
@@ -47,18 +46,7 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_MODEL_GB = 4.0
 MAX_MODEL_GB_ENV = "TOKENFUSION_MAX_MODEL_GB"
 _PREFIXES = ("module.", "_orig_mod.")  # DDP, torch.compile
-_CODE_SIGNS = ("Unsupported global", "GLOBAL ", "unrecognized function", "Can only create new object", "Can only build")
 _RESAVE = "Save it again with tokenfusion.checkpoint.save_checkpoint."
-#: Accepted range of each numeric config field: (low, high), both included. Bounds that no model of
-#: the field comes near keep a damaged or hostile config from describing an absurd model.
-_RANGES: dict[str, tuple[float, float]] = {
-    "num_classes": (1, 100_000), "img_size": (8, 2048), "patch_size": (1, 2048), "embed_dim": (1, 16_384),
-    "depth": (1, 128), "num_heads": (1, 1024), "mlp_ratio": (0.01, 64.0), "fusion_depth": (0, 128),
-    "tiny_trunk_channels": (1, 4096), "drop_rate": (0.0, 1.0), "drop_path_rate": (0.0, 1.0),
-    "kind_drop_rate": (0.0, 1.0),
-    "mean": (-10.0, 10.0), "std": (1e-6, 10.0), "crop_pct": (0.01, 1.0), "norm_eps": (1e-12, 1.0),
-}
-_TRIPLES = ("tiny_trunk_channels", "mean", "std")
 
 
 class CheckpointError(ValueError):
@@ -176,39 +164,6 @@ def load_checkpoint(
     )
 
 
-def estimate_memory(model: TokenFusionModel, attention: bool = True) -> dict[str, int]:
-    """Parameters of ``model`` and the bytes it needs, from shapes alone (``model`` may live on the
-    ``meta`` device, where nothing is allocated): ``weights_bytes`` for its parameters and buffers,
-    and, when ``attention``, ``attention_bytes`` for the attention maps ``(B=1, heads, N_q, N_k)``
-    that one traced forward of an ``img_size`` image keeps (found by running a forward on the
-    model's own device; on ``meta`` that takes a fraction of a second, nothing is computed)."""
-    size = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "weights_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
-        "attention_bytes": 0,
-    }
-    if not attention:
-        return size
-    maps: list[int] = []
-
-    def count(module: Attention, args: tuple, kwargs: dict, output: Any) -> None:
-        queries = args[0]
-        context = args[1] if len(args) > 1 and args[1] is not None else kwargs.get("context")
-        keys = (context if context is not None else queries).shape[1]
-        maps.append(queries.shape[0] * module.num_heads * queries.shape[1] * keys * queries.element_size())
-
-    handles = [m.register_forward_hook(count, with_kwargs=True) for m in model.modules() if isinstance(m, Attention)]
-    device = next(model.parameters()).device
-    image = model.config.img_size
-    try:
-        with torch.no_grad():
-            model.eval()(torch.empty(1, 3, image, image, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {**size, "attention_bytes": sum(maps)}
-
-
 def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"No checkpoint file at {path}.")
@@ -219,10 +174,8 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch words every weights_only failure "Weights only load failed", a PNG's bytes included;
-        # only these reasons, or imports found in the pickle itself, mean it asked to run something
-        imports = _pickle_imports(path)
-        if imports or any(sign in str(e) for sign in _CODE_SIGNS):
+        imports = asks_to_run_code(path, e)
+        if imports is not None:
             named = f" (it imports {', '.join(imports[:3])})" if imports else ""
             raise CheckpointError(
                 f"{path.name} was refused: it is a pickle that carries Python objects or code{named}, which "
@@ -230,17 +183,17 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             ) from None
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (unreadable pickle data).") from None
     except Exception as e:  # torch raises many types for files it cannot parse
-        if _starts_as_zip(path) and not zipfile.is_zipfile(path):  # no central directory at the end
+        if starts_as_zip(path) and not zipfile.is_zipfile(path):  # no central directory at the end
             raise CheckpointError(
                 f"{path.name} is truncated or corrupt: the file ends before the checkpoint does. "
                 "Copy or save it again."
             ) from None
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". This is an internal")[0]
-        if _starts_as_zip(path) and re.search(r"cuda|device|mps|xpu", reason, re.I):  # tensors for a missing GPU
+        if starts_as_zip(path) and re.search(r"cuda|device|mps|xpu", reason, re.I):  # tensors for a missing GPU
             raise CheckpointError(
                 f"{path.name} could not be loaded with map_location={map_location!r}: {reason}"
             ) from None
-        if _starts_as_zip(path):  # a whole archive whose contents are damaged
+        if starts_as_zip(path):  # a whole archive whose contents are damaged
             raise CheckpointError(
                 f"{path.name} is damaged: its archive cannot be read ({reason}). Copy or save it again."
             ) from None
@@ -254,7 +207,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     version = payload.get("format_version")
     if type(version) is not int:
         raise CheckpointError(
-            f"{path.name} has format_version {_shown(version)}, not an integer from 1 to {FORMAT_VERSION}. {_RESAVE}"
+            f"{path.name} has format_version {shown(version)}, not an integer from 1 to {FORMAT_VERSION}. {_RESAVE}"
         )
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -276,10 +229,10 @@ def _check_payload(payload: dict[str, Any], name: str) -> None:
         raise CheckpointError(f"{name} has an empty state_dict: it holds no weights. {_RESAVE}")
     for key, value in state.items():
         if not isinstance(key, str):
-            raise CheckpointError(f"{name}: the state_dict has a key {_shown(key)}; weight names are strings. {_RESAVE}")
+            raise CheckpointError(f"{name}: the state_dict has a key {shown(key)}; weight names are strings. {_RESAVE}")
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(
-                f"{name}: weight {key!r} is {_shown(value)}, not a tensor. The file is damaged or was "
+                f"{name}: weight {key!r} is {shown(value)}, not a tensor. The file is damaged or was "
                 f"not written by this project. {_RESAVE}"
             )
         if value.layout != torch.strided:
@@ -291,74 +244,27 @@ def _check_payload(payload: dict[str, Any], name: str) -> None:
         value = payload.get(part)
         if not isinstance(value, kinds):
             what = "a dict" if part == "config" else "a dict, when present"
-            found = "nothing" if value is None else _shown(value)
+            found = "nothing" if value is None else shown(value)
             raise CheckpointError(f"{name}: its {part} is {found}, expected {what}. {_RESAVE}")
 
 
 def _config_of(payload: dict[str, Any], path: Path) -> ModelConfig | AdaptedConfig:
-    """The checkpoint's config, after checking its keys, the type and range of every value and
-    that ``num_heads`` divides ``embed_dim``; nothing is built here."""
+    """The checkpoint's config, its keys read by ``from_dict`` and its values checked by
+    :meth:`~tokenfusion.models.ModelConfig.validate`; nothing is built here."""
     data = payload["config"]
     if "library" in data:  # a model of another library (tokenfusion.models.convert)
         try:
             return AdaptedConfig.from_dict(data)
         except ValueError as e:
             raise CheckpointError(f"{path.name} has an invalid config of an adapted model: {e}. {_RESAVE}") from None
-    known = {f.name: f for f in fields(ModelConfig)}
-    required = sorted(k for k, f in known.items() if f.default is MISSING and f.default_factory is MISSING)
-    problems = []
-    unknown = sorted(map(str, set(data) - set(known)))
-    if unknown:
-        problems.append(f"unknown keys {unknown}")
-    missing = [k for k in required if k not in data]
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if problems:
-        raise CheckpointError(
-            f"{path.name} has an unreadable model config: {'; '.join(problems)} "
-            f"(expected keys from {sorted(known)}). {_RESAVE}"
-        )
-    for key, value in data.items():
-        problem = _value_problem(key, value)
-        if problem:
-            raise CheckpointError(f"{path.name} has an invalid model config: {key} {problem}. {_RESAVE}")
-    if data["arch"] not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{path.name} holds an unknown architecture {data['arch']!r}. Expected one of "
-            f"{list(ARCHITECTURES)}; it may need a newer tokenfusion."
-        )
-    if data["embed_dim"] % data["num_heads"]:
-        raise CheckpointError(
-            f"{path.name} has an invalid model config: embed_dim {data['embed_dim']} is not divisible by "
-            f"num_heads {data['num_heads']}, so attention cannot split it into heads. {_RESAVE}"
-        )
-    if data.get("patch_size", 0) > data["img_size"]:
-        raise CheckpointError(
-            f"{path.name} has an invalid model config: patch_size {data['patch_size']} is larger than "
-            f"img_size {data['img_size']}. {_RESAVE}"
-        )
-    return ModelConfig.from_dict(data)
-
-
-def _value_problem(key: str, value: Any) -> str | None:
-    """Why ``value`` cannot be config field ``key``, or None when it can."""
-    kind = {f.name: f.type for f in fields(ModelConfig)}[key]
-    if kind == "str":
-        return None if isinstance(value, str) and len(value) <= 64 else f"is {_shown(value)}, expected a short string"
-    if key in _TRIPLES:
-        if not isinstance(value, (list, tuple)) or len(value) != 3:
-            return f"is {_shown(value)}, expected a list of 3 numbers"
-        items = value
-    else:
-        items = [value]
-    whole = kind == "int" or key == "tiny_trunk_channels"
-    low, high = _RANGES.get(key, (-math.inf, math.inf))
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int if whole else (int, float)):
-            return f"is {_shown(value)}, expected {'an integer' if whole else 'a number'}" + (" per entry" if key in _TRIPLES else "")
-        if not (math.isfinite(item) and low <= item <= high):
-            return f"is {_shown(value)}, outside the accepted range {low} to {high}"
-    return None
+    try:
+        config = ModelConfig.from_dict(data)
+    except ValueError as e:
+        raise CheckpointError(f"{path.name} has an unreadable model config: {e}. {_RESAVE}") from None
+    try:
+        return config.validate()
+    except ValueError as e:
+        raise CheckpointError(f"{path.name} has an invalid model config: {e}. {_RESAVE}") from None
 
 
 def _class_names(names: Any, num_classes: int, name: str) -> list[str]:
@@ -366,46 +272,24 @@ def _class_names(names: Any, num_classes: int, name: str) -> list[str]:
         return _default_class_names(num_classes)
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise CheckpointError(
-            f"{name}: its class_names is {_shown(names)}, expected a list of {num_classes} strings. {_RESAVE}"
+            f"{name}: its class_names is {shown(names)}, expected a list of {num_classes} strings. {_RESAVE}"
         )
     if len(names) != num_classes:
         raise CheckpointError(f"{name} lists {len(names)} class names for {num_classes} classes. {_RESAVE}")
     return list(names)
 
 
-class _RangesOnCpu(TorchFunctionMode):
-    """Inside ``torch.device("meta")``: ``torch.linspace`` stays on the CPU, because constructors
-    read its values as numbers (the drop-path rate of each block)."""
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = dict(kwargs or {})
-        if func is torch.linspace:
-            kwargs.setdefault("device", "cpu")
-        return func(*args, **kwargs)
-
-
-def _skeleton(config: ModelConfig, name: str) -> TokenFusionModel:
+def _skeleton(config: ModelConfig | AdaptedConfig, name: str) -> torch.nn.Module:
     """The model ``config`` describes, on the ``meta`` device: shapes only, nothing allocated."""
     try:
-        return _on_meta(config)
+        return on_meta(config)
     except Exception as e:  # a config that passed the checks above and still describes no model
         raise CheckpointError(f"{name}: its config describes no model that can be built ({_reason(e)}). {_RESAVE}") from None
 
 
-def _on_meta(config: ModelConfig) -> TokenFusionModel:
-    with torch.device("meta"), _RangesOnCpu():
-        return build(config)
-
-
-@functools.lru_cache(maxsize=32)
-def _estimated(config: ModelConfig) -> dict[str, int]:
-    """:func:`estimate_memory` of ``config``'s model, once per config (its meta forward is the slow part)."""
-    return estimate_memory(_on_meta(config))
-
-
-def _estimate(config: ModelConfig, name: str) -> dict[str, int]:
+def _estimate(config: ModelConfig | AdaptedConfig, name: str) -> dict[str, int]:
     try:
-        return _estimated(config)
+        return estimated(config)
     except Exception as e:  # the forward of the described model fails: it could never be used
         raise CheckpointError(
             f"{name}: its config describes a model whose forward fails on a {config.img_size} px image "
@@ -490,36 +374,6 @@ def _strip(key: str) -> str:
             if key.startswith(prefix):
                 key, changed = key[len(prefix):], True
     return key
-
-
-def _starts_as_zip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-
-
-def _pickle_imports(path: Path, limit: int = 1 << 20) -> list[str]:
-    """The ``module.name`` globals that the pickle at the start of ``path`` would import, read from
-    its opcodes (nothing is run); empty for a file that is not a pickle."""
-    with path.open("rb") as f:
-        data = f.read(limit)
-    imports, strings = [], []
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name in ("GLOBAL", "INST"):
-                imports.append(str(arg).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                imports.append(".".join(strings[-2:]))
-            elif isinstance(arg, str):
-                strings.append(arg)
-    except Exception:  # noqa: BLE001 - damaged or not a pickle: what was read so far is the answer
-        pass
-    return imports
-
-
-def _shown(value: Any) -> str:
-    """``value`` for a message: its type, and its repr when short."""
-    text = repr(value)
-    return f"{text} ({type(value).__name__})" if len(text) <= 40 else f"a {type(value).__name__}"
 
 
 def _reason(error: BaseException) -> str:

@@ -112,7 +112,7 @@ class TokenFusionModel(nn.Module):
 def make_blocks(config: ModelConfig, depth: int, first: int = 0, total: int | None = None) -> nn.ModuleList:
     """``depth`` blocks whose drop-path rates continue a linear ramp over ``total`` blocks."""
     total = total or depth
-    rates = torch.linspace(0, config.drop_path_rate, total).tolist()
+    rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # plain numbers: meta-safe
     return nn.ModuleList(
         Block(config.embed_dim, config.num_heads, config.mlp_ratio, config.drop_rate, rates[first + i])
         for i in range(depth)

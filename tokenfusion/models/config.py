@@ -1,14 +1,25 @@
 """Model configuration: one dataclass for every architecture, one table of sizes."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import math
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["ARCHITECTURES", "SIZES", "ModelConfig", "make_config"]
+__all__ = ["ARCHITECTURES", "RANGES", "SIZES", "ModelConfig", "make_config"]
 
 ARCHITECTURES = ("cnn", "vit", "late", "early", "layerwise")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Accepted range of each numeric field (of each entry of a triple), both ends included. Bounds that no
+#: model of the field comes near keep a damaged or hostile config from describing an absurd model.
+RANGES: dict[str, tuple[float, float]] = {
+    "num_classes": (1, 100_000), "img_size": (8, 2048), "patch_size": (1, 2048), "embed_dim": (1, 16_384),
+    "depth": (1, 128), "num_heads": (1, 1024), "mlp_ratio": (0.01, 64.0), "fusion_depth": (0, 128),
+    "tiny_trunk_channels": (1, 4096), "drop_rate": (0.0, 1.0), "drop_path_rate": (0.0, 1.0),
+    "kind_drop_rate": (0.0, 1.0),
+    "mean": (-10.0, 10.0), "std": (1e-6, 10.0), "crop_pct": (0.01, 1.0), "norm_eps": (1e-12, 1.0),
+}
+_TRIPLES = ("tiny_trunk_channels", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,60 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown or missing keys are an error (the values are checked by
+        :meth:`validate`)."""
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"Unknown model config keys {unknown}. Expected a subset of {sorted(known)}")
+        required = [k for k, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
+        unknown = sorted(map(str, set(data) - set(known)))
+        missing = [k for k in required if k not in data]
+        problems = [f"{what} keys {keys}" for what, keys in (("unknown", unknown), ("missing", missing)) if keys]
+        if problems:
+            raise ValueError(f"{'; '.join(problems)} (expected keys from {sorted(known)})")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def validate(self) -> ModelConfig:
+        """This config, once every field has its type and lies in :data:`RANGES`, the architecture is
+        known, ``num_heads`` divides ``embed_dim`` and a patch fits the image; else a ``ValueError``
+        naming the first field that does not, what it holds and what is accepted."""
+        for f in fields(self):
+            problem = _value_problem(f.name, f.type, getattr(self, f.name))
+            if problem:
+                raise ValueError(f"{f.name} {problem}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}. Expected one of {list(ARCHITECTURES)}; "
+                             "a newer tokenfusion may know it")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}, so "
+                             "attention cannot split it into heads")
+        if self.patch_size > self.img_size:
+            raise ValueError(f"patch_size {self.patch_size} is larger than img_size {self.img_size}")
+        return self
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: its repr when short, and its type."""
+    text = repr(value)
+    return f"{text} ({type(value).__name__})" if len(text) <= 40 else f"a {type(value).__name__}"
+
+
+def _value_problem(key: str, kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be field ``key`` (annotated ``kind``), or None when it can."""
+    if kind == "str":
+        return None if isinstance(value, str) and len(value) <= 64 else f"is {shown(value)}, expected a short string"
+    if key in _TRIPLES:
+        if not isinstance(value, (list, tuple)) or len(value) != 3:
+            return f"is {shown(value)}, expected 3 numbers"
+        items = value
+    else:
+        items = [value]
+    whole = kind == "int" or key == "tiny_trunk_channels"
+    low, high = RANGES.get(key, (-math.inf, math.inf))
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int if whole else (int, float)):
+            return f"is {shown(value)}, expected {'an integer' if whole else 'a number'}" + (" per entry" * (key in _TRIPLES))
+        if not (math.isfinite(item) and low <= item <= high):
+            return f"is {shown(value)}, outside the accepted range {low} to {high}"
+    return None
 
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -77,7 +136,8 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def make_config(arch: str, size: str, **overrides: Any) -> ModelConfig:
-    """The config of ``arch`` at ``size``, with keyword ``overrides`` (unknown keys raise)."""
+    """The config of ``arch`` at ``size``, with keyword ``overrides``; unknown keys and invalid values raise
+    (:meth:`ModelConfig.validate`)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {arch!r}. Expected one of {list(ARCHITECTURES)}")
     if size not in SIZES:
@@ -87,7 +147,4 @@ def make_config(arch: str, size: str, **overrides: Any) -> ModelConfig:
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ValueError(f"Unknown model options {unknown}. Expected some of {sorted(allowed)}")
-    config = replace(base, **overrides)
-    if config.embed_dim % config.num_heads:
-        raise ValueError(f"embed_dim {config.embed_dim} is not divisible by num_heads {config.num_heads}")
-    return config
+    return replace(base, **overrides).validate()
