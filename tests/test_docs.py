@@ -14,13 +14,16 @@ from bench.report.sources import RESULTS
 ROOT = Path(__file__).resolve().parents[1]
 #: A Python block, with the reason it cannot run here when the line before it gives one.
 PYTHON_BLOCK = re.compile(r"(?:<!-- skip-test: (?P<reason>[^>]+?) -->\n)?```python\n(?P<code>.*?)```", re.S)
+#: A Markdown link or image to a file of the repository (its anchor aside).
+RELATIVE_LINK = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")
 README_LINES_MAX = 220
+READ_FIRST = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 
 
 def _python_blocks() -> list:
     """One parameter per Python block of README.md and docs/*.md: its doc, first line, code and skip reason."""
     params = []
-    for doc in ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]:
+    for doc in READ_FIRST:
         text = (ROOT / doc).read_text()
         for found in PYTHON_BLOCK.finditer(text):
             line = text.count("\n", 0, found.start("code")) + 1
@@ -44,6 +47,12 @@ def test_the_readme_is_short_and_its_test_command_is_what_ci_runs():
     assert len(readme.splitlines()) <= README_LINES_MAX
     command = "pip install -r requirements-dev.txt && python -m pytest"
     assert command in readme and command in ci.splitlines()
+
+
+def test_every_relative_link_of_the_docs_finds_its_file():
+    broken = [f"{doc}: {target}" for doc in READ_FIRST for target in RELATIVE_LINK.findall((ROOT / doc).read_text())
+              if not ((ROOT / doc).parent / target).exists()]
+    assert not broken
 
 
 def test_every_block_of_the_docs_is_what_its_files_render():
