@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from tokenfusion.viz.duration import duration  # one way to write a duration, the docs' too
+
 from . import url
 from .preload import wait_for_background
 from .state import Timed
@@ -20,11 +22,6 @@ R = TypeVar("R")
 
 #: Side in pixels at which images (and the maps over them) are shown.
 DISPLAY_SIZE = 256
-
-
-def duration(seconds: float) -> str:
-    """``0.0123`` -> ``"12 ms"``, ``1.5`` -> ``"1.5 s"``."""
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def explain_line(what: str, *timed: Timed) -> None:
