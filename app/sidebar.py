@@ -17,12 +17,12 @@ from tokenfusion.data.images import ImageError
 
 from . import state, url
 from .sources import (
-    CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, UploadFolder, checkpoint_dir, list_checkpoints,
-    photo_image, photo_names, real_models, synthshapes_image,
+    CHECKPOINT_TYPES, IMAGE_TYPES, SYNTH_SEED, ImageChoice, UploadFolder, checkpoint_dir, listed_models,
+    photo_image, photo_names, synthshapes_image,
 )
 from .ui import show_failure
 
-__all__ = ["Selection", "draw_sidebar", "load_models", "require", "selection"]
+__all__ = ["Selection", "draw_sidebar", "load_alike", "load_models", "require", "selection"]
 
 SOURCES = ("SynthShapes", "Photo", "Upload")
 DEFAULT_MODEL = "early"
@@ -166,8 +166,7 @@ def _pick_image(selection: Selection) -> None:
 def draw_sidebar() -> None:
     """Draw the sidebar and remember its :class:`Selection` for the page of this run."""
     folder = checkpoint_dir(sys.argv[1:], os.environ)
-    models = {**list_checkpoints(folder), **real_models(), **st.session_state.get(_UPLOADED_MODELS, {})}
-    selection = Selection(folder, models)
+    selection = Selection(folder, {**listed_models(folder), **st.session_state.get(_UPLOADED_MODELS, {})})
     with st.sidebar:
         model_slot = st.container()
         with st.expander("Another checkpoint"):
@@ -194,6 +193,18 @@ def load_models(names: list[str] | None = None) -> dict[str, state.LoadedModel]:
         except CheckpointError as e:
             st.error(f"{name}: {e}")
     return loaded
+
+
+def load_alike() -> dict[str, state.LoadedModel]:
+    """The listed models that take the selected model's input (size, crop, normalisation) and classes, by
+    name: those a page can run side by side on one image or one data set (all of them when none is selected)."""
+    chosen = selection().model
+
+    def task(loaded: state.LoadedModel) -> tuple:
+        config = loaded.config
+        return config.img_size, config.crop_pct, tuple(config.mean), tuple(config.std), tuple(loaded.class_names)
+
+    return {name: loaded for name, loaded in load_models().items() if chosen is None or task(loaded) == task(chosen)}
 
 
 def require(image: bool = True) -> tuple[state.LoadedModel, ImageChoice | None] | None:

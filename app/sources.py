@@ -25,8 +25,8 @@ from tokenfusion.models.convert import lite0_checkpoint
 
 __all__ = [
     "CHECKPOINTS_ENV", "CHECKPOINT_TYPES", "DATA_ENV", "IMAGE_TYPES", "MAX_UPLOADS", "SYNTH_SEED", "ImageChoice",
-    "REAL_MODEL", "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "photo_image", "photo_names",
-    "real_models", "synthshapes_image", "uploaded_image",
+    "REAL_MODEL", "UploadFolder", "checkpoint_dir", "data_dir", "list_checkpoints", "listed_models", "photo_image",
+    "photo_names", "real_models", "synthshapes_image", "uploaded_image",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,13 @@ def real_models() -> dict[str, Path]:
         return {REAL_MODEL: lite0_checkpoint(folder)}
     except ModuleNotFoundError:
         return {}
+
+
+def listed_models(folder: Path) -> dict[str, Path]:
+    """The models the sidebar lists: the checkpoints of ``folder`` (:func:`list_checkpoints`), then the real
+    ImageNet model beside them; none when the folder holds none, so the page says where models come from."""
+    checkpoints = list_checkpoints(folder)
+    return {**checkpoints, **real_models()} if checkpoints else {}
 
 
 class UploadFolder:

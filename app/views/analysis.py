@@ -21,7 +21,7 @@ import streamlit as st
 from app import url
 from app.estimates import may_start
 from app.export import chart
-from app.sidebar import load_models, selection
+from app.sidebar import load_alike, load_models, selection
 from app.sources import data_dir
 from app.state import DEVICE, LoadedModel, exclusive
 from app.ui import duration, fragment
@@ -54,7 +54,9 @@ def _controls(names: list[str], folder: Path | None) -> tuple[list[str], str, in
     """The models, data set, number of images and ablation modes the user chose."""
     specs = [SYNTHSHAPES] + ([str(folder)] if folder is not None else [])
     left, middle, right = st.columns([3, 2, 2])
-    chosen = left.multiselect("Models", names, key=url.bind("models", names, names))
+    chosen = left.multiselect("Models", names, key=url.bind("models", list(load_alike()), names),
+                              help="Models analysed together take one input (size, crop, normalisation) and one set "
+                                   "of classes; the list opens on those that match the sidebar's model.")
     spec = middle.radio("Images", specs, key=url.bind("data", specs[-1], specs), horizontal=True,
                         format_func=lambda s: "SynthShapes, held out" if s == SYNTHSHAPES else f"{s}/val",
                         help=f"Held-out SynthShapes (seed {HELDOUT_SEED}, never trained on), or the val/ split of "

@@ -15,7 +15,7 @@ from app.estimates import forward_cost, may_start
 from app.notices import (
     faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score, show_out_of_distribution,
 )
-from app.sidebar import load_models, require
+from app.sidebar import load_alike, require
 from app.sources import ImageChoice
 from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, fragment
@@ -177,7 +177,7 @@ def compare() -> None:
     _, choice = selected
     st.title("Compare strategies")
     with st.spinner("Loading every checkpoint…"):
-        models = list(load_models().values())
+        models = list(load_alike().values())
     _predictions(models, choice)
     _maps(models, choice)
 

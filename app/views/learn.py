@@ -92,7 +92,8 @@ def learn() -> None:
         st.dataframe(rows, hide_index=True)
 
     st.header("4 · Three ways to fuse them")
-    order = [config.arch] + [a for a in ARCHITECTURES if a != config.arch]
+    # the loaded model's strategy first; a model of another library has none of the five
+    order = [a for a in dict.fromkeys((config.arch, *ARCHITECTURES)) if a in STRATEGY_SUMMARIES]
     labels = {f"{a} (loaded)" if a == config.arch else a: a for a in order}  # tab label -> strategy
     chosen = url.bind("strategy", next(iter(labels)), list(labels), text=labels.get)
     for tab, arch in zip(st.tabs(list(labels), key=chosen, on_change="rerun"), order):

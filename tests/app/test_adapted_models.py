@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from app.sources import REAL_MODEL, real_models
+from app.sources import REAL_MODEL, listed_models, real_models
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data.images import load_image
 from tokenfusion.data.transforms import preprocess
@@ -89,3 +89,8 @@ def test_converted_models_load_in_the_app_and_draw_their_maps(app, converted: Pa
     assert not at.error
     assert any(name in caption.value for caption in at.sidebar.caption)
     assert "gradcam" in chart_titles(at)
+
+
+def test_the_real_model_is_listed_beside_a_folder_s_checkpoints_only(converted: Path, tmp_path: Path) -> None:
+    assert list(listed_models(converted)) == [*sorted(CONVERTED), REAL_MODEL]  # the folder by name, then the real one
+    assert listed_models(tmp_path) == {}  # an empty folder: the page says where models come from

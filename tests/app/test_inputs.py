@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from app.sources import REAL_MODEL
 from tests.data.test_images import huge_png_header
 from tokenfusion.models import ARCHITECTURES, create
 
@@ -220,7 +221,7 @@ def test_the_checkpoint_folder_named_on_the_command_line_wins(app, checkpoint_di
     monkeypatch.setattr(sys, "argv", ["app/main.py", "--checkpoints", str(tmp_path)])
     at = app(checkpoint_dir)  # the environment variable names another folder
     no_exception(at)
-    assert at.sidebar.selectbox(key="view:model").options == ["vit"]
+    assert at.sidebar.selectbox(key="view:model").options == ["vit", REAL_MODEL]  # the real model beside the folder's
     assert texts(at.title) == ["Explore · vit"]
 
 
