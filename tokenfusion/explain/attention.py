@@ -13,11 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models import ModelStructure, TokenFusionModel, TokenLayout, Trace
+from ..models import ModelStructure, StreamTrace, TokenFusionModel, TokenLayout, Trace
 from ._utils import ExplainError, class_index
 from .spec import Method, Passes, Session, Targets
 
-__all__ = ["Attention", "CrossAttention", "Rollout", "fuse_heads", "rollout", "rollout_matrix"]
+__all__ = [
+    "Attention", "CrossAttention", "Rollout", "fuse_heads", "rollout", "rollout_matrix", "rollout_path", "rollout_streams",
+]
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -86,14 +88,19 @@ def rollout_path(structure: ModelStructure, trace: Trace, kind: str) -> list[str
     forward order: the readout stream's, after those of the stream feeding it the ``kind`` tokens
     (``late``: ``cnn_blocks.0..``, then ``fusion_blocks.0``). Empty when no self-attention over
     ``kind`` tokens reaches the head (``layerwise`` CNN tokens enter by cross-attention)."""
-    feeder, final = _streams(structure, trace, kind)
+    feeder, final = rollout_streams(structure, trace, kind)
     if final is None:
         return []
     return [*(feeder.layers if feeder else ()), *final.layers]
 
 
-def _streams(structure: ModelStructure, trace: Trace, kind: str):
-    """``(feeding stream, readout stream)`` traces for a rollout of ``kind`` tokens (either None)."""
+def rollout_streams(
+    structure: ModelStructure, trace: Trace, kind: str
+) -> tuple[StreamTrace | None, StreamTrace | None]:
+    """The stream traces a rollout of ``kind`` tokens crosses: ``(feeding stream, readout stream)``;
+    the feeding stream is None where ``kind`` tokens are in the readout stream from its first block
+    (``vit``, ``early``, ``layerwise``), the readout stream None where no self-attention carries
+    them to the head. A method that follows tokens to the head the way rollout does reads these."""
     readout = structure.readout
     if readout is None:
         return None, None
@@ -120,7 +127,7 @@ def rollout(
     ``r = R_fusion[cls, stream] @ R_stream``. The Learn page grows this one function layer by layer
     (``upto = 1, 2, ...``) and Explore shows ``upto=None``, so their last maps are the same.
     """
-    feeder, final = _streams(structure, trace, kind)
+    feeder, final = rollout_streams(structure, trace, kind)
     path = rollout_path(structure, trace, kind)
     if not path:
         hint = " (its CNN tokens enter by cross-attention: use 'cross_attention')" if trace.cross_attention else ""
