@@ -1,5 +1,6 @@
-"""What an explanation will cost before it runs: the forward passes a method needs, times the
-measured time of one forward of the model.
+"""What an explanation will cost before it runs: the forward passes a method needs (each method
+counts its own, :meth:`~tokenfusion.explain.spec.Method.passes`), times the measured time of one
+forward of the model.
 
 ScoreCAM and AblationCAM run one masked image per channel of their layer (``scorecam_topk`` one
 per scored channel), Occlusion one image per window position, Integrated Gradients and SmoothGrad
