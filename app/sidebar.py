@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ def _checkpoint_upload(models: dict[str, Path]) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest not in seen:
         seen.add(digest)
-        st.session_state["model_name"] = label
+        url.keep("model", label)
 
 
 def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
@@ -109,10 +109,8 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
             "with `-- --checkpoints DIR`, or upload one below."
         )
         return
-    url.bind("model", "model_name", DEFAULT_MODEL if DEFAULT_MODEL in names else names[0], names)
-    if st.session_state["model_name"] not in names:  # its file went away
-        st.session_state["model_name"] = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-    name = slot.selectbox("Model", names, key="model_name", help=f"Checkpoints in {selection.folder}")
+    name = slot.selectbox("Model", names, help=f"Checkpoints in {selection.folder}",
+                          key=url.bind("model", DEFAULT_MODEL if DEFAULT_MODEL in names else names[0], names))
     try:
         with st.spinner(f"Loading {name}…"):
             selection.model = state.load_model(selection.models[name], name)
@@ -128,20 +126,19 @@ def _pick_model(selection: Selection, slot: DeltaGenerator) -> None:
 
 
 def _pick_image(selection: Selection) -> None:
-    url.bind("image", "image_source", SOURCES[0], SOURCES)
-    source = st.radio("Image", SOURCES, key="image_source", horizontal=True)
+    source = st.radio("Image", SOURCES, horizontal=True, key=url.bind("image", SOURCES[0], SOURCES))
     size = selection.model.config.img_size if selection.model else 64
     if source == "SynthShapes":
-        url.bind("class", "synth_class", DEFAULT_CLASS, CLASS_NAMES)
-        url.bind("example", "synth_example", 0, lambda v: isinstance(v, int) and 0 <= v <= MAX_EXAMPLE)
-        name = st.selectbox("Class", CLASS_NAMES, key="synth_class")
-        example = st.number_input("Example", min_value=0, max_value=MAX_EXAMPLE, key="synth_example",
-                                  help=f"Images of the held-out SynthShapes seed {SYNTH_SEED}, never trained on.")
-        selection.image = _synthshapes(int(example) * len(CLASS_NAMES) + CLASS_NAMES.index(name), size)
+        name = st.selectbox("Class", CLASS_NAMES, key=url.bind("class", DEFAULT_CLASS, CLASS_NAMES))
+        example = st.number_input("Example", min_value=0, max_value=MAX_EXAMPLE,
+                                  help=f"Images of the held-out SynthShapes seed {SYNTH_SEED}, never trained on.",
+                                  key=url.bind("example", 0, url.within(0, MAX_EXAMPLE, int)))
+        image = _synthshapes(int(example) * len(CLASS_NAMES) + CLASS_NAMES.index(name), size)
+        selection.image = replace(image, label=f"SynthShapes {name}, example {example}")  # as the sidebar says
     elif source == "Photo":
-        url.bind("photo", "photo_name", photo_names()[0], photo_names())
-        selection.image = _photo(st.selectbox("Photo", photo_names(), key="photo_name",
-                                              help="Public-domain / CC0 photos, see assets/photos/LICENSE.md"))
+        selection.image = _photo(st.selectbox("Photo", photo_names(),
+                                              help="Public-domain / CC0 photos, see assets/photos/LICENSE.md",
+                                              key=url.bind("photo", photo_names()[0], photo_names())))
     else:
         # Any type reaches the decoder, which says why a file is refused: a type the uploader refused in
         # the browser (an SVG) would leave the previous file, and its error, on the page.
