@@ -12,10 +12,12 @@ from tokenfusion.models import ARCHITECTURES
 __all__ = ["RESULTS", "checkpoints", "load"]
 
 
+#: Where the benchmarks write their results files, relative to the repository.
 RESULTS = Path("bench/results")
 
 
 def load(root: Path, name: str) -> dict[str, Any]:
+    """The results file ``name`` of the repository at ``root``."""
     return json.loads((root / RESULTS / name).read_text())
 
 

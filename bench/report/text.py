@@ -7,6 +7,7 @@ __all__ = ["mean_sd", "met", "ms", "pm"]
 
 
 def met(value: float, target: float, at_most: bool = True) -> str:
+    """``met`` when ``value`` is at most (``at_most``) or at least ``target``, else a bold ``missed``."""
     return "met" if (value <= target if at_most else value >= target) else "**missed**"
 
 
@@ -22,5 +23,7 @@ def pm(values: list[float]) -> str:
 
 
 def ms(seconds: float) -> str:
+    """Milliseconds always, so that the rows of a table compare (prose picks its unit with
+    :func:`tokenfusion.viz.duration.duration`)."""
     return f"{seconds * 1000:.0f} ms"
 
