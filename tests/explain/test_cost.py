@@ -14,9 +14,10 @@ class Counter:
         self.forwards = self.backwards = 0
         self.handle = model.register_forward_hook(self._seen)
 
-    def _seen(self, _module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+    def _seen(self, _module: torch.nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
         images = args[0].shape[0]
         self.forwards += images
+        output = output[0] if isinstance(output, tuple) else output  # a traced forward: (logits, trace)
         if output.requires_grad:
             output.register_hook(lambda grad: self._back(images))
 

@@ -54,3 +54,16 @@ def test_a_damaged_adapted_config_is_refused_before_anything_is_built(tmp_path: 
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"invalid config of an adapted model: library 'keras' is not one of"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_torchvision_model_converts_too(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(create_adapted("torchvision", "resnet18", num_classes=2).net.state_dict(), weights)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("yes\nno\n")
+    out = main(["--torchvision", "resnet18", "--weights", str(weights), "--classes", str(classes), "--out",
+                str(tmp_path / "r18.pt")])
+    checkpoint = load_checkpoint(out)
+    assert (checkpoint.config.library, checkpoint.config.crop_pct) == ("torchvision", 224 / 256)
+    assert checkpoint.model.structure.trunk_stages == tuple(f"net.layer{i}" for i in range(1, 5))

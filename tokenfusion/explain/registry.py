@@ -15,6 +15,7 @@ from ._utils import ExplainError
 from .attention import Attention, CrossAttention, Rollout
 from .attribution import IntegratedGradients, Occlusion, SmoothGrad
 from .cam import Cam, TopChannelsCam
+from .relevance import Relevance
 from .spec import Method, Request, Target
 
 __all__ = ["METHODS", "MethodInfo", "Resolved", "available_methods", "resolve"]
@@ -24,6 +25,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Attention(),
     Rollout(),
     CrossAttention(),
+    Relevance(),
     Cam("gradcam", "GradCAM"),
     Cam("gradcam++", "GradCAMPlusPlus"),
     Cam("hirescam", "HiResCAM"),

@@ -64,7 +64,9 @@ class ModelStructure:
 
     ``token_modules[kind]``: module names whose forward returns ``(tokens (B, N, D), grid)`` of
     that kind. ``trunk_stages``: module names of the trunk stages, shallow to deep, whose outputs
-    are ``trace.cnn_features``.
+    are ``trace.cnn_features``. ``attention_gradients``: whether the traced forward's attention weights
+    are part of its graph, so that gradients reach them (not so for a library model whose weights are
+    read beside its fused attention).
     """
 
     streams: tuple[Stream, ...]
@@ -72,6 +74,7 @@ class ModelStructure:
     trunk_stages: tuple[str, ...]
     cross_entries: tuple[CrossEntry, ...]
     cam_targets: tuple[CamTarget, ...]
+    attention_gradients: bool = True
 
     @property
     def token_kinds(self) -> tuple[TokenKind, ...]:

@@ -1,0 +1,61 @@
+"""Chefer et al.'s gradient-weighted relevance: the rule as the paper's code writes it, across streams."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokenfusion.explain import Explainer
+from tokenfusion.models import create
+from tokenfusion.models.adapters import create_adapted
+
+
+def _reference(model: torch.nn.Module, x: torch.Tensor, target: int, stream: str) -> torch.Tensor:
+    """The class token's relevance row over ``stream``'s sequence, as Chefer et al.'s code computes it:
+    weights kept with ``retain_grad``, one ``backward``, ``R += mean_h((grad * A).clamp(0)) @ R`` per block."""
+    with torch.enable_grad():
+        logits, trace = model(x, trace=True)
+        weights = trace.streams[stream].attention
+        for w in weights:
+            w.retain_grad()
+        logits[0, target].backward()
+    relevance = torch.eye(weights[0].shape[-1])
+    for w in weights:
+        relevance = relevance + (w.grad[0] * w[0]).clamp(min=0).mean(0) @ relevance
+    model.zero_grad(set_to_none=True)
+    return relevance.detach()
+
+
+@pytest.mark.parametrize("arch", ["vit", "early"])
+def test_relevance_is_the_paper_s_rule(arch: str) -> None:
+    torch.manual_seed(0)
+    model = create(arch, "tiny").eval()
+    x = torch.randn(1, 3, 64, 64)
+    session = Explainer(model, x)
+    for kind in model.structure.token_kinds:
+        found = session.explain("relevance", kind=kind, target=3)
+        layout = session.trace.layouts["blocks.3"]
+        expected = layout.to_grid(_reference(model, x, 3, "blocks")[0], kind)
+        assert torch.allclose(found.grid, expected, atol=1e-6)
+
+
+def test_late_relevance_is_carried_back_through_the_stream_that_fed_the_kind() -> None:
+    torch.manual_seed(0)
+    model = create("late", "tiny").eval()
+    x = torch.randn(1, 3, 64, 64)
+    session = Explainer(model, x)
+    fusion, cnn = (_reference(model, x, 5, s) for s in ("fusion_blocks", "cnn_blocks"))
+    inner = session.trace.streams["cnn_blocks"].layout
+    start = 1  # [cls; cnn_cls; CNN; ...]: the CNN stream's sequence sits after the head's class token
+    expected = inner.to_grid(fusion[0, start:start + inner.num_tokens] @ cnn, "cnn")
+    found = session.explain("relevance", kind="cnn", target=5)
+    assert torch.allclose(found.grid, expected, atol=1e-6) and found.layer == "fusion_blocks.0"
+
+
+def test_relevance_depends_on_the_class_and_is_left_out_where_no_gradient_reaches_attention() -> None:
+    torch.manual_seed(0)
+    session = Explainer(create("vit", "tiny").eval(), torch.randn(1, 3, 64, 64))
+    one, other = (session.explain("relevance", target=t).grid for t in (0, 1))
+    assert not torch.allclose(one, other)
+    assert "relevance" not in Explainer(create("cnn", "tiny").eval(), torch.randn(1, 3, 64, 64)).methods
+    adapted = create_adapted("timm", "deit_tiny_patch16_224").eval()  # weights read beside fused attention
+    assert "relevance" not in Explainer(adapted, torch.randn(1, 3, 224, 224)).methods
