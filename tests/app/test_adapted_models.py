@@ -68,13 +68,13 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", CONVERTED)
-def test_converted_models_give_attention_rollout_and_grad_cam_on_their_grids(converted: Path, name: str) -> None:
+def test_converted_models_give_attention_rollout_relevance_and_grad_cam_on_their_grids(converted: Path, name: str) -> None:
     checkpoint = load_checkpoint(converted / f"{name}.pt")
     kind, grid = CONVERTED[name]
     session = Explainer(checkpoint.model, preprocess(load_image((PHOTOS / "coffee.jpg").read_bytes()), checkpoint.config))
     assert session.explain("gradcam").grid.shape == grid
-    methods = {"attention", "rollout"} & set(session.methods)
-    assert methods == ({"attention", "rollout"} if kind else set())
+    methods = {"attention", "rollout", "relevance"} & set(session.methods)
+    assert methods == ({"attention", "rollout", "relevance"} if kind else set())
     for method in methods:
         assert session.explain(method, kind=kind).grid.shape == grid
     if kind:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from tokenfusion.data.transforms import preprocess
@@ -121,3 +122,43 @@ def test_efficientnet_lite0_is_the_package_s_model_and_sees_a_cat() -> None:
         top = imagenet_classes()[int(model(image).argmax())]
     assert top in ("tabby", "tiger cat", "Egyptian cat")
     assert model.weight_sources["model"]["sha256"].startswith("579344248a93")
+
+
+def _explicit_relevance(model: AdaptedModel, x: Tensor, target: int) -> Tensor:
+    """Chefer et al.'s rule over the library's own explicit attention (timm with ``fused_attn`` off,
+    torchvision with ``need_weights``), its weights kept with ``retain_grad``: the class token's row."""
+    copied, weights = copy.deepcopy(model), []
+    for layer in copied.structure.attention_layers():
+        attn = copied.get_submodule(copied.attention[layer])
+        if copied.config.library == "timm":
+            attn.fused_attn = False
+            attn.attn_drop.register_forward_hook(lambda m, i, o: weights.append(o) or o.retain_grad())
+        else:
+            def explicit(query, key, value, *args, m=attn, **kwargs):  # batch_first, self-attention
+                q, k, v = (F.linear(query, w, b).unflatten(-1, (m.num_heads, -1)).transpose(1, 2)
+                           for w, b in zip(m.in_proj_weight.chunk(3), m.in_proj_bias.chunk(3)))
+                a = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+                a.retain_grad()
+                weights.append(a)
+                return m.out_proj((a @ v).transpose(1, 2).flatten(2)), None
+            attn.forward = explicit
+    with torch.enable_grad():
+        copied.net(x)[0, target].backward()
+    relevance = torch.eye(weights[0].shape[-1])
+    for w in weights:
+        relevance = relevance + (w.grad[0] * w[0]).clamp(min=0).mean(0) @ relevance
+    return relevance[0, 1:].detach()
+
+
+@pytest.mark.parametrize("library, name", [("timm", "deit_tiny_patch16_224"), ("torchvision", "vit_b_16")])
+def test_relevance_of_an_adapted_vit_is_the_explicit_path_s(library: str, name: str) -> None:
+    """With gradients on, the weights read beside the fused path enter the graph with a zero-valued term:
+    the logits stay the plain ones and the gradient reaching the weights is the explicit path's."""
+    torch.manual_seed(0)
+    model = create_adapted(library, name).eval()
+    x = torch.randn(1, 3, 224, 224)
+    session = Explainer(model, x)
+    found = session.explain("relevance", target=7)
+    assert torch.allclose(found.grid.flatten(), _explicit_relevance(model, x, 7), rtol=1e-3, atol=1e-6)
+    with torch.enable_grad():
+        assert torch.allclose(model(x, trace=True)[0], model.net(x), atol=1e-6)

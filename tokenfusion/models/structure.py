@@ -64,9 +64,8 @@ class ModelStructure:
 
     ``token_modules[kind]``: module names whose forward returns ``(tokens (B, N, D), grid)`` of
     that kind. ``trunk_stages``: module names of the trunk stages, shallow to deep, whose outputs
-    are ``trace.cnn_features``. ``attention_gradients``: whether the traced forward's attention weights
-    are part of its graph, so that gradients reach them (not so for a library model whose weights are
-    read beside its fused attention).
+    are ``trace.cnn_features``. ``attention_gradients``: whether the attention weights of a traced
+    forward run with gradients on are part of its graph, so that gradients reach them (relevance needs it).
     """
 
     streams: tuple[Stream, ...]

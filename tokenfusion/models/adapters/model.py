@@ -70,7 +70,7 @@ class AdaptedModel(nn.Module):
             self.add_module(f"{source.kind}_tokens", TokenTap())
             self.get_submodule(source.module).register_forward_hook(partial(self._through_tap, source))
         tokens = {kind: (f"{kind}_tokens",) for kind in self.sources}
-        self._structure = ModelStructure(streams, tokens, trunk_stages, (), cam_targets, attention_gradients=False)
+        self._structure = ModelStructure(streams, tokens, trunk_stages, (), cam_targets)
         layers = [layer for s in streams for layer in s.layers]
         if sorted(self.attention) != sorted(layers):
             raise ValueError(f"Every stream layer needs its attention module; layers {layers}, given {sorted(self.attention)}")
