@@ -12,6 +12,7 @@ its SHA-256, the command and the library versions. It loads like any other check
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import shlex
 import sys
@@ -111,7 +112,8 @@ def lite0_checkpoint(folder: str | Path) -> Path:
     written the first time (about 19 MB), named by the weights file's SHA-256 so a new package version
     writes a new one, and reused afterwards. ``ModuleNotFoundError`` when the package is not installed."""
     weights = lite0_weights_path()
-    digest = file_record(weights, "", [])["sha256"]
+    with weights.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     out = Path(folder) / f"efficientnet_lite0-{digest[:12]}.pt"
     if not out.is_file():
         save_adapted(out, efficientnet_lite0(weights), imagenet_classes(), "imagenet",

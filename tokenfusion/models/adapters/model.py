@@ -104,7 +104,7 @@ class AdaptedModel(nn.Module):
         """Logits ``(B, num_classes)``; with ``trace``, ``(logits, Trace)``."""
         if not trace:
             return self.net(x)
-        readers = {layer: kind(self.get_submodule(self.attention[layer])) for layer, kind in self._readers.items()}
+        readers = {layer: reader(self.get_submodule(self.attention[layer])) for layer, reader in self._readers.items()}
         outputs: dict[str, Tensor] = {}
         features: list[Tensor] = []
         grids: dict[str, tuple[int, int]] = {}
