@@ -166,7 +166,7 @@ def _page_times(checkpoints: Path, page: str | None, repeats: int) -> tuple[list
     times = []
     for i in range(1, repeats + 1):
         before = [c.value for c in at.sidebar.caption]
-        at.sidebar.number_input(key="synth_example").set_value(100 + i)  # the widget of the latest run
+        _widget(at.sidebar, "number_input", "synth_example").set_value(100 + i)  # the widget of the latest run
         start = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - start)
@@ -277,12 +277,30 @@ def _picker_click(at, index: int) -> list:
     return [state]
 
 
+#: The view-state parameter (widget key ``view:<param>``, ``app/url.py``) of each control's key before it.
+VIEW_PARAMS = {
+    "att_layer": "layer", "att_head": "head", "att_mode": "show", "att_discard": "discard", "att_fusion": "head_fusion",
+    "tok_layer": "token_layer", "tok_head": "token_head", "tok_kind": "token_kind", "wi_kind": "remove",
+    "wi_mode": "replace", "wi_across": "across", "wi_down": "down", "wi_from": "from", "fusion_query": "queries",
+    "gallery_layer": "cam_layer", "gallery_methods": "methods", "synth_example": "example", "synth_class": "class",
+    "image_source": "image", "photo_name": "photo", "model_name": "model", "explore_view": "view",
+}
+
+
 def _widget(at, kind: str, key: str):
-    """The widget of ``kind`` with ``key`` on the page, or None (older code may lack a control)."""
-    try:
-        return getattr(at, kind)(key=key)
-    except KeyError:
-        return None
+    """The widget of ``kind`` with ``key`` (``att_layer:early``) on the page, under the view state's key
+    (``view:layer``) on code that has one; None when the page lacks the control (older code may)."""
+    for name in (f"view:{VIEW_PARAMS.get(key.split(':')[0], '')}", key):
+        try:
+            return getattr(at, kind)(key=name)
+        except KeyError:
+            continue
+    return None
+
+
+def _open_tab_key(at) -> str:
+    """The session key of Explore's open tab in the code measured."""
+    return "view:view" if "view:view" in at.session_state else "explore_view"
 
 
 def controls(checkpoints: Path, values: int) -> dict[str, Any]:
@@ -323,8 +341,8 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
         (older code drew every view on one page)."""
         if tab not in [t.label for t in at.tabs]:
             return False
-        if at.session_state["explore_view"] != tab:
-            at.session_state["explore_view"] = tab
+        if at.session_state[_open_tab_key(at)] != tab:
+            at.session_state[_open_tab_key(at)] = tab
             start, cpu = time.perf_counter(), time.process_time()
             at.run()
             note(f"tab: open {tab}", "explore_view", tab, time.perf_counter() - start, time.process_time() - cpu,
@@ -334,7 +352,7 @@ def controls(checkpoints: Path, values: int) -> dict[str, Any]:
 
     with server_like(), fragments.installed():
         at = _apptest(checkpoints)
-        m = at.sidebar.selectbox(key="model_name").value
+        m = _widget(at.sidebar, "selectbox", "model_name").value
         at.run()  # warm: every view of the opening page computed once
         ahead_s = _load_ahead(checkpoints)
         model = load_checkpoint(checkpoints / f"{m}.pt").model  # the raw options of the formatted controls

@@ -277,7 +277,6 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
     names = [m.name for m in info.values() if m.family != "attention"]
     cams = [m for m in info.values() if m.family == "cam"]
     targets = list(cams[0].targets) if cams else []
-    left, right = st.columns([2, 1])
     cheap = loaded.config.img_size <= FAST_ON_CPU_PX or DEVICE.type != "cpu"
     default = [n for n in (GALLERY_DEFAULT if cheap else GALLERY_DEFAULT_SLOW) if n in names]
     layer_default = cams[0].default if cams else None
@@ -289,11 +288,13 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
         st.caption(f"Opens on {best.method}{f' at {best.layer}' if best.layer else ''}: of the maps scored for this "
                    f"model on held-out SynthShapes images, it points into the object most often "
                    f"({best.pointing_game:.0%}). Badges under each map give its scores.")
-    chosen = left.multiselect("Methods", names, key=url.bind("methods", default, names),
-                              help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
-    target = right.selectbox("CAM layer", targets, format_func=lambda t: _target_label(loaded, t),
-                             key=url.bind("cam_layer", layer_default, targets, what="CAM layer"),
-                             help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
+    # the methods on a row of their own: in a column, many chosen ones scroll the first out of sight
+    chosen = st.multiselect("Methods", names, key=url.bind("methods", default, names),
+                            help="ScoreCAM, AblationCAM and Occlusion run many forward passes: slow at 224 px.")
+    target = st.columns([1, 2])[0].selectbox(
+        "CAM layer", targets, format_func=lambda t: _target_label(loaded, t),
+        key=url.bind("cam_layer", layer_default, targets, what="CAM layer"),
+        help="Attributions (integrated gradients, SmoothGrad, occlusion) work on the pixels.")
     options = {"scorecam_topk": {"channels": _top_channels(loaded, chosen, target)}}
     columns, shown, asked = st.columns(3), {}, []
     for i, method in enumerate(chosen):
