@@ -9,10 +9,14 @@ load average; a run replaces only the parts it measured):
    Chromium (Playwright, ``/usr/bin/chromium``) shows the finished Explore page (its opening tab: the
    prediction and the attention maps, every chart drawn, no script run in progress). The browser is started first, so its own start is not counted.
    Target: first page finished within 4 s.
-2. **pages**: the Explore page (``AppTest``, its opening tab) on the default ``early`` model, each repeat on a SynthShapes
+2. **browser**: in Chromium's clock, against a fresh server: a deep link to ``/compare``, then page
+   switches through the navigation, model and example changes in the sidebar and Explore's Layer
+   slider, each until the page has settled (Streamlit's run state, every chart drawn); median and worst
+   against the targets (5 s, 1 s, 0.5 s, 0.5 s, 300 ms), and by how much the median misses.
+3. **pages**: the Explore page (``AppTest``, its opening tab) on the default ``early`` model, each repeat on a SynthShapes
    image never seen before (every view computed and drawn); the same for an ``early`` model at size
    ``small`` (224 px, random weights); Compare over every model. Targets 1 s, 5 s, 2 s.
-3. **controls**: server time of each Explore control on the ``tiny`` models, once the page is loaded
+4. **controls**: server time of each Explore control on the ``tiny`` models, once the page is loaded
    and warm: each control is set in turn to several values never shown before, and each change is
    timed as the server runs it: a control inside a fragment (``app.ui.fragment``) reruns that
    fragment only (AppTest is told the fragment, as the browser tells the server), a sidebar control
@@ -21,7 +25,7 @@ load average; a run replaces only the parts it measured):
    it open; then class, photo, image source and model with the opening tab open and with the map
    gallery's (their rows say which). Median and worst per control, wall clock and CPU time (on a
    loaded machine the wall clock also counts waiting for a core); target 300 ms each.
-4. **methods**: every explanation method once on an ``early`` model at size ``small`` (224 px, random
+5. **methods**: every explanation method once on an ``early`` model at size ``small`` (224 px, random
    weights) through one ``tokenfusion.explain.Explainer`` session, beside the estimate the app shows
    before it starts (``tokenfusion.explain.estimate_seconds`` from the measured forward), cheapest
    first, each row stored as it finishes (with its date and load average); ``--methods a,b`` times
@@ -57,7 +61,7 @@ from bench.provenance import commit, load_average, provenance  # noqa: E402
 sys.path.insert(0, str(REPO))  # the app and library measured
 
 RESULTS = BENCH_REPO / "bench" / "results" / "app_cpu.json"
-PARTS = ("startup", "pages", "controls", "methods")
+PARTS = ("startup", "browser", "pages", "controls", "methods")
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
 STARTUP_TARGET_S = 4.0
 FIRST_PAGE_CHARTS = 3  # Explore's opening tab: the top-k chart and the attention maps of both kinds of token
@@ -67,6 +71,15 @@ FINISHED = ("(n) => { const charts = [...document.querySelectorAll('[data-testid
             " && charts.every(c => c.querySelector('.main-svg'))"
             " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }")
 CONTROL_TARGET_S = 0.3
+#: Targets in the browser's clock (issue #23): a deep link on a fresh server, a page switch, a model or
+#: example change on the shipped models, a control inside a view.
+BROWSER_TARGETS = {"deep_link_s": 5.0, "page_switch_s": 1.0, "model_change_s": 0.5, "example_change_s": 0.5,
+                   "control_s": 0.3}
+#: In the browser: the script run over (Streamlit's own run state), a title, every chart drawn.
+SETTLED = ("() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+           " const charts = [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')];"
+           " return app && app.getAttribute('data-test-script-state') === 'notRunning'"
+           " && document.querySelector('h1') && charts.every(c => c.querySelector('.main-svg')); }")
 
 
 # --- startup -----------------------------------------------------------------------------------------
@@ -102,6 +115,73 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
     first_page, first_map = imports(threads)
     return {"health_s": round(healthy, 2), "connected_s": round(connected[0], 2), "first_page_s": round(finished, 2),
             "target_s": STARTUP_TARGET_S, "imports_s": first_page, "first_map_imports_s": first_map}
+
+
+def _timed(page, act: Callable[[], None], shown: str, arg: Any = None, timeout: float = 300) -> float:
+    """Seconds from ``act()`` until the JavaScript predicate ``shown(arg)`` holds and the page has
+    settled (:data:`SETTLED`), polled every 20 ms."""
+    start = time.perf_counter()
+    act()
+    page.wait_for_function(shown, arg=arg, timeout=timeout * 1000, polling=20)
+    page.wait_for_function(SETTLED, timeout=timeout * 1000, polling=20)
+    return time.perf_counter() - start
+
+
+def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
+    """Seconds in Chromium's clock: a deep link to ``/compare`` on a fresh server, then page switches
+    through the navigation, model and example changes in the sidebar, and the Layer slider of Explore's
+    attention view; each against :data:`BROWSER_TARGETS`, medians and worst of ``repeats``."""
+    from playwright.sync_api import sync_playwright
+
+    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, wait_until_healthy
+
+    heading = "(start) => (document.querySelector('h1')?.innerText || '').startsWith(start)"
+    caption = ("(before) => [...document.querySelectorAll('[data-testid=\"stSidebar\"] "
+               "[data-testid=\"stCaptionContainer\"]')].map(c => c.innerText).join('|') !== before")
+    titled = "(end) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.endsWith(end))"
+    runs: dict[str, list[float]] = {name: [] for name in BROWSER_TARGETS}
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        process, url = start_server(checkpoints, threads)
+        try:
+            wait_until_healthy(process, url, 300)
+            runs["deep_link_s"].append(_timed(page, lambda: page.goto(f"{url}/compare"), heading, "Compare"))
+            nav = page.locator('[data-testid="stSidebarNav"] a')
+            for _ in range(repeats):
+                for title, start in (("Explore", "Explore"), ("Learn", "Learn"), ("Compare", "Compare")):
+                    runs["page_switch_s"].append(_timed(page, nav.filter(has_text=title).first.click, heading, start))
+            _timed(page, nav.filter(has_text="Explore").first.click, heading, "Explore")
+            sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]')
+            for _ in range(repeats):
+                before = "|".join(sidebar.all_inner_texts())
+                runs["example_change_s"].append(_timed(
+                    page, page.locator('[data-testid="stNumberInputStepUp"]').first.click, caption, before))
+            for name in ["late", "early"] * ((repeats + 1) // 2):  # back on early, whose slider is timed next
+                def choose(name: str = name) -> None:
+                    page.get_by_role("combobox", name="Model").first.click()
+                    page.get_by_role("option", name=name, exact=True).click()
+                runs["model_change_s"].append(_timed(page, choose, heading, f"Explore · {name}"))
+            thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").get_by_role("slider")
+            for i in range(repeats):
+                key, block = ("ArrowLeft", 2) if i % 2 == 0 else ("ArrowRight", 3)
+                runs["control_s"].append(_timed(page, lambda key=key: thumb.press(key), titled, f"blocks.{block}"))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            chromium.close()
+    figures: dict[str, Any] = {}
+    for name, seconds in runs.items():
+        median, worst, target = statistics.median(seconds), max(seconds), BROWSER_TARGETS[name]
+        figures[name] = {"runs_s": [round(s, 3) for s in seconds], "median_s": round(median, 3),
+                         "worst_s": round(worst, 3), "target_s": target,
+                         "over_target_s": round(max(median - target, 0.0), 3)}
+        print(f"  {name}: median {median:.2f} s, worst {worst:.2f} s (target {target} s)", flush=True)
+    return figures
 
 
 #: What the first Explore page imports, in order: each figure is what that import adds to those before it.
@@ -557,6 +637,8 @@ def measure(part: str, args: argparse.Namespace, checkpoints: Path, earlier: dic
         figures = startup(checkpoints, args.threads)
         print(f"  healthy after {figures['health_s']} s, first page finished after {figures['first_page_s']} s; "
               f"imports {figures['imports_s']}")
+    elif part == "browser":
+        figures = browser(checkpoints, args.threads, args.repeats)
     elif part == "pages":
         figures = pages(checkpoints, args.repeats)
     elif part == "controls":
