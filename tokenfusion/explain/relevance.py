@@ -9,6 +9,12 @@ those rollout follows (:func:`~tokenfusion.explain.attention.rollout_streams`): 
 relevance is carried back through the stream that fed the kind, ``R_fusion[cls, stream] @ R_stream``.
 Unlike rollout it depends on the class. It needs attention weights that are part of the traced
 forward's graph, which a model declares (``ModelStructure.attention_gradients``).
+
+Tokens that enter the readout stream by cross-attention (``layerwise``'s CNN tokens, one key set per
+token module) follow the paper's bi-modal rules: the stream's relevance on a key set starts at zero,
+each cross-attention adds ``R̄ᵀ Ā`` (``R̄``: the stream's self-relevance with its identity taken out,
+rows normalised, identity put back; the keys' own relevance is the identity, as they attend to
+nothing), and each later self-attention block carries it on, ``R_keys ← R_keys + Ā R_keys``.
 """
 from __future__ import annotations
 
@@ -50,7 +56,17 @@ class Relevance(Rollout):
     options: Mapping[str, Any] = {}
 
     def targets(self, structure: ModelStructure) -> Targets | None:
-        return super().targets(structure) if structure.attention_gradients else None
+        """Rollout's ``(None, kind)`` for kinds in self-attention, and ``(token module, kind)`` for each
+        token module whose tokens are keys of a cross-attention entry."""
+        if not structure.attention_gradients:
+            return None
+        found = super().targets(structure)
+        keys = tuple(dict.fromkeys((e.tokens, kind) for e in structure.cross_entries
+                                   for kind, modules in structure.token_modules.items() if e.tokens in modules))
+        if found is None and not keys:
+            return None
+        pairs = (found.pairs if found else ()) + keys
+        return Targets(pairs, found.default if found else keys[-1])
 
     def passes(self, model: TokenFusionModel, channels: Mapping[str, int], layer: str | None, kind: str | None,
                options: Mapping[str, Any]) -> Passes:
@@ -60,6 +76,8 @@ class Relevance(Rollout):
              options: Mapping[str, Any]) -> tuple[Tensor, str | None]:
         model = session.model
         model.eval()
+        if layer is not None:
+            return _over_cross_keys(model, session.x, layer, kind, target), layer
         with torch.enable_grad():
             logits, trace = model(session.x, trace=True)
             feeder, final = rollout_streams(model.structure, trace, kind)
@@ -80,3 +98,43 @@ class Relevance(Rollout):
             row = row[offset : offset + feeder.layout.num_tokens] @ matrices[0]
             source = feeder.layout
         return source.to_grid(row.detach(), kind), final.layers[-1]
+
+
+def _with_residual_normalised(relevance: Tensor) -> Tensor:
+    """``R̄``: ``R - I`` with each row divided by its sum (rows summing to zero stay zero), ``+ I``."""
+    eye = torch.eye(relevance.shape[-1], device=relevance.device)
+    rest = relevance - eye
+    sums = rest.sum(-1, keepdim=True)
+    return torch.where(sums > 0, rest / sums.clamp(min=1e-12), torch.zeros_like(rest)) + eye
+
+
+def _over_cross_keys(model: TokenFusionModel, x: Tensor, tokens: str, kind: str, target: int) -> Tensor:
+    """The readout stream's class-token relevance ``(h, w)`` on the keys that token module ``tokens``
+    makes for its cross-attention entries (the bi-modal rules of the module docstring)."""
+    structure = model.structure
+    readout = structure.readout
+    entries = {e.before: e for e in structure.cross_entries if e.stream == readout.name}
+    with torch.enable_grad():
+        logits, trace = model(x, trace=True)
+        stream = trace.streams[readout.name]
+        crossing = [entries[layer].layer for layer in stream.layers if layer in entries]
+        weights = [*stream.attention, *(trace.cross_attention[c].weights for c in crossing)]
+        gradients = dict(zip([*stream.layers, *crossing], torch.autograd.grad(logits[0, target], weights)))
+    weighted = {name: (gradients[name] * w.detach()).clamp(min=0).mean(1)[0].float()
+                for name, w in zip([*stream.layers, *crossing], weights)}
+    self_relevance = torch.eye(stream.layout.num_tokens, device=x.device)
+    on_keys: Tensor | None = None
+    key_layout = None
+    for layer in stream.layers:
+        entry = entries.get(layer)
+        if entry is not None and entry.tokens == tokens:
+            added = _with_residual_normalised(self_relevance).T @ weighted[entry.layer]
+            on_keys = added if on_keys is None else on_keys + added
+            key_layout = trace.cross_attention[entry.layer].key_layout
+        attention = weighted[layer]
+        if on_keys is not None:
+            on_keys = on_keys + attention @ on_keys
+        self_relevance = self_relevance + attention @ self_relevance
+    if on_keys is None:
+        raise ExplainError(f"No cross-attention of the readout stream has keys from {tokens!r}")
+    return key_layout.to_grid(on_keys[class_index(stream.layout)].detach(), kind)
