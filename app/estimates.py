@@ -16,7 +16,7 @@ from tokenfusion.explain import ForwardCost, Progress, measure_forward
 from .state import LoadedModel, exclusive
 from .ui import duration, fragment
 
-__all__ = ["SLOW_SECONDS", "Job", "Stopped", "forward_cost", "may_start"]
+__all__ = ["SLOW_SECONDS", "Job", "Stopped", "forward_cost", "may_start", "stop_others"]
 
 #: Work estimated above this many seconds waits for a click.
 SLOW_SECONDS = 5.0
@@ -101,6 +101,16 @@ def forward_cost(loaded: LoadedModel) -> ForwardCost:
     cost = _measured(loaded)
     scale = _pace(loaded, cost.seconds) / cost.seconds
     return replace(cost, seconds=cost.seconds * scale, batched=cost.batched * scale)
+
+
+def stop_others(request: tuple) -> None:
+    """Stop this session's running work of the same kind as ``request`` (its first item: "compare",
+    "randomisation"...) but for another request: a map chosen while the previous one is computed. The
+    old work ends after its batch and keeps nothing, so the model's lock is free for the new one,
+    instead of the page waiting, behind a spinner, for work nobody looks at any more."""
+    jobs: dict[tuple, Job] = st.session_state.get(_JOBS, {})
+    for other in [r for r, job in jobs.items() if r[0] == request[0] and r != request and job.running]:
+        jobs.pop(other).stop.set()
 
 
 def may_start(request: tuple, seconds: float, what: str, work: Callable[[Progress], object] | None = None, *,

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import url
 from app.export import CLASS_NAMES, chart, explained, offer, question, snippet
-from app.estimates import forward_cost, may_start
+from app.estimates import forward_cost, may_start, stop_others
 from app.notices import (
     faithful_map, knows_true_class, map_scores, out_of_distribution, show_map_score, show_out_of_distribution,
 )
@@ -114,6 +114,7 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     estimate = sum(seconds for seconds, _ in costs.values())
     key = ("compare", choice.key, tuple((loaded.key, targets[loaded.name]) for loaded in models))
     work = _work(models, choice, targets, {name: passes for name, (_, passes) in costs.items()})
+    stop_others(key)  # another map: the old one's work would hold the models
     if not may_start(key, estimate, f"The {LABELS[method]} map of {len(models)} models", work):
         return
     maps, blank, seconds, shown, asked = {}, [], 0.0, {}, []

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import url
 from app.export import chart, offer, question, recreate
-from app.estimates import forward_cost, may_start
+from app.estimates import forward_cost, may_start, stop_others
 from app.notices import faithful_map, knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
@@ -59,7 +59,9 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
     request = (Explainer.faithfulness, method, layer, kind)
     options = dict(baseline=baseline, steps=STEPS)
     work = lambda progress: ask(loaded, choice, *request, **options, progress=progress)  # noqa: E731
-    if not may_start(("faithfulness", loaded.key, choice.key, target, baseline), seconds,
+    key = ("faithfulness", loaded.key, choice.key, target, baseline)
+    stop_others(key)  # another map or baseline: the old curves' work would hold the model
+    if not may_start(key, seconds,
                      f"{method} and its deletion and insertion curves", work):
         return
     with st.spinner(f"Computing {method}, then deleting and inserting pixels in {STEPS} steps "
@@ -105,6 +107,10 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
         st.caption(f"True class: {choice.true_class}; predicted: {predicted}.")
 
 
+def _randomisation_request(loaded: LoadedModel, choice: ImageChoice, target: Target) -> tuple:
+    return "randomisation", loaded.key, choice.key, target
+
+
 @fragment
 def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> None:
     """The cascading randomisation test, run on request with its estimated time."""
@@ -118,7 +124,7 @@ def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> 
         return
     request = (Explainer.randomisation, method, layer, kind)
     work = lambda progress: ask(loaded, choice, *request, steps=RANDOMISATION_STEPS, progress=progress)  # noqa: E731
-    if not may_start(("randomisation", loaded.key, choice.key, target), seconds,
+    if not may_start(_randomisation_request(loaded, choice, target), seconds,
                      f"The randomisation test of {method}", work, unit="maps", asked=True):
         return
     with st.spinner(f"Randomising the model layer by layer (about {duration(seconds)})…"):
@@ -145,6 +151,7 @@ def faithfulness() -> None:
                           format_func=lambda t: _label(loaded, t, scores),
                           help="Opens on the map that scored best against the masks of held-out SynthShapes images "
                                "for this model (⚠: fails a sanity check).")
+    stop_others(_randomisation_request(loaded, choice, target))  # another map: the old test holds the model
     _deletion(loaded, choice, target, scores)
     _randomisation(loaded, choice, target)
 

@@ -131,17 +131,17 @@ def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch) -> None:
     from app.estimates import Job
     from tokenfusion.explain import Explainer
 
-    report, explain = Job.report, Explainer.explain
+    report, answer = Job.report, Explainer.answer
     monkeypatch.setattr(Job, "report", lambda job, done, total: (time.sleep(0.05), report(job, done, total))[1])
     asked: list[int] = []
 
-    @functools.wraps(explain)  # the app asks the session by the method's name
+    @functools.wraps(answer)  # the app asks the session by the method's name
     def counted(session, *args, **kwargs):
         if kwargs.get("progress") is not None:  # the page's call, not the session's own
             asked.append(id(session.model))
-        return explain(session, *args, **kwargs)
+        return answer(session, *args, **kwargs)
 
-    monkeypatch.setattr(Explainer, "explain", counted)
+    monkeypatch.setattr(Explainer, "answer", counted)
     at = _slow_compare(app, monkeypatch)
     _buttons(at, "Start (")[0].click().run()
     _buttons(at, "Stop")[0].click().run()
@@ -195,3 +195,31 @@ def test_faithfulness_and_the_randomisation_test_show_progress_when_slow(app, mo
     _until_finished(at)
     no_exception(at)
     assert len(charts(at)) == drawn + 1  # and the randomisation chart
+
+
+def test_another_map_stops_the_randomisation_test_of_the_previous_one(app, monkeypatch) -> None:
+    """Choosing another map while the randomisation test of the previous one runs stops that test (after
+    its batch, keeping nothing), so the new map does not wait behind a spinner for the model's lock."""
+    from app.estimates import Job
+
+    report = Job.report
+
+    def slowly(job: Job, done: int, total: int) -> None:  # a test that takes a while
+        time.sleep(0.3)
+        report(job, done, total)
+
+    from app.state import _ask
+
+    _ask.clear()
+    monkeypatch.setattr(Job, "report", slowly)
+    monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)  # on a thread, as on a slow machine
+    at = app(query={"randomise": "True"})
+    at.switch_page("views/faithfulness.py").run()
+    running = dict(at.session_state["_slow_work_jobs"])
+    assert [r[0] for r in running] == ["randomisation"] and all(job.running for job in running.values())
+    options = at.selectbox(key="view:faith_map").options
+    at.selectbox(key="view:faith_map").set_value(options[-1]).run()
+    no_exception(at)
+    assert all(job.stop.is_set() for job in running.values())  # the old test was told to stop
+    assert not set(running) & set(at.session_state["_slow_work_jobs"])
+    assert [r[0] for r in at.session_state["_slow_work_jobs"]] == ["randomisation"]  # the new map's test
