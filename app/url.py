@@ -4,9 +4,9 @@ shared link all give back the same view (the page itself is the URL's path, ``/c
 
 Streamlit drops a widget's value when the widget is not drawn in a run, so no widget owns a setting:
 :func:`bind` gives the widget its value from the setting on every run, and holds what the user set in
-it since. Only what the user set (or a link gave) is held and written to the
-URL; every other setting follows its default, which may depend on the model. A held value that does not
-apply to the model or image of this run (layer 4 of a 2-layer model) is dropped, and a toast says so.
+it since. Only what the user set (or a link gave) is held and written to the URL; every other setting
+follows its default, which may depend on the model. A held value that does not apply to the model or
+image of this run (layer 4 of a 2-layer model) is dropped, and a toast says so.
 """
 from __future__ import annotations
 
@@ -86,8 +86,9 @@ def current(param: str, default: Any, allowed: Sequence[Any] | Parse, *, text: C
     if param not in held:
         return default
     values = _listed(held[param][0])
-    fits = [c for v in values if (c := parse(text(v))) is not None]
-    dropped = [v for v in values if parse(text(v)) is None]
+    checked = [(v, parse(text(v))) for v in values]
+    fits = [c for _, c in checked if c is not None]
+    dropped = [v for v, c in checked if c is None]
     if dropped:
         lost = ", ".join(text(v) for v in dropped)
         if fits and many:
