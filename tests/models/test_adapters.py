@@ -26,7 +26,7 @@ SMALL = [
     ("timm", "resnet18", None, None, 5),
     ("timm", "tf_efficientnet_lite0", None, None, 5),
     ("torchvision", "resnet18", None, None, 4),
-    ("torchvision", "vit_b_16", "patch", (14, 14), 0),
+    ("torchvision", "vit_b_32", "patch", (7, 7), 0),
 ]
 
 
@@ -150,7 +150,7 @@ def _explicit_relevance(model: AdaptedModel, x: Tensor, target: int) -> Tensor:
     return relevance[0, 1:].detach()
 
 
-@pytest.mark.parametrize("library, name", [("timm", "deit_tiny_patch16_224"), ("torchvision", "vit_b_16")])
+@pytest.mark.parametrize("library, name", [("timm", "deit_tiny_patch16_224"), ("torchvision", "vit_b_32")])
 def test_relevance_of_an_adapted_vit_is_the_explicit_path_s(library: str, name: str) -> None:
     """With gradients on, the weights read beside the fused path enter the graph with a zero-valued term:
     the logits stay the plain ones and the gradient reaching the weights is the explicit path's."""
