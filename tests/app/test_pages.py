@@ -12,16 +12,17 @@ from .helpers import charts, no_exception, texts
 
 def started(at):
     """Click the start button of work estimated above a few seconds, when the page shows one (it
-    does on a loaded machine), and wait for the work, which runs on a thread of its own."""
-    for _ in range(3):
-        buttons = [b for b in at.button if b.label.startswith("Start (")]
-        if not buttons:
-            break
-        buttons[0].click().run()
+    does on a loaded machine), and wait for the work, which runs on a thread of its own (work asked
+    for by a toggle starts without a button)."""
+    for _ in range(4):
         deadline = time.monotonic() + 300
         while any(b.label == "Stop" for b in at.button) and time.monotonic() < deadline:
             time.sleep(0.3)
             at.run()
+        buttons = [b for b in at.button if b.label.startswith("Start (")]
+        if not buttons:
+            break
+        buttons[0].click().run()
     return at
 
 
