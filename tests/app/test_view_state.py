@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from .helpers import chart_titles, no_exception, open_view, png
+from .helpers import chart_titles, no_exception, open_view, png, texts
 from .test_inputs import upload_image
 
 #: A non-default value for a setting of every view, by widget kind and key, in the order they are set.
@@ -74,3 +74,12 @@ def test_a_new_image_keeps_the_settings_that_apply_and_says_what_changed(app) ->
     assert any("CAM layer blocks.3.norm1:patch does not apply" in t.value for t in at.toast)
     assert at.selectbox(key="view:cam_layer").value[0].startswith("trunk.")
     assert "cam_layer" not in at.query_params
+
+
+def test_a_link_names_the_inspected_token(app) -> None:
+    at = app(query={"view": "Inspector", "token": "1:2"})
+    no_exception(at)
+    assert any(c.startswith("Attention of the CNN token at row 1, column 2") for c in texts(at.caption))
+    assert at.query_params["token"] == "1:2"
+    at = app(query={"view": "Inspector", "token": "99:2"})  # not on the grid: the centre, as by default
+    assert any(c.startswith("Attention of the CNN token at row 4, column 4") for c in texts(at.caption))
