@@ -57,6 +57,15 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
+@pytest.fixture(scope="session")
+def teaching_models(checkpoint_dir: Path) -> list[str]:
+    """The checkpoints the app lists from ``checkpoint_dir``, by name: Compare and Analysis run them all
+    (the shipped folder holds the five strategies and the ``early-greedy`` control)."""
+    from app.sources import list_checkpoints
+
+    return list(list_checkpoints(checkpoint_dir))
+
+
 @pytest.fixture
 def app(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
     """``app(folder=None, query=None)``: the app, run once, on ``checkpoint_dir`` (or ``folder``),

@@ -23,11 +23,15 @@ SECTIONS = ["Ablation curves", "Mean attention distance", "Fusion weights over t
 
 
 @pytest.fixture
-def open_analysis(checkpoint_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    """``open_analysis(images)``: the Analysis page, its number of images set before its first run."""
+def open_analysis(checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """``open_analysis(images)``: the Analysis page on the five strategies (one checkpoint each), its
+    number of images set before its first run."""
+    strategies = tmp_path_factory.mktemp("strategies")
+    for arch in ARCHITECTURES:
+        (strategies / f"{arch}.pt").symlink_to(checkpoint_dir / f"{arch}.pt")
 
     def start(images: int = IMAGES) -> AppTest:
-        monkeypatch.setenv("TOKENFUSION_CHECKPOINTS", str(checkpoint_dir))
+        monkeypatch.setenv("TOKENFUSION_CHECKPOINTS", str(strategies))
         at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
         at.session_state["view:images"] = images
         at.run()
@@ -91,7 +95,7 @@ def test_every_measure_is_drawn_and_the_second_visit_reads_the_cache(open_analys
     assert runs == [IMAGES, IMAGES + 1]  # another question: computed
 
 
-def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -> None:
+def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch, teaching_models) -> None:
     monkeypatch.setenv("TOKENFUSION_CACHE", str(tmp_path))
     monkeypatch.setattr("app.estimates.SLOW_SECONDS", 0.0)  # every analysis counts as slow
     at = app()
@@ -99,7 +103,7 @@ def test_slow_work_waits_for_start_then_runs(app, runs, tmp_path, monkeypatch) -
     at.number_input(key="view:images").set_value(IMAGES).run()
     no_exception(at)
     assert runs == [] and not charts(at)
-    assert f"Analysing {IMAGES} images with {len(ARCHITECTURES)} models takes about" in at.info[0].value
+    assert f"Analysing {IMAGES} images with {len(teaching_models)} models takes about" in at.info[0].value
     assert "timed on 8 images" in at.info[0].value
     assert [b for b in at.button if b.label.startswith("Start (")]
     started(at)  # clicks Start, then waits for the work on its thread

@@ -138,14 +138,14 @@ def _checkpoint_bytes(checkpoint_dir: Path, arch: str) -> bytes:
     return (checkpoint_dir / f"{arch}.pt").read_bytes()
 
 
-def test_a_good_uploaded_checkpoint_is_selected(app, checkpoint_dir: Path) -> None:
+def test_a_good_uploaded_checkpoint_is_selected(app, checkpoint_dir: Path, teaching_models: list[str]) -> None:
     at = upload_checkpoint(app(), "my_model.pt", _checkpoint_bytes(checkpoint_dir, "late"))
     no_exception(at)
     assert not at.error
     assert at.sidebar.selectbox(key="view:model").value == "my_model (uploaded)"
     assert texts(at.title) == ["Explore · my_model (uploaded)"]
     at.switch_page("views/compare.py").run()
-    assert len(at.dataframe[0].value) == len(ARCHITECTURES) + 1
+    assert len(at.dataframe[0].value) == len(teaching_models) + 1
 
 
 def _state_dict_only() -> bytes:

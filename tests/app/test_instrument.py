@@ -113,21 +113,22 @@ def _until_finished(at, seconds: float = 120.0) -> None:
         at.run()
 
 
-def test_slow_work_shows_its_progress_then_its_results(app, monkeypatch) -> None:
+def test_slow_work_shows_its_progress_then_its_results(app, monkeypatch, teaching_models) -> None:
     at = _slow_compare(app, monkeypatch)
-    assert "The occlusion map of 5 models takes about" in at.info[0].value and not charts(at)
+    n = len(teaching_models)
+    assert f"The occlusion map of {n} models takes about" in at.info[0].value and not charts(at)
     _buttons(at, "Start (")[0].click().run()
     no_exception(at)
     bar = at.get("progress")[0].proto
-    assert re.match(r"The occlusion map of 5 models: \d+ of \d+ forward passes, about .+ left", bar.text), bar.text
+    assert re.match(rf"The occlusion map of {n} models: \d+ of \d+ forward passes, about .+ left", bar.text), bar.text
     assert _buttons(at, "Stop")
     _until_finished(at)
     no_exception(at)
     assert not _buttons(at, "Stop") and not at.get("progress")
-    assert len(charts(at)) == 5 + 2  # every map, and the two agreement matrices
+    assert len(charts(at)) == n + 2  # every map, and the two agreement matrices
 
 
-def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch) -> None:
+def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch, teaching_models) -> None:
     from app.estimates import Job
     from tokenfusion.explain import Explainer
 
@@ -147,14 +148,15 @@ def test_stop_ends_slow_work_and_keeps_nothing(app, monkeypatch) -> None:
     _buttons(at, "Stop")[0].click().run()
     _until_finished(at, seconds=30)
     no_exception(at)
-    assert any(i.value.startswith("Stopped: The occlusion map of 5 models was not finished") for i in at.info)
+    n = len(teaching_models)
+    assert any(i.value.startswith(f"Stopped: The occlusion map of {n} models was not finished") for i in at.info)
     assert _buttons(at, "Start (") and not charts(at)  # it can be started again
     stopped = asked[-1]
     _buttons(at, "Start (")[0].click().run()
     _until_finished(at)
     no_exception(at)
     assert asked.count(stopped) == 2  # the stopped map was not cached: computed again
-    assert len(charts(at)) == 5 + 2
+    assert len(charts(at)) == n + 2
 
 
 def test_the_gallery_shows_scorecam_topk_cost_beside_scorecam(app) -> None:

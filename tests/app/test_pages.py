@@ -26,35 +26,35 @@ def started(at):
     return at
 
 
-def test_compare_runs_every_strategy_side_by_side(app) -> None:
+def test_compare_runs_every_strategy_side_by_side(app, teaching_models) -> None:
     at = app()
     started(at.switch_page("views/compare.py").run())
     no_exception(at)
     assert texts(at.title) == ["Compare strategies"]
     table = at.dataframe[0].value
-    assert list(table["strategy"]) == list(ARCHITECTURES)
+    assert list(table["model"]) == teaching_models and set(table["strategy"]) == set(ARCHITECTURES)
     assert set(table["correct"]) <= {"yes", "no"}  # a SynthShapes image knows its class
-    assert len(charts(at)) == len(ARCHITECTURES) + 2  # one map per model, two agreement matrices
+    assert len(charts(at)) == len(teaching_models) + 2  # one map per model, two agreement matrices
     assert any(c.startswith("Spearman rank correlation") for c in texts(at.caption))
     assert any("All models computed in" in c for c in texts(at.caption))
 
 
-def test_compare_on_a_photo_has_no_right_or_wrong(app) -> None:
+def test_compare_on_a_photo_has_no_right_or_wrong(app, teaching_models) -> None:
     at = app()
     at.sidebar.radio(key="view:image").set_value("Photo")
     started(at.switch_page("views/compare.py").run())
     no_exception(at)
     assert "correct" not in at.dataframe[0].value.columns
-    assert len(charts(at)) == len(ARCHITECTURES) + 2
+    assert len(charts(at)) == len(teaching_models) + 2
 
 
-def test_compare_rollout_says_which_models_have_none(app) -> None:
+def test_compare_rollout_says_which_models_have_none(app, teaching_models) -> None:
     at = app()
     at.switch_page("views/compare.py").run()
     at.radio(key="view:compare_map").set_value("rollout").run()
     no_exception(at)
     assert texts(at.info) == ["No rollout for a cnn model."]
-    assert len(charts(at)) == len(ARCHITECTURES) - 1 + 2
+    assert len(charts(at)) == len(teaching_models) - 1 + 2
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
