@@ -270,12 +270,14 @@ def test_truncated_file(tmp_path: Path, keep: float) -> None:
 
 def test_text_file(tmp_path: Path) -> None:
     (tmp_path / "notes.pt").write_text("epoch 3: top-1 81.5%\n")
-    assert "notes.pt is not a PyTorch checkpoint" in refused(tmp_path / "notes.pt")
+    assert "notes.pt is not a PyTorch checkpoint: expected a file written by torch.save" in refused(tmp_path / "notes.pt")
 
 
 def test_an_image_renamed_to_pt(tmp_path: Path) -> None:
     (tmp_path / "photo.pt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    assert "photo.pt is not a PyTorch checkpoint" in refused(tmp_path / "photo.pt")
+    message = refused(tmp_path / "photo.pt")
+    assert "photo.pt is not a PyTorch checkpoint: expected a file written by torch.save" in message
+    assert "Error" not in message  # says what to do, not which exception was raised
 
 
 def test_a_plain_state_dict_is_not_our_format(tmp_path: Path) -> None:

@@ -117,6 +117,15 @@ def save_checkpoint(
     return path
 
 
+def _not_a_checkpoint(path: Path) -> CheckpointError:
+    """The refusal of a file that ``torch.load`` cannot read at all: what was expected, what to do."""
+    return CheckpointError(
+        f"{path.name} is not a PyTorch checkpoint: expected a file written by torch.save (a zip archive or a "
+        "pickle). Save one with tokenfusion.checkpoint.save_checkpoint, or convert a timm or torchvision "
+        "model with python -m tokenfusion.models.convert."
+    )
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -181,7 +190,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
                 f"{path.name} was refused: it is a pickle that carries Python objects or code{named}, which "
                 "is never run here. Save checkpoints with tokenfusion.checkpoint.save_checkpoint."
             ) from None
-        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint (unreadable pickle data).") from None
+        raise _not_a_checkpoint(path) from None
     except Exception as e:  # torch raises many types for files it cannot parse
         if starts_as_zip(path) and not zipfile.is_zipfile(path):  # no central directory at the end
             raise CheckpointError(
@@ -197,7 +206,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
             raise CheckpointError(
                 f"{path.name} is damaged: its archive cannot be read ({reason}). Copy or save it again."
             ) from None
-        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint ({type(e).__name__}).") from None
+        raise _not_a_checkpoint(path) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = sorted(map(str, payload))[:8] if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
