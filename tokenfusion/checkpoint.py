@@ -31,6 +31,7 @@ from .memory import estimate_memory, estimated, on_meta
 from .models import ModelConfig, TokenFusionModel, build
 from .models.adapters import AdaptedConfig
 from .models.config import shown
+from .models.pretrained import strip_prefixes
 from .pickle_inspection import asks_to_run_code, starts_as_zip
 from .training_record import TrainingRecord
 
@@ -45,7 +46,6 @@ FORMAT_VERSION = 1
 #: attention maps of one traced forward); raised with ``max_model_gb=`` or :data:`MAX_MODEL_GB_ENV`.
 DEFAULT_MAX_MODEL_GB = 4.0
 MAX_MODEL_GB_ENV = "TOKENFUSION_MAX_MODEL_GB"
-_PREFIXES = ("module.", "_orig_mod.")  # DDP, torch.compile
 _RESAVE = "Save it again with tokenfusion.checkpoint.save_checkpoint."
 
 
@@ -96,7 +96,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
-        "state_dict": {_strip(k): v.detach().cpu() for k, v in weights.items()},
+        "state_dict": {strip_prefixes(k): v.detach().cpu() for k, v in weights.items()},
         "class_names": list(class_names),
         "training": _builtins(training or {}),
         "provenance": _builtins(provenance or {}),
@@ -158,7 +158,7 @@ def load_checkpoint(
     limit = max_model_gb if max_model_gb is not None else _env_limit()
     skeleton = _skeleton(config, path.name)
     _check_size(config, estimate_memory(skeleton, attention=False), path.name, limit)
-    state = {_strip(k): v for k, v in payload["state_dict"].items()}
+    state = {strip_prefixes(k): v for k, v in payload["state_dict"].items()}
     _check_weights(skeleton, state, path.name)
     _check_size(config, _estimate(config, path.name), path.name, limit)
     model = build(config)
@@ -373,16 +373,6 @@ def _builtins(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"Cannot store {type(value).__name__} in a checkpoint; use builtins (dict, list, str, numbers)")
-
-
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
-    return key
 
 
 def _reason(error: BaseException) -> str:

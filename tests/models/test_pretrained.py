@@ -135,5 +135,5 @@ def test_a_file_that_is_not_a_vit_gives_a_plain_error(tmp_path):
     path = _save(torchvision.models.resnet18(weights=None), tmp_path / "resnet18.pth")
     with pytest.raises(ValueError, match="not a torchvision VisionTransformer or timm ViT/DeiT state dict"):
         create("vit", "small", vit_weights=path)
-    with pytest.raises(ValueError, match="No ViT weights file"):
+    with pytest.raises(ValueError, match="No weights file"):
         create("vit", "small", vit_weights=tmp_path / "missing.pth")

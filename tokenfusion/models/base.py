@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .blocks import Block
 from .config import ModelConfig
 from .layout import TokenLayout
+from .order import called_in_order
 from .structure import ModelStructure
 from .trace import Trace
 from .trunks import Trunk
@@ -63,23 +64,7 @@ class TokenFusionModel(nn.Module):
                 units += [f"{name}.{sub}" for sub, _ in child.named_children()]
             else:
                 units.append(name)
-        units = [u for u in units if any(True for _ in self.get_submodule(u).parameters())]
-        called: list[str] = []
-        handles = [
-            self.get_submodule(u).register_forward_pre_hook(lambda m, i, u=u: None if u in called else called.append(u))
-            for u in units
-        ]
-        size = self.config.img_size
-        was_training = self.training
-        try:
-            self.eval()
-            with torch.no_grad():
-                self(torch.zeros(1, 3, size, size, device=next(self.parameters()).device))
-        finally:
-            for h in handles:
-                h.remove()
-            self.train(was_training)
-        return called
+        return called_in_order(self, units, self.config.img_size)
 
     def kind_masks(self, batch: int, device: torch.device) -> dict[str, Tensor] | None:
         """Training with ``config.kind_drop_rate = p``: per-image ``(B, 1, 1)`` masks by token kind, 0 for

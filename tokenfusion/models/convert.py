@@ -22,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from .adapters import AdaptedModel, create_adapted
 from .adapters.efficientnet_lite import efficientnet_lite0, lite0_weights_path
-from .pretrained import file_record
+from .pretrained import file_record, read_state_dict
 
-__all__ = ["convert", "get_args_parser", "imagenet_classes", "lite0_checkpoint", "main", "read_classes", "read_state_dict",
+__all__ = ["convert", "get_args_parser", "imagenet_classes", "lite0_checkpoint", "main", "read_classes",
            "save_adapted"]
-
-_PREFIXES = ("module.", "_orig_mod.")
 
 
 def imagenet_classes() -> list[str]:
@@ -52,24 +49,6 @@ def read_classes(spec: str) -> list[str]:
     if not names:
         raise ValueError(f"{path.name} lists no class names")
     return names
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A state dict saved with ``torch.save`` (also inside ``{"model": ...}`` or ``{"state_dict": ...}``),
-    read with ``weights_only=True``; DDP and ``torch.compile`` prefixes stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"No weights file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for files it cannot parse
-        raise ValueError(f"{path.name} is not a state dict that loads with weights_only=True ({type(e).__name__})") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path.name} is not a state dict (a dict of tensors)")
-    return {_strip(k): v for k, v in state.items()}
 
 
 def convert(library: str, name: str, weights: str | Path, class_names: list[str]) -> AdaptedModel:
@@ -145,13 +124,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
     out = save_adapted(args.out, model, classes, "imagenet" if args.classes == "imagenet" else None, command)
     print(f"Wrote {out}: {library} {name}, {len(classes)} classes, weights {model.weight_sources['model']['sha256'][:12]}")
     return out
-
-
-def _strip(key: str) -> str:
-    for prefix in _PREFIXES:
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from torch import Tensor
 
 from .base import TokenFusionModel
 
-__all__ = ["PATCH_STREAMS", "SourceViT", "file_record", "load_patch_stream", "read_vit_weights"]
+__all__ = ["PATCH_STREAMS", "WRAPPER_PREFIXES", "SourceViT", "file_record", "load_patch_stream", "read_state_dict",
+           "read_vit_weights", "strip_prefixes"]
 
 SOURCE_NORM_EPS = 1e-6  # LayerNorm epsilon of torchvision's and timm's ViTs
 
@@ -119,6 +120,36 @@ class SourceViT:
                 f"patch {self.patch_size}, MLP {self.mlp_hidden})")
 
 
+#: Prefixes a wrapper adds to every key: DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_prefixes(key: str) -> str:
+    """``key`` without the prefixes of :data:`WRAPPER_PREFIXES`, however nested."""
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict saved with ``torch.save`` (also inside ``{"model": ...}`` or ``{"state_dict": ...}``),
+    read with ``weights_only=True``; DDP and ``torch.compile`` prefixes stripped. Raises ``ValueError``
+    saying what the file is not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No weights file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for files it cannot parse
+        raise ValueError(f"{path.name} is not a state dict that loads with weights_only=True ({type(e).__name__})") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path.name} is not a state dict (a dict of tensors)")
+    return {strip_prefixes(k): v for k, v in state.items()}
+
+
 def read_vit_weights(path: str | Path) -> SourceViT:
     """Read a torchvision or timm ViT state dict saved with ``torch.save`` (a DeiT release file,
     ``{"model": state_dict}``, is accepted too) and rename it to our ViT's names.
@@ -127,16 +158,7 @@ def read_vit_weights(path: str | Path) -> SourceViT:
     parts our blocks cannot represent.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"No ViT weights file at {path}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for files it cannot parse
-        raise ValueError(f"{path.name} is not a PyTorch state dict that loads with weights_only=True ({type(e).__name__}).") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path.name} is not a state dict (a dict of tensors).")
+    state = read_state_dict(path)
     if "conv_proj.weight" in state:
         library = "torchvision"
     elif "patch_embed.proj.weight" in state:

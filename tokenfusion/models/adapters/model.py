@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layout import TokenLayout
+from ..order import called_in_order
 from ..structure import CamTarget, ModelStructure, Stream
 from ..trace import Trace
 from .attention import reader_for
@@ -137,21 +138,7 @@ class AdaptedModel(nn.Module):
         layer and trunk stage, and every module of ``net`` beside them (stem, norms, head), read from one
         forward of a blank ``img_size`` image (hooks removed afterwards)."""
         declared = {*self.structure.trunk_stages, *(name for s in self.structure.streams for name in s.layers)}
-        units = [u for u in _units(self.net, "net", declared) if any(True for _ in self.get_submodule(u).parameters())]
-        called: list[str] = []
-        handles = [self.get_submodule(u).register_forward_pre_hook(
-            lambda m, i, u=u: None if u in called else called.append(u)) for u in units]
-        was_training = self.training
-        size = self.config.img_size
-        try:
-            self.eval()
-            with torch.no_grad():
-                self(torch.zeros(1, 3, size, size, device=next(self.parameters()).device))
-        finally:
-            for h in handles:
-                h.remove()
-            self.train(was_training)
-        return called
+        return called_in_order(self, list(_units(self.net, "net", declared)), self.config.img_size)
 
 
 def _units(module: nn.Module, prefix: str, declared: set[str]) -> Iterator[str]:
