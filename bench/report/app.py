@@ -10,7 +10,7 @@ from bench.provenance import describe
 from .sources import load
 from .text import met, ms
 
-__all__ = ["APP_PARTS", "app_bench", "app_rows"]
+__all__ = ["APP_PARTS", "app_bench", "app_rows", "browser_timings"]
 
 
 APP_PARTS = ("startup", "pages", "controls", "methods")
@@ -146,3 +146,26 @@ def app_bench(root: Path) -> str:
                    "taken as it started).\n")
     return "\n".join(out) or "Not measured yet: `python bench/bench_app.py`.\n"
 
+
+
+BROWSER_MEASURES = {
+    "deep_link_s": "a deep link to `/compare` on a fresh server",
+    "page_switch_s": "a page switch",
+    "model_change_s": "a model change",
+    "example_change_s": "an example change",
+    "control_s": "an in-view control (Explore's Layer slider)",
+}
+
+
+def browser_timings(root: Path) -> str:
+    """The README's table of the app's speed in the browser's clock (``bench/bench_app.py --parts
+    browser``): median and worst of each measure against its target."""
+    browser = load(root, "app_cpu.json")["browser"]
+    lines = ["| in Chromium, from the action to the view drawn | median | worst | target |", "|---|---:|---:|---|"]
+    for key, what in BROWSER_MEASURES.items():
+        m = browser[key]
+        lines.append(f"| {what} | {m['median_s']:.2f} s | {m['worst_s']:.2f} s "
+                     f"| {m['target_s']:g} s: {met(m['median_s'], m['target_s'])} |")
+    prov = browser["provenance"]
+    return ("\n".join(lines) + f"\n\n`{prov['command']}` ({describe(prov)}, load average after "
+            f"{prov['load_average_after'][0]:.1f}; the shipped models, one Streamlit server).\n")

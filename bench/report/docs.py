@@ -12,7 +12,7 @@ import nbformat
 from bench.score_explanations import findings_text
 
 from . import __doc__ as DESCRIPTION
-from .app import app_bench
+from .app import app_bench, browser_timings
 from .benchmarks import (
     analysis_section,
     bench_table,
@@ -34,7 +34,7 @@ NOTEBOOKS = ("01_tokens.ipynb", "02_fusion_strategies.ipynb", "03_explanations.i
              "05_analysis.ipynb")
 
 
-DOCS = ("docs/results.md", "bench/README.md", "docs/design.md", "notebooks/README.md",
+DOCS = ("README.md", "docs/results.md", "bench/README.md", "docs/design.md", "notebooks/README.md",
         *(f"notebooks/{name}" for name in NOTEBOOKS))
 
 
@@ -51,6 +51,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
     root = Path(root)
     scores = sorted((root / RESULTS).glob("explain_scores_*.json"))
     return {
+        "README.md": {"app-browser": lambda: browser_timings(root)},
         "docs/results.md": {
             "results": lambda: results_table(root / "checkpoints"),
             "teach-time": lambda: teach_time(root),

@@ -9,7 +9,8 @@ from typing import Any
 from bench.provenance import describe
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import TRAIN_SEED, val_seed
-from tokenfusion.models import ARCHITECTURES, count_flops, count_parameters
+from tokenfusion.models import count_flops, count_parameters
+from train.teach import TEACHING_MODELS
 
 from .sources import checkpoints, load
 from .text import mean_sd, met, pm
@@ -19,15 +20,15 @@ __all__ = ["fusion_targets", "interventions_table", "results_summary", "results_
 
 
 def results_table(folder: str | Path) -> str:
-    """One Markdown row per ``ARCH.pt`` in ``folder``, in the order of ``ARCHITECTURES``."""
+    """One Markdown row per teaching model ``NAME.pt`` in ``folder``, in the order of ``TEACHING_MODELS``."""
     rows = [
         "| model | held-out top-1 | top-5 | shape alone | texture alone | params | MFLOPs | epochs | images seen "
         "| train time | train img/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     seeds = set()
-    for arch in ARCHITECTURES:
-        path = Path(folder) / f"{arch}.pt"
+    for name in TEACHING_MODELS:
+        path = Path(folder) / f"{name}.pt"
         if not path.exists():
             continue
         ckpt = load_checkpoint(path)
@@ -35,7 +36,7 @@ def results_table(folder: str | Path) -> str:
         held = t.heldout
         seeds.add((held.seed, held.samples))
         rows.append(
-            f"| `{arch}` | {held.top1:.1f}% | {held.top5:.1f}% | {held.shape:.1f}% | {held.texture:.1f}% "
+            f"| `{name}` | {held.top1:.1f}% | {held.top5:.1f}% | {held.shape:.1f}% | {held.texture:.1f}% "
             f"| {count_parameters(ckpt.model) / 1e3:.0f} k "
             f"| {count_flops(ckpt.model) / 1e6:.0f} | {t.epochs_done} | {t.epochs_done * t.train_samples / 1e3:.0f} k "
             f"| {t.train_seconds / 60:.1f} min | {t.images_per_second:.0f} |"
@@ -56,7 +57,7 @@ def vit_history(root: Path) -> str:
             f"alone {held.shape:.2f}%, texture alone {held.texture:.2f}%; `checkpoints/vit.pt`'s training record).\n")
 
 
-FUSION = ("late", "early", "layerwise")
+FUSION_ARCHS = ("late", "early", "layerwise")
 
 
 BASELINES = ("cnn", "vit")
@@ -67,18 +68,23 @@ TRAINED_TOP1 = 200 / 12
 
 
 def _seed_rows(root: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """``bench/teaching_models.py``'s file and its rows of runs that trained, by architecture (one per
-    training seed)."""
+    """``bench/teaching_models.py``'s file and its rows of runs that trained, by teaching model (one
+    per training seed)."""
     report = load(root, "teaching_models.json")
-    return report, _by_arch(r for r in report["results"] if r["top1"] >= TRAINED_TOP1)
+    return report, _by_model(r for r in report["results"] if r["top1"] >= TRAINED_TOP1)
 
 
-def _by_arch(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``rows`` grouped by their ``arch``, in order."""
+def _by_model(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``rows`` grouped by their teaching model, in order."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        grouped.setdefault(row["arch"], []).append(row)
+        grouped.setdefault(row["model"], []).append(row)
     return grouped
+
+
+def _fusion(by_model: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The teaching models among ``by_model`` that fuse both kinds of token."""
+    return [name for name, rows in by_model.items() if rows[0]["arch"] in FUSION_ARCHS]
 
 
 def _untrained(report: dict[str, Any]) -> str:
@@ -86,7 +92,7 @@ def _untrained(report: dict[str, Any]) -> str:
     failed = [r for r in report["results"] if r["top1"] < TRAINED_TOP1]
     if not failed:
         return ""
-    runs = ", ".join(f"`{r['arch']}` seed {r['seed']} ({r['top1']:.1f}%)" for r in failed)
+    runs = ", ".join(f"`{r['model']}` seed {r['seed']} ({r['top1']:.1f}%)" for r in failed)
     return (f" Left out of the means: {runs}, whose held-out top-1 stayed under twice chance "
             f"({TRAINED_TOP1:.1f}%): it never left the plateau at chance within its budget.")
 
@@ -95,27 +101,28 @@ def teach_time(root: Path) -> str:
     """The teaching runs' training time, from ``bench/teaching_models.py``'s rows (each checkpoint's
     ``train_seconds``: optimiser steps and validation, one thread per job)."""
     report, _ = _seed_rows(root)
-    by_arch = _by_arch(report["results"])  # every run, trained or not: each took its time
+    by_model = _by_model(report["results"])  # every run, trained or not: each took its time
     seeds = sorted({r["seed"] for r in report["results"]})
     total = {seed: sum(r["train_seconds"] for r in report["results"] if r["seed"] == seed) / 60 for seed in seeds}
-    per_arch = ", ".join(f"`{arch}` {pm([r['train_seconds'] / 60 for r in rows])} min"
-                         for arch, rows in by_arch.items())
+    per_model = ", ".join(f"`{name}` {pm([r['train_seconds'] / 60 for r in rows])} min"
+                          for name, rows in by_model.items())
     return (f"Training time from the checkpoints (`train_seconds`: optimiser steps and validation, one thread per "
             f"job; not the rendering of the training set nor the held-out evaluation), mean ± sd over "
-            f"{len(seeds)} seeds: {per_arch}. One seed's five models take {min(total.values()):.0f}-"
-            f"{max(total.values()):.0f} job-minutes, so about half that on two cores with `--jobs 2`; all "
+            f"{len(seeds)} seeds: {per_model}. One seed's {len(by_model)} models take "
+            + ", ".join(f"{minutes:.0f} (seed {seed})" for seed, minutes in total.items())
+            + f" job-minutes, so about half that on two cores with `--jobs 2` on an otherwise idle machine; all "
             f"{len(seeds)} seeds {sum(total.values()):.0f} job-minutes.\n")
 
 
 def seed_table(root: Path) -> str:
     """Held-out and cue-conflict figures of every teaching model, mean ± sd over its training seeds."""
-    report, by_arch = _seed_rows(root)
+    report, by_model = _seed_rows(root)
     lines = ["| model | seeds | held-out top-1 | shape alone | texture alone | cue conflict: object's class "
              "| object's shape | decoy's shape | object's texture | decoy's texture |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for arch, rows in by_arch.items():
+    for name, rows in by_model.items():
         c = lambda key: pm([r["conflict"][key] for r in rows])  # noqa: E731
-        lines.append(f"| `{arch}` | {len(rows)} | {pm([r['top1'] for r in rows])} | {pm([r['shape'] for r in rows])} "
+        lines.append(f"| `{name}` | {len(rows)} | {pm([r['top1'] for r in rows])} | {pm([r['shape'] for r in rows])} "
                      f"| {pm([r['texture'] for r in rows])} | {c('top1')} | {c('shape')} | {c('decoy_shape')} "
                      f"| {c('texture')} | {c('decoy_texture')} |")
     return ("\n".join(lines) + f"\n\nIn % of {report['samples']} held-out images (seed {report['heldout_seed']}), "
@@ -127,15 +134,15 @@ def seed_table(root: Path) -> str:
 
 def interventions_table(root: Path) -> str:
     """Held-out top-1 of the fusion models under each token intervention of each kind, mean ± sd over seeds."""
-    report, by_arch = _seed_rows(root)
+    report, by_model = _seed_rows(root)
     hows = ("zero", "dataset_mean", "contents_averaged", "layout_shuffled")
     lines = ["| model | tokens changed | intact | zeroed: the other kind alone | data-set mean | contents averaged "
              "| layout shuffled |", "|---|---|---:|---:|---:|---:|---:|"]
-    for arch in FUSION:
-        rows = by_arch.get(arch, [])
+    for name in _fusion(by_model):
+        rows = by_model[name]
         for kind in ("cnn", "patch"):
             cells = " | ".join(pm([r["interventions"][kind][how] for r in rows]) for how in hows)
-            lines.append(f"| `{arch}` | {'CNN' if kind == 'cnn' else 'patch'} | {pm([r['top1'] for r in rows])} | {cells} |")
+            lines.append(f"| `{name}` | {'CNN' if kind == 'cnn' else 'patch'} | {pm([r['top1'] for r in rows])} | {cells} |")
     return ("\n".join(lines) + "\n\nHeld-out top-1 (%) with every token of one kind changed as it is made "
             "(`tokenfusion.interventions`): zeroed or set to its data-set mean (removed: the other kind alone), its "
             "contents averaged over the image (positions kept), or its contents shuffled among the positions "
@@ -145,25 +152,26 @@ def interventions_table(root: Path) -> str:
 def fusion_targets(root: Path) -> str:
     """The teaching models' targets checked on the seed means: each kind alone, the cost of removing
     either, and fusion against both baselines."""
-    _, by_arch = _seed_rows(root)
-    top1 = {arch: mean_sd([r["top1"] for r in rows]) for arch, rows in by_arch.items()}
-    conflict = {arch: mean_sd([r["conflict"]["top1"] for r in rows]) for arch, rows in by_arch.items()}
+    _, by_model = _seed_rows(root)
+    top1 = {name: mean_sd([r["top1"] for r in rows]) for name, rows in by_model.items()}
+    conflict = {name: mean_sd([r["conflict"]["top1"] for r in rows]) for name, rows in by_model.items()}
+    fusion = _fusion(by_model)
     lines = []
-    for arch in FUSION:
-        rows = by_arch[arch]
+    for name in fusion:
+        rows = by_model[name]
         alone = {kind: mean_sd([r["interventions"][other]["zero"] for r in rows])
                  for kind, other in (("cnn", "patch"), ("patch", "cnn"))}
         cost = {kind: mean_sd([r["top1"] - r["interventions"][kind]["zero"] for r in rows]) for kind in ("cnn", "patch")}
-        spread = top1[arch][1]
+        spread = top1[name][1]
         against = (f"against a seed sd of {spread:.1f} (target: both above it: "
                    f"{met(min(cost['cnn'][0], cost['patch'][0]), spread, at_most=False)})" if len(rows) > 1 else
                    "with one trained seed, so no seed spread to weigh them against (target: not measurable)")
         lines.append(
-            f"- `{arch}`: CNN tokens alone {alone['cnn'][0]:.1f}%, patch tokens alone {alone['patch'][0]:.1f}% "
+            f"- `{name}`: CNN tokens alone {alone['cnn'][0]:.1f}%, patch tokens alone {alone['patch'][0]:.1f}% "
             f"(target ≥ 50% each: {met(min(alone['cnn'][0], alone['patch'][0]), 50, at_most=False)}); removing "
             f"the CNN tokens costs {cost['cnn'][0]:.1f} points, the patch tokens {cost['patch'][0]:.1f}, {against}.")
     for name, figure in (("held-out", top1), ("cue-conflict", conflict)):
-        best = max(FUSION, key=lambda a: figure[a][0])
+        best = max(fusion, key=lambda a: figure[a][0])
         margin = min(figure[best][0] - figure[b][0] for b in BASELINES)
         spread = max(figure[a][1] for a in (best, *BASELINES))
         lines.append(f"- Best fusion model on {name} top-1: `{best}` {figure[best][0]:.1f}%, "
@@ -178,49 +186,68 @@ CHANCE = 100 / 12
 def teaching_findings(root: Path) -> str:
     """What the seeds' figures say, sentence by sentence, each from a number against its control
     (chance, the intact model, the decoys, the seed spread)."""
-    _, by_arch = _seed_rows(root)
-    stat = lambda arch, get: mean_sd([get(r) for r in by_arch[arch]])  # noqa: E731
-    top1 = {arch: stat(arch, lambda r: r["top1"]) for arch in by_arch}
+    _, by_model = _seed_rows(root)
+    stat = lambda name, get: mean_sd([get(r) for r in by_model[name]])  # noqa: E731
+    top1 = {name: stat(name, lambda r: r["top1"]) for name in by_model}
+    fusion = _fusion(by_model)
     lines = []
-    base = ", ".join(f"`{b}` {pm([r['top1'] for r in by_arch[b]])}%" for b in BASELINES if b in top1)
+    base = ", ".join(f"`{b}` {pm([r['top1'] for r in by_model[b]])}%" for b in BASELINES if b in top1)
     lines.append(f"- Held-out top-1 of the baselines: {base}; of the fusion models: "
-                 + ", ".join(f"`{a}` {pm([r['top1'] for r in by_arch[a]])}%" for a in FUSION if a in top1) + ".")
-    for arch in by_arch:
-        shape, texture = stat(arch, lambda r: r["shape"]), stat(arch, lambda r: r["texture"])
+                 + ", ".join(f"`{a}` {pm([r['top1'] for r in by_model[a]])}%" for a in fusion) + ".")
+    for name in by_model:
+        shape, texture = stat(name, lambda r: r["shape"]), stat(name, lambda r: r["texture"])
         if texture[0] - shape[0] > max(shape[1], texture[1], 1.0):
-            lines.append(f"- `{arch}` names the texture (the local cue) right more often than the shape: "
+            lines.append(f"- `{name}` names the texture (the local cue) right more often than the shape: "
                          f"{texture[0]:.1f}% against {shape[0]:.1f}%.")
         elif shape[0] - texture[0] > max(shape[1], texture[1], 1.0):
-            lines.append(f"- `{arch}` names the shape (the global cue) right more often than the texture: "
+            lines.append(f"- `{name}` names the shape (the global cue) right more often than the texture: "
                          f"{shape[0]:.1f}% against {texture[0]:.1f}%.")
-    for arch in FUSION:
-        if arch not in by_arch:
-            continue
+    for model in fusion:
         for kind, other in (("cnn", "patch"), ("patch", "cnn")):
-            alone = stat(arch, lambda r: r["interventions"][other]["zero"])
+            alone = stat(model, lambda r: r["interventions"][other]["zero"])
             name = "CNN" if kind == "cnn" else "patch"
             verdict = ("above chance by more than its seed spread" if alone[0] - CHANCE > max(alone[1], 1.0) else
                        f"not above chance ({CHANCE:.1f}%) by more than its seed spread")
-            lines.append(f"- `{arch}` with its {name} tokens alone (the other kind zeroed): "
-                         f"{pm([r['interventions'][other]['zero'] for r in by_arch[arch]])}%, {verdict}.")
+            lines.append(f"- `{model}` with its {name} tokens alone (the other kind zeroed): "
+                         f"{pm([r['interventions'][other]['zero'] for r in by_model[model]])}%, {verdict}.")
         for kind in ("cnn", "patch"):
-            removed = stat(arch, lambda r: r["interventions"][kind]["zero"])
-            shuffled = stat(arch, lambda r: r["interventions"][kind]["layout_shuffled"])
-            cost = top1[arch][0] - shuffled[0]
-            if top1[arch][0] - removed[0] > max(top1[arch][1], 1.0):  # the kind is used: does where matter?
+            removed = stat(model, lambda r: r["interventions"][kind]["zero"])
+            shuffled = stat(model, lambda r: r["interventions"][kind]["layout_shuffled"])
+            cost = top1[model][0] - shuffled[0]
+            if top1[model][0] - removed[0] > max(top1[model][1], 1.0):  # the kind is used: does where matter?
                 name = "CNN" if kind == "cnn" else "patch"
-                where = ("where each token is matters" if cost > max(top1[arch][1], shuffled[1], 1.0)
+                where = ("where each token is matters" if cost > max(top1[model][1], shuffled[1], 1.0)
                          else "their contents suffice, wherever they are")
-                lines.append(f"- `{arch}` with its {name} tokens' layout shuffled: {shuffled[0]:.1f}% "
-                             f"({cost:.1f} points below intact, against {top1[arch][0] - removed[0]:.1f} without "
+                lines.append(f"- `{model}` with its {name} tokens' layout shuffled: {shuffled[0]:.1f}% "
+                             f"({cost:.1f} points below intact, against {top1[model][0] - removed[0]:.1f} without "
                              f"them): {where}.")
-    for arch in by_arch:
-        own, decoy = stat(arch, lambda r: r["conflict"]["shape"]), stat(arch, lambda r: r["conflict"]["decoy_shape"])
-        own_t, decoy_t = (stat(arch, lambda r: r["conflict"]["texture"]),
-                          stat(arch, lambda r: r["conflict"]["decoy_texture"]))
-        lines.append(f"- Cue conflict, `{arch}`: the object's shape {own[0]:.1f}% against the decoy's {decoy[0]:.1f}%, "
+    if {"early", "early-greedy"} <= by_model.keys():
+        lines.append(_kind_dropout_effect(by_model["early"], by_model["early-greedy"]))
+    for name in by_model:
+        own, decoy = stat(name, lambda r: r["conflict"]["shape"]), stat(name, lambda r: r["conflict"]["decoy_shape"])
+        own_t, decoy_t = (stat(name, lambda r: r["conflict"]["texture"]),
+                          stat(name, lambda r: r["conflict"]["decoy_texture"]))
+        lines.append(f"- Cue conflict, `{name}`: the object's shape {own[0]:.1f}% against the decoy's {decoy[0]:.1f}%, "
                      f"the object's texture {own_t[0]:.1f}% against the decoy's {decoy_t[0]:.1f}%.")
     return "\n".join(lines) + "\n"
+
+
+def _kind_dropout_effect(dropped: list[dict[str, Any]], greedy: list[dict[str, Any]]) -> str:
+    """What kind dropout changed in ``early``, against the same model trained without it: each
+    figure's difference, said to exceed the seed spread or not."""
+    figures = {
+        "held-out top-1": lambda r: r["top1"],
+        "CNN tokens alone": lambda r: r["interventions"]["patch"]["zero"],
+        "patch tokens alone": lambda r: r["interventions"]["cnn"]["zero"],
+        "the cost of removing the patch tokens": lambda r: r["top1"] - r["interventions"]["patch"]["zero"],
+    }
+    parts = []
+    for label, get in figures.items():
+        (a, sd_a), (b, sd_b) = mean_sd([get(r) for r in dropped]), mean_sd([get(r) for r in greedy])
+        beyond = abs(a - b) > max(sd_a, sd_b, 1.0)
+        parts.append(f"{label} {a:.1f} against {b:.1f}{'' if beyond else ' (within the seed spread)'}")
+    return ("- Kind dropout, `early` (trained with it) against `early-greedy` (the same model and recipe without "
+            "it): " + "; ".join(parts) + ".")
 
 
 def results_summary(root: Path) -> str:

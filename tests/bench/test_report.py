@@ -141,13 +141,13 @@ def _teaching_file(tmp_path: Path, rows: list[dict]) -> Path:
     return tmp_path
 
 
-def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float = 50.0) -> dict:
+def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float = 50.0, model: str | None = None) -> dict:
     conflict = {"seed": 12345, "samples": 100, "top1": top1 - 20, "shape": 70.0, "texture": 60.0,
                 "decoy_shape": 10.0, "decoy_texture": 30.0}
     interventions = None if arch in ("cnn", "vit") else {
         kind: {"zero": removed, "dataset_mean": removed - 1, "contents_averaged": removed + 5, "layout_shuffled": top1 - 1}
         for kind in ("cnn", "patch")}
-    return {"arch": arch, "seed": seed, "top1": top1, "top5": 99.0, "shape": top1 + 5, "texture": top1 + 3,
+    return {"model": model or arch, "arch": arch, "seed": seed, "top1": top1, "top5": 99.0, "shape": top1 + 5, "texture": top1 + 3,
             "conflict": conflict, "interventions": interventions, "train_seconds": 600.0, "images_seen": 150_000}
 
 
@@ -166,6 +166,21 @@ def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
     assert "`late`: CNN tokens alone 50.0%, patch tokens alone 50.0% (target ≥ 50% each: met)" in targets
     assert "costs 36.0 points, the patch tokens 36.0, against a seed sd of 1.0 (target: both above it: met)" in targets
     assert "`late` 86.0%, +5.0 points over the better baseline" in targets and ": met)." in targets
+
+
+def test_kind_dropout_is_weighed_against_its_greedy_control(tmp_path):
+    from bench.report.teaching import fusion_targets, teaching_findings
+
+    rows = [_run(arch, seed, top1 + seed) for seed in (0, 1, 2)
+            for arch, top1 in (("cnn", 80.0), ("vit", 70.0), ("early", 84.0))]
+    rows += [_run("early", seed, 84.0 + seed, removed=74.0 + seed, model="early-greedy") for seed in (0, 1, 2)]
+    root = _teaching_file(tmp_path, rows)
+    findings = teaching_findings(root)
+    # the same intact top-1 (within the spread); removing a kind costs 35 points against 10: beyond it
+    assert ("- Kind dropout, `early` (trained with it) against `early-greedy` (the same model and recipe without "
+            "it): held-out top-1 85.0 against 85.0 (within the seed spread);") in findings
+    assert "the cost of removing the patch tokens 35.0 against 10.0." in findings
+    assert "- `early-greedy`: CNN tokens alone 75.0%" in fusion_targets(root)  # the control is a fusion model too
 
 
 def test_a_run_that_never_trained_is_named_not_averaged(tmp_path):
