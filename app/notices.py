@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from tokenfusion.explain import MapScore, available_methods, best_map, scores_for
+from tokenfusion.explain import MapScore, MethodInfo, best_map, scores_for
 
 from .sources import SCORES, ImageChoice
 from .state import LoadedModel
@@ -25,10 +25,11 @@ def map_scores(loaded: LoadedModel) -> list[MapScore] | None:
     return scores_for(loaded.checkpoint.path, SCORES) if loaded.checkpoint.path else None
 
 
-def faithful_map(loaded: LoadedModel, scores: list[MapScore] | None) -> tuple[str, str | None, str | None]:
-    """``(method, layer, kind)`` a page opens on for this model: its best-scored map among those that
-    apply to it (:func:`~tokenfusion.explain.best_map`), else :data:`FALLBACK` at its default target."""
-    info = {m.name: m for m in available_methods(loaded.model)}
+def faithful_map(info: dict[str, MethodInfo], scores: list[MapScore] | None) -> tuple[str, str | None, str | None]:
+    """``(method, layer, kind)`` a page opens on for a model with the methods ``info`` (by name, as
+    :attr:`Explainer.methods <tokenfusion.explain.Explainer.methods>` lists them): its best-scored map
+    among those that apply to it (:func:`~tokenfusion.explain.best_map`), else :data:`FALLBACK` at
+    its default target."""
     best = best_map([s for s in scores or () if s.method in info and s.target in info[s.method].targets])
     return (best.method, *best.target) if best is not None else (FALLBACK, *info[FALLBACK].default)
 

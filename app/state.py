@@ -17,12 +17,12 @@ import torch
 
 from tokenfusion.checkpoint import Checkpoint, load_checkpoint
 from tokenfusion.data.transforms import preprocess
-from tokenfusion.explain import Explainer, Progress
+from tokenfusion.explain import Explainer, MethodInfo, Progress
 from tokenfusion.models import ARCHITECTURES, ModelConfig, TokenFusionModel, count_flops, count_parameters
 
 from .sources import ImageChoice, uploaded_image
 
-__all__ = ["DEVICE", "LoadedModel", "Timed", "ask", "exclusive", "load_model", "size", "uploaded"]
+__all__ = ["DEVICE", "LoadedModel", "Timed", "ask", "exclusive", "load_model", "methods", "size", "uploaded"]
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 T, P = TypeVar("T"), ParamSpec("P")
@@ -111,6 +111,15 @@ def ask(loaded: LoadedModel, choice: ImageChoice, question: Callable[Concatenate
     answer that raises (stopped by its ``progress``) is not cached."""
     progress = kwargs.pop("progress", None)
     return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())), progress)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def methods(loaded: LoadedModel, choice: ImageChoice) -> dict[str, MethodInfo]:
+    """Every method that applies to the model, by name: the session's :attr:`Explainer.methods`
+    (made under the model's lock when the image has no session yet; a page asks it after its first
+    question of the image, so the session is there)."""
+    with exclusive(loaded):
+        return _session(loaded, choice).methods
 
 
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)

@@ -17,12 +17,11 @@ from app.notices import (
 )
 from app.sidebar import load_alike, require
 from app.sources import ImageChoice
-from app.state import LoadedModel, ask
+from app.state import LoadedModel, ask, methods
 from app.ui import DISPLAY_SIZE, duration, fragment
 from tokenfusion.data.transforms import model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, Progress, Request, agreement_matrices, available_methods, estimate_seconds, forward_passes,
-    score_of,
+    Explainer, MapScore, MethodInfo, Progress, Request, agreement_matrices, estimate_seconds, forward_passes, score_of,
 )
 from tokenfusion.viz import agreement_figure, overlay_figure
 
@@ -64,22 +63,23 @@ def _predictions(models: list[LoadedModel], choice: ImageChoice) -> None:
     offer("compare predictions", rows, snippet(choice, [(m, question("predict", CLASS_NAMES, k=3)) for m in models]))
 
 
-def _target(loaded: LoadedModel, method: str, scores: list[MapScore] | None) -> Request | str:
-    """The map ``method`` asks of this model (``"faithful"``: its best-scored map), or why it has none."""
+def _target(loaded: LoadedModel, info: dict[str, MethodInfo], method: str,
+            scores: list[MapScore] | None) -> Request | str:
+    """The map ``method`` asks of this model, whose methods are ``info`` (``"faithful"``: its
+    best-scored map), or why it has none."""
     if method not in ASKED:
-        return Request(*faithful_map(loaded, scores))
-    info = {m.name: m for m in available_methods(loaded.model)}
+        return Request(*faithful_map(info, scores))
     asked = ASKED[method]
     if asked.method not in info or (asked.kind is not None and asked.kind not in info[asked.method].kinds):
         return f"No {method} for a {loaded.config.arch} model."
     return asked if asked.kind is not None else Request(asked.method, *info[asked.method].default)
 
 
-def _cost(loaded: LoadedModel, target: Request | str) -> tuple[float, int]:
+def _cost(loaded: LoadedModel, info: dict[str, MethodInfo], target: Request | str) -> tuple[float, int]:
     """The estimated seconds and forward passes of the map (none for a map read from the traced forward)."""
     if isinstance(target, str):
         return 0.0, 0
-    if {m.name: m.family for m in available_methods(loaded.model)}[target.method] == "attention":
+    if info[target.method].family == "attention":
         return 0.0, 0
     cost = forward_cost(loaded)
     return (estimate_seconds(loaded.model, cost, target.method, target.layer, target.kind),
@@ -109,8 +109,9 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
     method = st.radio("Map", list(METHODS), key=url.bind("compare_map", "faithful", list(METHODS)), horizontal=True,
                       format_func=LABELS.get)
     scores = {loaded.name: map_scores(loaded) for loaded in models}
-    targets = {loaded.name: _target(loaded, method, scores[loaded.name]) for loaded in models}
-    costs = {loaded.name: _cost(loaded, targets[loaded.name]) for loaded in models}
+    info = {loaded.name: methods(loaded, choice) for loaded in models}  # each model's session: its prediction made it
+    targets = {loaded.name: _target(loaded, info[loaded.name], method, scores[loaded.name]) for loaded in models}
+    costs = {loaded.name: _cost(loaded, info[loaded.name], targets[loaded.name]) for loaded in models}
     estimate = sum(seconds for seconds, _ in costs.values())
     key = ("compare", choice.key, tuple((loaded.key, targets[loaded.name]) for loaded in models))
     work = _work(models, choice, targets, {name: passes for name, (_, passes) in costs.items()})

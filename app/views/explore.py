@@ -12,12 +12,12 @@ from app.sidebar import require
 from app.sources import ImageChoice
 from app import url
 from app.estimates import forward_cost, may_start
-from app.state import DEVICE, LoadedModel, ask
+from app.state import DEVICE, LoadedModel, ask, methods
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import model_view
 from tokenfusion.interventions import describe
 from tokenfusion.explain import (
-    METHODS, Explainer, MethodInfo, Prediction, Request, available_methods, best_map, estimate_seconds,
+    METHODS, Explainer, MethodInfo, Prediction, Request, best_map, estimate_seconds,
     forward_passes, score_of,
 )
 from tokenfusion.viz import (
@@ -349,7 +349,6 @@ def explore() -> None:
     loaded, choice = selected
     st.title(f"Explore · {loaded.name}")
     view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-    info = {m.name: m for m in available_methods(loaded.model)}
     left, right = st.columns([1, 2])
     left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
     with right:
@@ -367,6 +366,7 @@ def explore() -> None:
                          + (" The true class is green." if truth else ""), prediction)
         offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),
               picture=view)
+    info = methods(loaded, choice)  # the session's, made by the prediction
     views = {  # one tab each, in this order; the first opens by default
         "Attention": lambda: _attention(loaded, choice, info, view),
         "Inspector": lambda: _inspector(loaded, choice, view),

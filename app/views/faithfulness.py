@@ -36,7 +36,7 @@ def _choices(loaded: LoadedModel, scores: list[MapScore] | None) -> tuple[list[T
     ranked = sorted(scored, key=lambda s: (bool(s.problems), -s.pointing_game, -s.mask_energy))
     options = list(dict.fromkeys([(s.method, *s.target) for s in ranked] + [(m.name, *m.default)
                                                                             for m in info.values()]))
-    return options, options.index(faithful_map(loaded, scores))
+    return options, options.index(faithful_map(info, scores))
 
 
 def _label(loaded: LoadedModel, target: Target, scores: list[MapScore] | None) -> str:
