@@ -550,6 +550,7 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
     from tokenfusion.data.transforms import preprocess
     from tokenfusion.explain import (
         Explainer,
+        Request,
         available_methods,
         estimate_seconds,
         forward_passes,
@@ -574,8 +575,8 @@ def methods(names: list[str] | None, earlier: dict[str, Any], save: Callable[[di
             "every_method": every, "methods": []}
     def estimated(info) -> tuple[float | None, int | None]:
         try:
-            return (estimate_seconds(model, cost, info.name, *info.default),
-                    forward_passes(model, cost, info.name, *info.default).equivalent)
+            request = Request(info.name, *info.default)
+            return estimate_seconds(model, cost, request), forward_passes(model, cost, request).equivalent
         except NotImplementedError:
             return None, None
 

@@ -82,8 +82,7 @@ def _cost(loaded: LoadedModel, info: dict[str, MethodInfo], target: Request | st
     if info[target.method].family == "attention":
         return 0.0, 0
     cost = forward_cost(loaded)
-    return (estimate_seconds(loaded.model, cost, target.method, target.layer, target.kind),
-            forward_passes(loaded.model, cost, target.method, target.layer, target.kind).forwards)
+    return estimate_seconds(loaded.model, cost, target), forward_passes(loaded.model, cost, target).forwards
 
 
 def _work(models: list[LoadedModel], choice: ImageChoice, targets: dict[str, Request | str],

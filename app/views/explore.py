@@ -262,9 +262,8 @@ def _top_channels(loaded: LoadedModel, chosen: list[str], target: tuple[str | No
                   help="scorecam_topk runs one masked image per scored channel, the channels whose activation "
                        "varies most over the image; with every channel it is ScoreCAM.")
     (full, full_s), (top, top_s) = (
-        (forward_passes(loaded.model, cost, m, layer, kind, **o).forwards,
-         estimate_seconds(loaded.model, cost, m, layer, kind, **o))
-        for m, o in (("scorecam", {}), ("scorecam_topk", {"channels": k})))
+        (forward_passes(loaded.model, cost, r).forwards, estimate_seconds(loaded.model, cost, r))
+        for r in (Request.of("scorecam", layer, kind), Request.of("scorecam_topk", layer, kind, channels=k)))
     st.caption(f"ScoreCAM scores all {every} channels of this layer: {full} forward passes, about "
                f"{duration(full_s)}; scorecam_topk scores the {k} most varied: {top} passes, about {duration(top_s)}."
                " Work above 5 s waits for its Start button, and can be stopped.")
@@ -302,7 +301,7 @@ def _gallery(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodInf
         request = Request.of(method, layer, kind, **options.get(method, {}))
         with columns[i % 3]:
             # slow work (by this machine's pace now): its estimate and Start button, then its progress and Stop
-            seconds = estimate_seconds(loaded.model, forward_cost(loaded), method, layer, kind, **request.kwargs)
+            seconds = estimate_seconds(loaded.model, forward_cost(loaded), request)
             work = lambda progress, r=request: ask(loaded, choice, Explainer.answer, r, progress=progress)  # noqa: E731
             if not may_start(("gallery", loaded.key, choice.key, request), seconds, method, work):
                 continue

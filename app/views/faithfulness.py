@@ -18,7 +18,7 @@ from app.state import LoadedModel, ask
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
 from tokenfusion.data.transforms import mask_view, model_view
 from tokenfusion.explain import (
-    Explainer, MapScore, available_methods, faithfulness_seconds, mask_scores, randomisation_seconds, score_of,
+    Explainer, MapScore, Request, available_methods, faithfulness_seconds, mask_scores, randomisation_seconds, score_of,
 )
 from tokenfusion.viz import KIND_LABELS, deletion_insertion_figure, overlay_figure, randomisation_figure
 
@@ -55,7 +55,7 @@ def _deletion(loaded: LoadedModel, choice: ImageChoice, target: Target, scores: 
     baseline = st.radio("Deleted pixels become", BASELINES, key=url.bind("baseline", BASELINES[0], BASELINES),
                         horizontal=True,
                         format_func=lambda b: "a blurred copy" if b == "blur" else "the mean colour")
-    seconds = faithfulness_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=STEPS)
+    seconds = faithfulness_seconds(loaded.model, forward_cost(loaded), Request(*target), steps=STEPS)
     request = (Explainer.faithfulness, method, layer, kind)
     options = dict(baseline=baseline, steps=STEPS)
     work = lambda progress: ask(loaded, choice, *request, **options, progress=progress)  # noqa: E731
@@ -116,7 +116,7 @@ def _randomisation(loaded: LoadedModel, choice: ImageChoice, target: Target) -> 
     """The cascading randomisation test, run on request with its estimated time."""
     method, layer, kind = target
     st.subheader("Randomisation test")
-    seconds = randomisation_seconds(loaded.model, forward_cost(loaded), method, layer, kind, steps=RANDOMISATION_STEPS)
+    seconds = randomisation_seconds(loaded.model, forward_cost(loaded), Request(*target), steps=RANDOMISATION_STEPS)
     if not st.toggle(f"Run the model-randomisation test (about {duration(seconds)})",
                      key=url.bind("randomise", False, [False, True])):
         st.caption("Re-initialises the model from the head down, in a copy, and checks that the map changes "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tokenfusion.explain import Explainer, available_methods, estimate_seconds, forward_passes, measure_forward
+from tokenfusion.explain import Explainer, Request, available_methods, estimate_seconds, forward_passes, measure_forward
 
 
 class Counter:
@@ -36,7 +36,7 @@ def test_counted_passes_are_the_passes_each_method_makes(tiny, image, arch: str)
             layer, kind = info.targets[0]  # a target other than the default, where there is one
             counter.forwards = counter.backwards = 0
             session.explain(info.name, layer, kind=kind)
-            passes = forward_passes(model, cost, info.name, layer, kind)
+            passes = forward_passes(model, cost, Request.of(info.name, layer, kind))
             assert (passes.forwards, passes.backwards) == (counter.forwards, counter.backwards), info.name
     finally:
         counter.handle.remove()
@@ -47,12 +47,13 @@ def test_options_change_the_count_and_the_estimate(tiny) -> None:
     cost = measure_forward(model, repeats=1)
     side = model.config.img_size
     assert cost.channels["trunk.stage2"] == model(torch.zeros(1, 3, side, side), trace=True)[1].cnn_features[-1].shape[1]
-    few, many = (forward_passes(model, cost, "integrated_gradients", n_steps=n) for n in (8, 64))
+    few, many = (forward_passes(model, cost, Request.of("integrated_gradients", n_steps=n)) for n in (8, 64))
     assert (few.forwards, many.forwards) == (8, 64) and many.backwards == 64  # the session has the logits
-    coarse, fine = (forward_passes(model, cost, "occlusion", stride=s) for s in (1.0, 0.5))
+    coarse, fine = (forward_passes(model, cost, Request.of("occlusion", stride=s)) for s in (1.0, 0.5))
     assert coarse.forwards < fine.forwards
-    assert estimate_seconds(model, cost, "attention") == 0  # read from the session's traced forward
-    assert estimate_seconds(model, cost, "scorecam") > estimate_seconds(model, cost, "gradcam") > 0
+    assert estimate_seconds(model, cost, Request.of("attention")) == 0  # read from the session's traced forward
+    seconds = {m: estimate_seconds(model, cost, Request(m)) for m in ("scorecam", "gradcam")}
+    assert seconds["scorecam"] > seconds["gradcam"] > 0
 
 
 def test_scorecam_topk_costs_one_pass_per_scored_channel(tiny, image) -> None:
@@ -64,10 +65,11 @@ def test_scorecam_topk_costs_one_pass_per_scored_channel(tiny, image) -> None:
         session.explain("scorecam_topk", channels=8)
     finally:
         counter.handle.remove()
-    assert forward_passes(model, cost, "scorecam_topk", channels=8).forwards == counter.forwards == 9
-    every = forward_passes(model, cost, "scorecam_topk", channels=10_000)
-    assert every == forward_passes(model, cost, "scorecam")  # no more passes than there are channels
-    assert estimate_seconds(model, cost, "scorecam_topk", channels=8) < estimate_seconds(model, cost, "scorecam")
+    assert forward_passes(model, cost, Request.of("scorecam_topk", channels=8)).forwards == counter.forwards == 9
+    every = forward_passes(model, cost, Request.of("scorecam_topk", channels=10_000))
+    assert every == forward_passes(model, cost, Request.of("scorecam"))  # no more passes than there are channels
+    assert estimate_seconds(model, cost, Request.of("scorecam_topk", channels=8)) < estimate_seconds(model, cost,
+                                                                                        Request("scorecam"))
 
 
 @pytest.mark.parametrize("method,options", [("scorecam_topk", {"channels": 40, "batch_size": 16}),
@@ -81,7 +83,7 @@ def test_progress_counts_every_batch_up_to_the_estimated_passes(tiny, image, met
     session = Explainer(model, image())
     plain = session.explain(method, **options)  # SmoothGrad draws its noise from its own seed: the same twice
     reported = session.explain(method, progress=lambda done, total: calls.append((done, total)), **options)
-    total = forward_passes(model, cost, method, **options).forwards
+    total = forward_passes(model, cost, Request.of(method, **options)).forwards
     assert calls[0] == (0, total) and calls[-1] == (total, total)
     assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert len(calls) > 3  # between batches, not only at the end
@@ -106,7 +108,8 @@ def test_an_error_raised_by_progress_stops_the_method_at_once(tiny, image, hook_
 
     with pytest.raises(Stop):
         session.explain(method, progress=stop_after_one_batch)
-    assert len(seen) == 2 and seen[-1] < forward_passes(model, measure_forward(model, repeats=1), method).forwards
+    total = forward_passes(model, measure_forward(model, repeats=1), Request(method)).forwards
+    assert len(seen) == 2 and seen[-1] < total
     assert hook_count(model) == hooks  # no hook of the counter or the CAM left behind
     torch.testing.assert_close(session.explain(method).map, Explainer(model, image()).explain(method).map)
 
@@ -116,7 +119,7 @@ def test_faithfulness_reports_the_maps_passes_then_both_curves(tiny, image) -> N
     session = Explainer(model, image())
     calls: list[tuple[int, int]] = []
     reported = session.faithfulness("occlusion", steps=5, progress=lambda done, total: calls.append((done, total)))
-    total = forward_passes(model, measure_forward(model, repeats=1), "occlusion").forwards + 2 * 6
+    total = forward_passes(model, measure_forward(model, repeats=1), Request.of("occlusion")).forwards + 2 * 6
     assert calls[0] == (0, total) and calls[-1] == (total, total) and all(t == total for _, t in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and (total - 6, total) in calls
     torch.testing.assert_close(reported.deletion.scores, session.faithfulness("occlusion", steps=5).deletion.scores)

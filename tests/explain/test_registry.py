@@ -73,7 +73,8 @@ def test_the_table_names_each_method_once_in_a_known_family(tiny) -> None:
     model = tiny("early")
     cost = measure_forward(model, repeats=1)
     for info in available_methods(model):  # a method "uses gradients" exactly when it sends images backward
-        assert (forward_passes(model, cost, info.name).backwards > 0) == METHODS[info.name].gradients, info.name
+        backwards = forward_passes(model, cost, Request(info.name)).backwards
+        assert (backwards > 0) == METHODS[info.name].gradients, info.name
 
 
 class _Saliency(Attribution):
@@ -101,6 +102,6 @@ def test_a_method_added_to_the_table_is_served_listed_and_costed(tiny, x, monkey
     e = session.answer(Request.of("saliency", abs=False), target=2)
     assert (e.method, e.target, e.layer, e.grid.shape) == ("saliency", 2, None, x.shape[-2:])
     torch.testing.assert_close(session.explain("saliency", target=2, abs=False).grid, e.grid)
-    assert forward_passes(model, measure_forward(model, repeats=1), "saliency") == Passes(1, 1)
+    assert forward_passes(model, measure_forward(model, repeats=1), Request.of("saliency")) == Passes(1, 1)
     with pytest.raises(ExplainError, match=r"Unknown options \['steps'\] for 'saliency'. Expected some of \['abs'\]"):
         session.explain("saliency", steps=3)

@@ -94,15 +94,12 @@ def measure_forward(model: TokenFusionModel, repeats: int = 3, budget: float = 0
     return ForwardCost(seconds, batched, batch, channels)
 
 
-def forward_passes(
-    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
-    **options: Any,
-) -> Passes:
-    """The passes ``method`` at ``layer``/``kind`` (its default when both are None) with ``options``
-    needs on one image of ``model``, beyond the session's traced forward (the method's own count,
-    :meth:`~tokenfusion.explain.spec.Method.passes`). Raises
+def forward_passes(model: TokenFusionModel, cost: ForwardCost, request: Request) -> Passes:
+    """The passes ``request`` needs on one image of ``model`` (the same value
+    :meth:`Explainer.answer <tokenfusion.explain.Explainer.answer>` serves), beyond the session's
+    traced forward (the method's own count, :meth:`~tokenfusion.explain.spec.Method.passes`). Raises
     :class:`~tokenfusion.explain.ExplainError` for a request the model does not allow."""
-    return _passes(model, cost.channels, Request.of(method, layer, kind, **options))
+    return _passes(model, cost.channels, request)
 
 
 def _passes(model: TokenFusionModel, channels: Mapping[str, int], request: Request) -> Passes:
@@ -135,29 +132,20 @@ def reporting(model: TokenFusionModel, x: torch.Tensor, progress: Progress, foun
         handle.remove()
 
 
-def estimate_seconds(
-    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
-    **options: Any,
-) -> float:
-    """Estimated wall-clock seconds of ``method`` on one image: its forward-pass equivalents times
+def estimate_seconds(model: TokenFusionModel, cost: ForwardCost, request: Request) -> float:
+    """Estimated wall-clock seconds of ``request`` on one image: its forward-pass equivalents times
     the measured forward (per image in a batch, for the methods that batch)."""
-    passes = forward_passes(model, cost, method, layer, kind, **options)
+    passes = forward_passes(model, cost, request)
     return passes.equivalent * (cost.batched if passes.batched else cost.seconds)
 
 
-def faithfulness_seconds(
-    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
-    *, steps: int = 20,
-) -> float:
-    """Estimated seconds of :meth:`Explainer.faithfulness`: the map, then ``steps + 1`` images each
-    for the deletion and the insertion curve, in batches."""
-    return estimate_seconds(model, cost, method, layer, kind) + 2 * (steps + 1) * cost.batched
+def faithfulness_seconds(model: TokenFusionModel, cost: ForwardCost, request: Request, *, steps: int = 20) -> float:
+    """Estimated seconds of :meth:`Explainer.faithfulness` of the map ``request`` asks for: the map,
+    then ``steps + 1`` images each for the deletion and the insertion curve, in batches."""
+    return estimate_seconds(model, cost, request) + 2 * (steps + 1) * cost.batched
 
 
-def randomisation_seconds(
-    model: TokenFusionModel, cost: ForwardCost, method: str, layer: str | None = None, kind: str | None = None,
-    *, steps: int,
-) -> float:
-    """Estimated seconds of :meth:`Explainer.randomisation` with ``steps`` randomised copies: each
-    copy runs its own traced forward and the map again."""
-    return (steps + 1) * (estimate_seconds(model, cost, method, layer, kind) + cost.seconds)
+def randomisation_seconds(model: TokenFusionModel, cost: ForwardCost, request: Request, *, steps: int) -> float:
+    """Estimated seconds of :meth:`Explainer.randomisation` of the map ``request`` asks for with
+    ``steps`` randomised copies: each copy runs its own traced forward and the map again."""
+    return (steps + 1) * (estimate_seconds(model, cost, request) + cost.seconds)
