@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ import streamlit as st
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
-from tokenfusion.explain import Request
+from tokenfusion.explain import Explainer, Request
 from tokenfusion.explain.plain import to_plain
 
 from .sources import MAX_SIDE, REPO, ImageChoice
-from .state import LoadedModel
+from .state import LoadedModel, Timed, ask
 
-__all__ = ["CLASS_NAMES", "Code", "call", "chart", "csv_bytes", "json_bytes", "offer", "png_bytes",
+__all__ = ["CLASS_NAMES", "Code", "Question", "call", "chart", "csv_bytes", "json_bytes", "offer", "png_bytes",
            "explained", "png_toolbar", "question", "recreate", "snippet"]
 
 #: Pixel scale of a chart's PNG (the charts are drawn a few hundred pixels wide).
@@ -129,6 +130,36 @@ def snippet(choice: ImageChoice | None, steps: list[tuple[LoadedModel, str]]) ->
 def question(method: str, *args: Any, **kwargs: Any) -> str:
     """``session.<method>(...)``: one question to the explanation session, as source text."""
     return call(f"session.{method}", *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to an explanation session, ``Explainer.<method>(*args, **kwargs)``, as a value: the
+    view asks it (:meth:`ask`) and writes it in its snippet (:attr:`source`) from the same value, so the
+    two cannot differ. :data:`CLASS_NAMES` among the arguments is the model's class names when asked
+    and ``checkpoint.class_names`` in the snippet."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, method: str, *args: Any, **kwargs: Any) -> Question:
+        """``Question.of("what_if", "cnn", 2, "mean", CLASS_NAMES, 5, region=None)``."""
+        return cls(method, args, tuple(kwargs.items()))
+
+    def ask(self, loaded: LoadedModel, choice: ImageChoice) -> Timed[Any]:
+        """The answer of ``loaded``'s session of the chosen image (:func:`app.state.ask`, cached)."""
+        def given(value: Any) -> Any:
+            return loaded.class_names if value is CLASS_NAMES else value
+
+        return ask(loaded, choice, getattr(Explainer, self.method), *map(given, self.args),
+                   **{k: given(v) for k, v in self.kwargs})
+
+    @property
+    def source(self) -> str:
+        """The question as snippet source text (:func:`question`)."""
+        return question(self.method, *self.args, **dict(self.kwargs))
 
 
 def explained(request: Request, target: int | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app.export import CLASS_NAMES, chart, explained, offer, question, recreate
+from app.export import CLASS_NAMES, Question, chart, explained, offer, question, recreate
 from app.notices import knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
@@ -181,8 +181,8 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
     start = right.select_slider("From", places, key=url.bind("from", places[0], places),
                                 help="Every place that reads this kind of token (a region: both kinds), in forward "
                                      "order; a layerwise cross-attention is closed (a region: its CNN keys go).")
-    result = ask(loaded, choice, Explainer.what_if, kind, places.index(start) + 1, mode, loaded.class_names, 5,
-                 region=region)
+    asked = Question.of("what_if", kind, places.index(start) + 1, mode, CLASS_NAMES, 5, region=region)
+    result = asked.ask(loaded, choice)  # and asked.source in the snippet: one value
     after = result.value
     before, now = st.columns(2)
     chart(before, topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
@@ -205,8 +205,7 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
     explain_line(f"Prediction, attention shares and rollout with the {gone} gone: "
                  f"'{prediction.names[0]}' {prediction.probabilities[0]:.0%} becomes "
                  f"'{after.prediction.names[0]}' {after.prediction.probabilities[0]:.0%}.", result)
-    offer("what-if", after, recreate(loaded, choice, question("what_if", kind, places.index(start) + 1, mode,
-                                                              CLASS_NAMES, 5, region=region)))
+    offer("what-if", after, recreate(loaded, choice, asked.source))
 
 
 def _region() -> tuple[float, float, float, float]:

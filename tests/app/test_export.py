@@ -57,6 +57,23 @@ def test_the_snippets_of_explore_recreate_what_it_shows(app, monkeypatch) -> Non
     assert (token.layer, token.kind, token.cell) == ("blocks.3", "cnn", (4, 4))
 
 
+def test_the_what_if_snippet_gives_the_figures_it_draws(app, monkeypatch) -> None:
+    """The What-if asks its session and writes its snippet from one value (``app.export.Question``): the
+    snippet, run, gives the bars drawn after the tokens are removed, class by class, and the places named."""
+    at = open_view(app(), "What-if")
+    at.radio(key="view:remove").set_value("patch").run()  # not the first kind (cnn)
+    at.radio(key="view:replace").set_value("zero").run()
+    places = at.select_slider(key="view:from").options
+    at.select_slider(key="view:from").set_value(places[1]).run()  # from the second place on
+    no_exception(at)
+    bars = next(json.loads(c.proto.spec)["data"][0] for c in charts(at) if c.key == "wi_after")
+    result = _run(_snippet(at, "session.what_if("), monkeypatch)
+    assert (result.kind, result.from_layer, result.mode) == ("patch", 2, "zero")
+    assert result.prediction.names == bars["y"]
+    assert result.prediction.probabilities == pytest.approx(bars["x"], abs=1e-6)
+    assert any(c.endswith(f"at {', '.join(result.places)}.") for c in texts(at.caption)), texts(at.caption)
+
+
 def test_every_explore_view_offers_numbers_and_a_snippet_and_charts_download_png(app) -> None:
     at = app()
     buttons: set[str] = set()
