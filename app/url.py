@@ -6,7 +6,9 @@ Streamlit drops a widget's value when the widget is not drawn in a run, so no wi
 :func:`bind` gives the widget its value from the setting on every run, and holds what the user set in
 it since. Only what the user set (or a link gave) is held and written to the URL; every other setting
 follows its default, which may depend on the model. A held value that does not apply to the model or
-image of this run (layer 4 of a 2-layer model) is dropped, and a toast says so.
+image of this run (layer 4 of a 2-layer model) is dropped, and a toast says so. A setting of many values
+left empty is held too, and written as its parameter with no value (``?methods=``): a link gives back the
+empty choice, where a link without the parameter gives the default.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ Parse = Callable[[str], Any]  # the URL's text of a value -> the value, or None 
 _HELD = "_view_held"  # param -> (value, its texts in the URL), for what the user set
 _LINK = "_view_link"  # param -> the opening link's texts that no page has read yet
 _SHOWN = "_view_shown"  # param -> the value its widget was last given
+_NONE = ""  # the URL's one text of an empty list (``?methods=``): none chosen, unlike no parameter (the default)
 
 
 def as_text(value: Any) -> str:
@@ -66,7 +69,7 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _texts(value: Any, text: Callable[[Any], str]) -> list[str]:
-    return [text(v) for v in _listed(value)]
+    return [text(v) for v in _listed(value)] or [_NONE]
 
 
 def current(param: str, default: Any, allowed: Sequence[Any] | Parse, *, text: Callable[[Any], str] = as_text,
@@ -83,6 +86,8 @@ def current(param: str, default: Any, allowed: Sequence[Any] | Parse, *, text: C
         values = [v for v in map(parse, link) if v is not None]
         if values:
             keep(param, values if many else values[0], text)
+        elif many and link == [_NONE]:
+            keep(param, [], text)
     if param not in held:
         return default
     values = _listed(held[param][0])

@@ -44,6 +44,12 @@ def _target_label(loaded: LoadedModel, target: tuple[str | None, str | None]) ->
     return f"{layer} · {KIND_LABELS.get(kind or '', kind)}"
 
 
+def _ranking(prediction: Prediction) -> str:
+    """The classes of ``prediction`` with their probabilities, most probable first, in words: how a prediction
+    for an image out of the model's distribution is shown, in small type, with no bar to read as an answer."""
+    return ", ".join(f"{name} {p:.0%}" for name, p in zip(prediction.names, prediction.probabilities))
+
+
 def _attention_layers(info: dict[str, MethodInfo]) -> dict[str, list[tuple[str, str]]]:
     """Per token kind, the ``(method, layer)`` pairs whose attention over that kind can be shown."""
     layers: dict[str, list[tuple[str, str]]] = {"cnn": [], "patch": []}
@@ -163,7 +169,10 @@ def _inspector(loaded: LoadedModel, choice: ImageChoice, view: Image.Image) -> N
 
 
 @fragment
-def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -> None:
+def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction, truth: str | None,
+             strange: bool) -> None:
+    """``truth``: the true class, when the model knows it; ``strange``: the image is out of the model's
+    distribution, so the predictions are ranked in small type, as above the tabs, not drawn as bars."""
     st.subheader("What if: remove one kind of token, or a region of the image, from layer k on")
     structure = loaded.model.structure
     if not structure.is_fusion:
@@ -185,12 +194,16 @@ def _what_if(loaded: LoadedModel, choice: ImageChoice, prediction: Prediction) -
     result = asked.ask(loaded, choice)  # and asked.source in the snippet: one value
     after = result.value
     before, now = st.columns(2)
-    chart(before, topk_figure(prediction, true_class=choice.true_class, height=200), key="wi_before")
-    before.caption("Unchanged model.")
-    chart(now, topk_figure(after.prediction, true_class=choice.true_class, height=200), key="wi_after")
     gone = KIND_LABELS[kind] if kind else "CNN and patch tokens under the region"
-    now.caption(f"{gone[0].upper()}{gone[1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
-                f"{', '.join(after.places)}.")
+    changed = (f"{gone[0].upper()}{gone[1:]} replaced by {'their mean' if mode == 'mean' else 'zero'} at "
+               f"{', '.join(after.places)}")
+    for column, shown, key, said in ((before, prediction, "wi_before", "Unchanged model"),
+                                     (now, after.prediction, "wi_after", changed)):
+        if strange:
+            column.caption(f"{said}, as it ranks the classes: {_ranking(shown)}.")
+        else:
+            chart(column, topk_figure(shown, true_class=truth, height=200), key=key)
+            column.caption(f"{said}.")
     if after.fusion.layers:
         chart(now, attention_share_figure(after.fusion), key="wi_shares")
     maps = [(f"rollout over {KIND_LABELS[k]}, after", e.map) for k, e in after.maps.items()]
@@ -355,9 +368,8 @@ def explore() -> None:
             prediction = ask(loaded, choice, Explainer.predict, loaded.class_names, k=5)
         truth = choice.true_class if knows_true_class(loaded, choice) else None
         if strange:  # no bar to read as an answer: the ranking, in small type
-            explain_line("The classes it must choose from, as it ranks them for this image: " + ", ".join(
-                f"{name} {p:.0%}" for name, p in zip(prediction.value.names, prediction.value.probabilities))
-                + ".", prediction)
+            explain_line(f"The classes it must choose from, as it ranks them for this image: "
+                         f"{_ranking(prediction.value)}.", prediction)
         else:
             chart(st, topk_figure(prediction.value, true_class=truth), key="topk_fig")
             explain_line("The five most probable classes and their softmax probability."
@@ -368,7 +380,7 @@ def explore() -> None:
     views = {  # one tab each, in this order; the first opens by default
         "Attention": lambda: _attention(loaded, choice, info, view),
         "Inspector": lambda: _inspector(loaded, choice, view),
-        "What-if": lambda: _what_if(loaded, choice, prediction.value),
+        "What-if": lambda: _what_if(loaded, choice, prediction.value, truth, strange),
         "Fusion": lambda: _fusion(loaded, choice),
         "Maps": lambda: _gallery(loaded, choice, info, view),
         "Ablation": lambda: _ablation(loaded, choice, prediction.value.names[0]),

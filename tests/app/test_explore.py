@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.sources import SCORES
+from tokenfusion.explain import best_map, scores_for
+
 from .helpers import chart_titles, charts, no_exception, open_view, texts
 
 # charts per strategy and tab, besides the top-k above the tabs: attention (per kind), token inspector (picker
@@ -32,7 +35,8 @@ def test_opens_on_a_synthshapes_sample_with_the_attention_tab_only(app) -> None:
     assert dict(at.query_params) == {}  # the URL holds what the user set: nothing yet
 
 
-def test_every_tab_shows_its_view_and_says_what_it_shows(app) -> None:
+def test_every_tab_shows_its_view_and_says_what_it_shows(app, checkpoint_dir) -> None:
+    best = best_map(scores_for(checkpoint_dir / "early.pt", SCORES)).method  # its shipped scores' best map
     at = app()
     captions: list[str] = []
     subheaders: list[str] = []
@@ -44,13 +48,13 @@ def test_every_tab_shows_its_view_and_says_what_it_shows(app) -> None:
         captions += texts(at.main.caption)
         subheaders += texts(at.subheader)
         if view == "Maps":  # the gallery opens on the map that scores best against the masks, with its scores
-            assert any(c.startswith("Opens on occlusion") for c in texts(at.main.caption))
-            assert at.session_state["view:methods"][0] == "occlusion"
+            assert any(c.startswith((f"Opens on {best}:", f"Opens on {best} at ")) for c in texts(at.main.caption))
+            assert at.session_state["view:methods"][0] == best
             assert any("pointing" in m.value and "badge" in m.value for m in at.markdown)
     # every view says what it shows and how long it took
     for start in ("The five most probable classes", "Attention of the class token over CNN tokens",
                   "Attention of the class token over patch tokens", "Share of attention", "gradcam at trunk.",
-                  "layercam at", "occlusion on the pixels", "Change of the"):
+                  "layercam at", f"{best} ", "Change of the"):
         assert any(c.startswith(start) and "Computed in" in c for c in captions), (start, captions)
     assert subheaders == ["Where the class token looks: CNN tokens vs patch tokens",
                           "Token inspector: click any token to see where it looks",

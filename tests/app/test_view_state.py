@@ -83,3 +83,15 @@ def test_a_link_names_the_inspected_token(app) -> None:
     assert at.query_params["token"] == "1:2"
     at = app(query={"view": "Inspector", "token": "99:2"})  # not on the grid: the centre, as by default
     assert any(c.startswith("Attention of the CNN token at row 4, column 4") for c in texts(at.caption))
+
+
+def test_a_cleared_methods_box_is_kept_in_the_url(app) -> None:
+    at = open_view(app(), "Maps")
+    assert at.multiselect(key="view:methods").value  # no parameter: the default methods
+    at.multiselect(key="view:methods").set_value([]).run()
+    no_exception(at)
+    assert at.query_params["methods"] == ""  # none chosen, written as the parameter with no value
+    link = app(query=at.query_params)  # a reload, or a shared link
+    no_exception(link)
+    assert link.multiselect(key="view:methods").value == []
+    assert link.query_params["methods"] == ""
