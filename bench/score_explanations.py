@@ -47,13 +47,15 @@ from tqdm.auto import tqdm
 
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import HELDOUT_SEED, SynthShapes
-from tokenfusion.explain import METHODS, MethodInfo, available_methods, explain
+from tokenfusion.explain import METHODS, explain
 from tokenfusion.explain.metrics import (
-    CENTRE_PRIOR_SIGMA, centre_prior, deletion_curve, insertion_curve, is_blank, mask_energy, pointing_game,
-    pointing_tolerance, randomisation_check,
+    CENTRE_PRIOR_SIGMA, centre_prior, is_blank, pointing_tolerance, randomisation_check,
 )
-from tokenfusion.explain.scores import CENTRE_PRIOR, CONTROL_FAMILY, is_control, localises
-from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create
+from tokenfusion.explain.scores import CENTRE_PRIOR, CONTROL_FAMILY, is_control
+from tokenfusion.explain.scoring import (
+    GRADIENT_METHODS, control_scores, judged, map_figures, tolerance_px, variants,
+)
+from tokenfusion.models import ARCHITECTURES, create
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from bench.provenance import provenance  # noqa: E402
@@ -67,32 +69,10 @@ COLUMNS = ("pointing_game", "mask_energy", "deletion_auc", "insertion_auc", "ran
 MISMATCHED = ("pointing_game_mismatched", "mask_energy_mismatched")
 #: The method name of :func:`summary_table`'s row that sums up the mismatched-mask control of a model.
 MISMATCHED_ROW = "mismatched mask"
-#: Methods whose map is computed from gradients (their spec says so): the randomisation check should
-#: decorrelate them.
-GRADIENT_METHODS = frozenset(name for name, method in METHODS.items() if method.gradients)
 #: The rows of :func:`summary_table` per model: (method, target), the target ``"default"``, ``"all"``
 #: or a token kind (every target of that kind).
 SUMMARY = (("rollout", "all"), ("gradcam", "default"), ("gradcam", "patch"), ("layercam", "default"),
            ("scorecam", "default"), ("integrated_gradients", "default"), ("occlusion", "default"))
-
-
-def variants(
-    model: TokenFusionModel, methods: list[str] | None = None
-) -> list[tuple[MethodInfo, str | None, str | None]]:
-    """``(method, layer, kind)`` to score: each method's default target, then the last target of
-    each other token kind (so fusion models are scored on CNN and patch tokens alike)."""
-    chosen = []
-    for info in available_methods(model):
-        if methods is not None and info.name not in methods:
-            continue
-        pairs = [info.default] + [[t for t in info.targets if t[1] == kind][-1] for kind in info.kinds]
-        chosen += [(info, layer, kind) for layer, kind in dict.fromkeys(pairs)]
-    return chosen
-
-
-def _tolerance(given: int | None, image_size: int) -> int:
-    """The pointing-game tolerance in pixels: ``given`` (``--tolerance``), else :func:`pointing_tolerance`."""
-    return pointing_tolerance(image_size) if given is None else given
 
 
 def chance_level(
@@ -100,21 +80,12 @@ def chance_level(
 ) -> dict[str, float]:
     """What maps that ignore the image score on the first ``images`` SynthShapes images of ``seed``
     at ``image_size`` (no model needed), with the pointing game's ``tolerance`` (None: scaled to the
-    image, :func:`pointing_tolerance`). ``centre_pointing``, ``centre_energy``: the centre prior
-    (:func:`centre_prior` of ``sigma``), the same figures as a results file's control row; it points
-    into the object in the images whose mask comes within the tolerance of the image centre.
-    ``blank_pointing``, ``blank_energy``: a blank (all-zero) map, which points nowhere and has no
-    mass. ``area``: the mean share of the image the object covers (the energy of a uniform map)."""
+    image, :func:`pointing_tolerance`): :func:`~tokenfusion.explain.scoring.control_scores` of their
+    masks. The centre prior points into the object in the images whose mask comes within the
+    tolerance of the image centre; a blank map points nowhere and has no mass."""
     data = SynthShapes(images, image_size=image_size, seed=seed)
     masks = [torch.from_numpy(data.sample(i).mask) for i in range(images)]
-    tolerance = _tolerance(tolerance, image_size)
-    prior, blank = centre_prior(image_size, image_size, sigma), torch.zeros(image_size, image_size)
-    mean = lambda score, m: sum(score(m, mask) for mask in masks) / images  # noqa: E731
-    return {"centre_pointing": mean(lambda m, mask: pointing_game(m, mask, tolerance), prior),
-            "centre_energy": mean(mask_energy, prior),
-            "blank_pointing": mean(lambda m, mask: pointing_game(m, mask, tolerance), blank),
-            "blank_energy": mean(mask_energy, blank),
-            "area": sum(float(m.float().mean()) for m in masks) / images}
+    return control_scores(masks, tolerance_px(tolerance, image_size), sigma)
 
 
 def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -126,7 +97,7 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
     model = checkpoint.model.eval()
     config = model.config
     size = config.img_size
-    tolerance = _tolerance(args.tolerance, size)
+    tolerance = tolerance_px(args.tolerance, size)
     data = SynthShapes(args.images, image_size=size, seed=args.seed)
     masks = [torch.from_numpy(data.sample(i).mask) for i in range(len(data))]
     chosen = variants(model, args.methods)
@@ -144,13 +115,8 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
         def record(key: tuple, family: str, saliency: torch.Tensor, seconds: float) -> dict[str, list[float]]:
             families[key] = family
             row = sums[key]
-            row["pointing_game"].append(pointing_game(saliency, mask, tolerance))
-            row["pointing_game_mismatched"].append(pointing_game(saliency, other, tolerance))
-            row["blank_maps"].append(float(is_blank(saliency)))
-            row["mask_energy"].append(mask_energy(saliency, mask))
-            row["mask_energy_mismatched"].append(mask_energy(saliency, other))
-            row["deletion_auc"].append(deletion_curve(model, x, saliency, target, **curve).auc)
-            row["insertion_auc"].append(insertion_curve(model, x, saliency, target, **curve).auc)
+            for name, value in map_figures(model, x, saliency, target, mask, other, tolerance, **curve).items():
+                row[name].append(value)
             row["ms_per_image"].append(1000 * seconds)
             row["correct"].append(float(predicted == label))
             return row
@@ -183,13 +149,6 @@ def score_checkpoint(path: Path, args: argparse.Namespace) -> list[dict[str, Any
 def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The method options the command line sets, by method (``--occlusion-stride``)."""
     return {"occlusion": {"stride": args.occlusion_stride}}
-
-
-def judged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with ``localises`` set on each from its checkpoint's control row
-    (:func:`~tokenfusion.explain.scores.localises`: None where a figure is missing)."""
-    centres = {r["checkpoint"]: r for r in rows if is_control(r)}
-    return [{**r, "localises": localises(r, centres.get(r["checkpoint"]))} for r in rows]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -604,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k == "checkpoints" else v)
                 for k, v in vars(args).items()}
-    settings["tolerance_px"] = {p.name: _tolerance(args.tolerance, load_checkpoint(p).config.img_size) for p in paths}
+    settings["tolerance_px"] = {p.name: tolerance_px(args.tolerance, load_checkpoint(p).config.img_size) for p in paths}
     try:
         earlier = _updated(args.out, settings) if args.update else None
     except UpdateError as e:
