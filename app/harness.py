@@ -58,6 +58,17 @@ def start_server(checkpoints: Path, threads: int = 1, output: IO | int = subproc
     return process, f"http://127.0.0.1:{port}"
 
 
+def stop_server(process: subprocess.Popen, timeout: float = 20) -> None:
+    """End a server from :func:`start_server`: terminate, and kill it if it has not exited within
+    ``timeout`` seconds (on a loaded machine a script run may still be in progress)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float, poll: float = 0.05) -> None:
     """Return once ``url``'s health check answers; raise :class:`ServerError` if the process exits
     or ``timeout`` seconds pass first."""

@@ -89,7 +89,7 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
     and to the first finished page in Chromium."""
     from playwright.sync_api import sync_playwright
 
-    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, wait_until_healthy
+    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, stop_server, wait_until_healthy
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -105,12 +105,7 @@ def startup(checkpoints: Path, threads: int, timeout: float = 300) -> dict[str, 
             page.wait_for_function(FINISHED, arg=FIRST_PAGE_CHARTS, timeout=timeout * 1000, polling=50)
             finished = time.perf_counter() - start
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:  # a loaded machine: a script run still in progress
-                process.kill()
-                process.wait()
+            stop_server(process)
             browser.close()
     first_page, first_map = imports(threads)
     return {"health_s": round(healthy, 2), "connected_s": round(connected[0], 2), "first_page_s": round(finished, 2),
@@ -133,7 +128,7 @@ def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
     attention view; each against :data:`BROWSER_TARGETS`, medians and worst of ``repeats``."""
     from playwright.sync_api import sync_playwright
 
-    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, wait_until_healthy
+    from app.harness import CHROMIUM, CHROMIUM_ARGS, start_server, stop_server, wait_until_healthy
 
     heading = "(start) => (document.querySelector('h1')?.innerText || '').startsWith(start)"
     caption = ("(before) => [...document.querySelectorAll('[data-testid=\"stSidebar\"] "
@@ -167,12 +162,7 @@ def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
                 key, block = ("ArrowLeft", 2) if i % 2 == 0 else ("ArrowRight", 3)
                 runs["control_s"].append(_timed(page, lambda key=key: thumb.press(key), titled, f"blocks.{block}"))
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
             chromium.close()
     figures: dict[str, Any] = {}
     for name, seconds in runs.items():

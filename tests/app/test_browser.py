@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from app.harness import CHROMIUM, CHROMIUM_ARGS, ServerError, browser_missing, start_server, wait_for_script_run, \
+from app.harness import CHROMIUM, CHROMIUM_ARGS, ServerError, browser_missing, start_server, stop_server, wait_for_script_run, \
     wait_until_healthy
 
 from .helpers import png
@@ -63,11 +62,7 @@ def server(checkpoint_dir: Path, server_log: Path) -> Iterator[str]:
             pytest.fail(f"{e}:\n{server_log.read_text()[-3000:]}")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -300,8 +295,7 @@ def test_a_page_link_opens_on_a_fresh_server(diagnosed: Page, checkpoint_dir: Pa
         assert page.locator("h1").first.inner_text().startswith("Model card · ")
         assert page.locator('[data-testid="stSidebar"]').get_by_text("Model", exact=True).count() >= 1
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_server(process, timeout=10)
 
 
 def test_the_analysis_page_draws_every_measure(diagnosed: Page, server: str, screenshots: Path) -> None:
