@@ -137,3 +137,24 @@ def test_a_file_that_is_not_a_vit_gives_a_plain_error(tmp_path):
         create("vit", "small", vit_weights=path)
     with pytest.raises(ValueError, match="No weights file"):
         create("vit", "small", vit_weights=tmp_path / "missing.pth")
+
+
+def test_a_vit_trained_here_starts_a_patch_stream_with_its_own_logits(tmp_path):
+    from tokenfusion.checkpoint import save_checkpoint
+    from tokenfusion.data import CLASS_NAMES
+
+    torch.manual_seed(0)
+    trained = _random(create("vit", "tiny"))
+    path = tmp_path / "vit.pt"
+    save_checkpoint(path, trained, class_names=CLASS_NAMES)
+    x = torch.randn(2, 3, 64, 64)
+    again = create("vit", "tiny", vit_weights=path).eval()
+    torch.testing.assert_close(again(x), trained(x))
+    early = create("early", "tiny", vit_weights=path)
+    assert early.weight_sources["patch stream"]["format"] == "Token Fusion Lab ViT state dict"
+    assert early.config.norm_eps == trained.config.norm_eps
+    torch.testing.assert_close(early.blocks[3].mlp[0].weight, trained.blocks[3].mlp[0].weight)
+
+    save_checkpoint(tmp_path / "early.pt", create("early", "tiny"), class_names=CLASS_NAMES)
+    with pytest.raises(ValueError, match="is a Token Fusion Lab 'early' checkpoint; a patch stream starts from a 'vit'"):
+        create("late", "tiny", vit_weights=tmp_path / "early.pt")

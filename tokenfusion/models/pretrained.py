@@ -14,6 +14,11 @@ with three rewrites that change no output:
 The number of heads is not stored in a state dict either: the model's (``num_heads`` of its
 size) must be the source's (ViT-S: 6, ViT-B: 12, as our ``small`` and ``base``). Nothing is
 downloaded; the path is the user's.
+
+A ViT checkpoint of this project (``python -m train --arch vit``, a file of
+:func:`tokenfusion.checkpoint.save_checkpoint`) is read too: its names are ours already, and its
+LayerNorm epsilon and grid are those of its config. This is how a fusion model starts its patch
+stream from a ViT trained here.
 """
 from __future__ import annotations
 
@@ -89,7 +94,7 @@ class SourceViT:
     """
 
     path: Path
-    library: str  # "timm" or "torchvision"
+    library: str  # "timm", "torchvision" or "Token Fusion Lab"
     state: dict[str, Tensor]
     grid: tuple[int, int]
     norm_eps: float = SOURCE_NORM_EPS
@@ -131,17 +136,25 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
+def _load(path: Path) -> Any:
+    """What ``torch.load(path, weights_only=True)`` returns, or ``ValueError`` saying the file is not that."""
+    if not path.is_file():
+        raise ValueError(f"No weights file at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for files it cannot parse
+        raise ValueError(f"{path.name} is not a state dict that loads with weights_only=True ({type(e).__name__})") from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A state dict saved with ``torch.save`` (also inside ``{"model": ...}`` or ``{"state_dict": ...}``),
     read with ``weights_only=True``; DDP and ``torch.compile`` prefixes stripped. Raises ``ValueError``
     saying what the file is not."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"No weights file at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for files it cannot parse
-        raise ValueError(f"{path.name} is not a state dict that loads with weights_only=True ({type(e).__name__})") from None
+    return _state_of(_load(path), path)
+
+
+def _state_of(state: Any, path: Path) -> dict[str, Tensor]:
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -158,7 +171,10 @@ def read_vit_weights(path: str | Path) -> SourceViT:
     parts our blocks cannot represent.
     """
     path = Path(path)
-    state = read_state_dict(path)
+    payload = _load(path)
+    if isinstance(payload, dict) and isinstance(payload.get("config"), dict) and "arch" in payload["config"]:
+        return _own_vit(payload, path)
+    state = _state_of(payload, path)
     if "conv_proj.weight" in state:
         library = "torchvision"
     elif "patch_embed.proj.weight" in state:
@@ -177,6 +193,18 @@ def read_vit_weights(path: str | Path) -> SourceViT:
             + ". Supported: plain ViT/DeiT with a class token, fused qkv with bias and a linear head."
         )
     return _split(renamed, path, library)
+
+
+def _own_vit(payload: dict[str, Any], path: Path) -> SourceViT:
+    """The weights of a checkpoint of this project, which must be a ``vit``'s."""
+    config = payload["config"]
+    if config["arch"] != "vit":
+        raise ValueError(f"{path.name} is a Token Fusion Lab {config['arch']!r} checkpoint; a patch stream starts "
+                         "from a 'vit' one (python -m train --arch vit).")
+    state = {k: v.float() for k, v in _state_of(payload, path).items()}
+    side = config["img_size"] // config["patch_size"]
+    return SourceViT(path=path, library="Token Fusion Lab", state=state, grid=(side, side),
+                     norm_eps=config.get("norm_eps", 1e-5))
 
 
 def load_patch_stream(model: TokenFusionModel, source: SourceViT) -> dict[str, Any]:
@@ -199,7 +227,8 @@ def load_patch_stream(model: TokenFusionModel, source: SourceViT) -> dict[str, A
             "Pick the size of the same shape (ViT-S/16: small, ViT-B/16: base) or override the model's fields."
         )
     grid = model.get_submodule(f"{names['patch_tokens']}.pos_embed").grid
-    notes = ["class token: the file's class token plus its position embedding"]
+    own = source.library == "Token Fusion Lab"
+    notes = [] if own else ["class token: the file's class token plus its position embedding"]
     state = dict(source.state)
     if grid != source.grid:
         state["patch_tokens.pos_embed.weight"] = _resample(state["patch_tokens.pos_embed.weight"], source.grid, grid)

@@ -55,9 +55,10 @@ def create(
     Parts can start from state dicts on disk (nothing is ever downloaded):
 
     - ``trunk_weights``: a torchvision ResNet-50 state dict, for the trunk of ``small``/``base``;
-    - ``vit_weights``: a torchvision ``VisionTransformer`` or timm ViT/DeiT state dict, for the
-      patch stream of ``vit``, ``early``, ``late``, ``layerwise`` (see :mod:`.pretrained`). The
-      model's LayerNorm epsilon becomes the source's (1e-6).
+    - ``vit_weights``: a torchvision ``VisionTransformer`` or timm ViT/DeiT state dict, or a ``vit``
+      checkpoint of this project, for the patch stream of ``vit``, ``early``, ``late``, ``layerwise``
+      (see :mod:`.pretrained`). The model's LayerNorm epsilon becomes the source's (1e-6 for timm
+      and torchvision).
 
     ``model.weight_sources`` records the file, format and modules of each part so started.
     """
