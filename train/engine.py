@@ -41,7 +41,7 @@ RECIPE_KEYS = (
     "data", "size", "epochs", "batch_size", "lr", "lr_batch", "min_lr", "warmup_epochs", "weight_decay",
     "label_smoothing", "mixup", "cutmix", "randaugment", "random_erasing", "random_resized_crop",
     "ema_decay", "clip_grad", "drop_path", "kind_drop", "workers", "train_samples", "val_samples", "img_size", "patch_size",
-    "pretrained_lr_scale",
+    "pretrained_lr_scale", "patch_lr_scale",
 )
 
 
@@ -79,6 +79,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--patch-size", type=int, default=None, help="default: the model size's")
     g.add_argument("--pretrained-lr-scale", type=float, default=None,
                    help="learning rate of the parts started from --vit-weights/--trunk-weights, relative to --lr (default 1)")
+    g.add_argument("--patch-lr-scale", type=float, default=None,
+                   help="learning rate of the parts only patch tokens pass through, relative to the rest (default 1)")
     p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--trunk-weights", default=None, help="torchvision ResNet-50 state dict on disk for the trunk")
     p.add_argument("--vit-weights", default=None,
@@ -132,20 +134,34 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def param_groups(model: TokenFusionModel, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0) -> list[dict[str, Any]]:
-    """AdamW groups named ``new/decay``, ``new/no_decay``, ``pretrained/decay``, ``pretrained/no_decay``
-    (those with parameters): the parts started from files (``model.weight_sources``) learn at
-    ``lr * pretrained_lr_scale``, the others at ``lr``; no weight decay on biases, norms, embeddings,
-    class tokens and gates."""
+def patch_only_modules(model: TokenFusionModel) -> set[str]:
+    """Top-level modules that only patch tokens pass through, as the model declares them: its
+    patch-token modules and the blocks of streams that hold patch tokens alone."""
+    structure = model.structure
+    modules = {name.split(".")[0] for name in structure.token_modules.get("patch", ())}
+    return modules | {stream.name for stream in structure.streams if stream.kinds == ("patch",)}
+
+
+def param_groups(model: TokenFusionModel, weight_decay: float, lr: float, pretrained_lr_scale: float = 1.0,
+                 patch_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """AdamW groups named ``ORIGIN[/patch]/DECAY`` (those with parameters): the parts started from files
+    (``model.weight_sources``, origin ``pretrained``) learn at ``lr * pretrained_lr_scale``, the others
+    (``new``) at ``lr``; the parts only patch tokens pass through (:func:`patch_only_modules`, ``/patch``)
+    at ``patch_lr_scale`` times that, so that a slow patch stream can be made to learn faster
+    (Wu et al., ICML 2022); no weight decay on biases, norms, embeddings, class tokens and gates."""
     skip = model.no_weight_decay()
     pretrained = {module for record in model.weight_sources.values() for module in record["modules"]}
-    groups: dict[tuple[str, str], list[nn.Parameter]] = {}
+    patch = patch_only_modules(model) if patch_lr_scale != 1.0 else set()
+    groups: dict[tuple[str, str, str], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        origin = "pretrained" if name.split(".")[0] in pretrained else "new"
-        groups.setdefault((origin, "no_decay" if p.ndim <= 1 or name in skip else "decay"), []).append(p)
-    return [{"name": f"{origin}/{decay}", "params": params, "weight_decay": weight_decay if decay == "decay" else 0.0,
-             "lr": lr * (pretrained_lr_scale if origin == "pretrained" else 1.0)}
-            for (origin, decay), params in sorted(groups.items())]
+        module = name.split(".")[0]
+        key = ("pretrained" if module in pretrained else "new", "/patch" if module in patch else "",
+               "no_decay" if p.ndim <= 1 or name in skip else "decay")
+        groups.setdefault(key, []).append(p)
+    return [{"name": f"{origin}{part}/{decay}", "params": params,
+             "weight_decay": weight_decay if decay == "decay" else 0.0,
+             "lr": lr * (pretrained_lr_scale if origin == "pretrained" else 1.0) * (patch_lr_scale if part else 1.0)}
+            for (origin, part, decay), params in sorted(groups.items())]
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -297,7 +313,8 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
     global_batch = args.batch_size * ctx.world_size * args.accum_steps
     peak_lr = args.lr * global_batch / args.lr_batch
     lr_scale = 1.0 if args.pretrained_lr_scale is None else args.pretrained_lr_scale
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, peak_lr, lr_scale))
+    patch_scale = 1.0 if args.patch_lr_scale is None else args.patch_lr_scale
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, peak_lr, lr_scale, patch_scale))
     if ctx.is_main and model.weight_sources:
         for part, record in model.weight_sources.items():
             print(f"{part} from {record['path']} ({record['format']}): {', '.join(record['modules'])}", flush=True)

@@ -8,6 +8,8 @@ trains with ``python -m train --arch ARCH --preset synthshapes-tiny --seed S [it
 ``--seeds 0 1 2`` trains every model once per training seed (model initialisation and data
 order; the images are the same): seed 0's go to ``checkpoints/``, the others' to
 ``runs/seeds/S/`` (their figures are kept as results files, not shipped).
+``--models`` also takes the counter-measures tried and not shipped (``ATTEMPTS``), whose checkpoints go to
+``runs/attempts/S/`` whatever the seed.
 ``--jobs N`` trains N models at a time, each in its own process with its share of the CPU
 threads, the costliest first (images stepped through x FLOPs per image), so that the slowest
 model starts at once and the others fill the remaining workers.
@@ -31,7 +33,7 @@ from .engine import get_args_parser, main as train_main
 from .evaluate import heldout_accuracy
 from .presets import resolve_preset
 
-__all__ = ["PRESET", "TEACHING_MODELS", "main", "teaching_cost"]
+__all__ = ["ATTEMPTS", "MODELS", "PRESET", "TEACHING_MODELS", "main", "teaching_cost"]
 
 PRESET = "synthshapes-tiny"
 
@@ -42,11 +44,26 @@ TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "early-greedy": ("early", ("--kind-drop", "0")),
 }
 
+#: Counter-measures against the starved patch stream that were tried and not shipped (docs/design.md,
+#: "Against greedy learning"): trained like the teaching models, to ``runs/attempts/S/NAME.pt``, and
+#: measured by ``bench/teaching_models.py --attempts``. Name -> (architecture, options after the
+#: preset's, what it tries).
+ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "vit-30ep": ("vit", ("--epochs", "30"),
+                 "the ViT's budget tripled (30 epochs): does the patch path's bottleneck, the ViT's slow start, lift?"),
+    "early-patch-lr10": ("early", ("--patch-lr-scale", "10"),
+                         "the parts only patch tokens pass through learn 10 times faster (after Wu et al.'s re-balancing)"),
+    "early-from-vit": ("early", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
+                       "the patch stream (patch tokens, blocks, head) starts from `vit-30ep` and learns at a tenth "
+                       "of the rate of the new parts"),
+}
+MODELS = {**TEACHING_MODELS, **{name: (arch, options) for name, (arch, options, _) in ATTEMPTS.items()}}
+
 
 def teaching_cost(name: str) -> int:
     """FLOPs of teaching model ``name``'s forward passes over its training run: the order in which
     ``--jobs`` starts them."""
-    arch = TEACHING_MODELS[name][0]
+    arch = MODELS[name][0]
     recipe = resolve_preset(PRESET, arch)
     return recipe["epochs"] * recipe["train_samples"] * count_flops(create(arch, recipe["size"]))
 
@@ -56,7 +73,7 @@ def teach(
 ) -> str:
     """Train (or resume) teaching model ``name`` from training seed ``seed``, evaluate its fp16
     weights on held-out images and write ``out/NAME.pt``."""
-    arch, options = TEACHING_MODELS[name]
+    arch, options = MODELS[name]
     run = runs / f"seed{seed}" / name
     argv = ["--arch", arch, "--preset", PRESET, "--seed", str(seed), "--output-dir", str(run), "--resume", "auto",
             *options, *train_args]
@@ -79,11 +96,13 @@ def teach(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(TEACHING_MODELS), choices=TEACHING_MODELS,
-                        help="teaching models to train (default: all six)")
+    parser.add_argument("--models", nargs="+", default=list(TEACHING_MODELS), choices=MODELS,
+                        help="teaching models to train (default: all six), or ATTEMPTS (written to "
+                             "--attempts-out/S/ whatever the seed)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default: 0)")
     parser.add_argument("--out", default="checkpoints", help="where the shipped checkpoints (seed 0) go")
     parser.add_argument("--seed-out", default="runs/seeds", help="where the other seeds' checkpoints go (SEED-OUT/S/)")
+    parser.add_argument("--attempts-out", default="runs/attempts", help="where the attempts' checkpoints go (ATTEMPTS-OUT/S/)")
     parser.add_argument("--runs", default="runs/teach", help="where each training run keeps its files")
     parser.add_argument("--heldout-samples", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=1,
@@ -97,18 +116,22 @@ def main(argv: list[str] | None = None) -> None:
     cost = {name: teaching_cost(name) for name in args.models}
     # Seed by seed (the shipped seed's models first), costliest first within a seed.
     runs = [(name, seed) for seed in args.seeds for name in sorted(args.models, key=lambda n: -cost[n])]
-    out = lambda seed: Path(args.out) if seed == 0 else Path(args.seed_out) / str(seed)  # noqa: E731
+    def out(name: str, seed: int) -> Path:
+        if name in ATTEMPTS:
+            return Path(args.attempts_out) / str(seed)
+        return Path(args.out) if seed == 0 else Path(args.seed_out) / str(seed)
+
     start = time.perf_counter()
     if args.jobs == 1:
         for name, seed in runs:
-            print(teach(name, seed, Path(args.runs), out(seed), args.heldout_samples, train_args, command), flush=True)
+            print(teach(name, seed, Path(args.runs), out(name, seed), args.heldout_samples, train_args, command), flush=True)
     else:
         # One progress bar per process would garble the terminal: each job prints its epochs instead.
         # Options given after -- come later, so they win over these.
         threads = max(1, torch.get_num_threads() // args.jobs)
         job_args = ["--threads", str(threads), "--no-progress", *train_args]
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(teach, name, seed, Path(args.runs), out(seed), args.heldout_samples, job_args, command)
+            jobs = [pool.submit(teach, name, seed, Path(args.runs), out(name, seed), args.heldout_samples, job_args, command)
                     for name, seed in runs]
             for job in as_completed(jobs):
                 print(job.result(), flush=True)

@@ -74,3 +74,14 @@ def test_vit_weights_of_another_size_give_a_plain_error(tmp_path):
                                          "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="does not fit vit/base: width 384 vs 768"):
         main(args)
+
+
+@pytest.mark.parametrize("arch, patch_only", [("early", {"patch_tokens"}), ("late", {"patch_tokens", "patch_blocks"})])
+def test_patch_lr_scale_speeds_up_only_what_patch_tokens_alone_pass_through(arch, patch_only):
+    model = create(arch, "tiny")
+    names = {id(p): n.split(".")[0] for n, p in model.named_parameters()}
+    groups = {g["name"]: g for g in param_groups(model, 0.05, 1e-3, patch_lr_scale=10)}
+    assert set(groups) == {"new/decay", "new/no_decay", "new/patch/decay", "new/patch/no_decay"}
+    assert {names[id(p)] for g in ("new/patch/decay", "new/patch/no_decay") for p in groups[g]["params"]} == patch_only
+    assert groups["new/patch/decay"]["lr"] == pytest.approx(10 * groups["new/decay"]["lr"])
+    assert set(g["name"] for g in param_groups(model, 0.05, 1e-3)) == {"new/decay", "new/no_decay"}
