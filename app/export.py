@@ -23,6 +23,7 @@ from streamlit.delta_generator import DeltaGenerator
 from tokenfusion.explain import Explainer, Request
 from tokenfusion.explain.plain import to_plain
 
+from . import timing
 from .sources import MAX_SIDE, REPO, ImageChoice
 from .state import LoadedModel, Timed, ask
 
@@ -58,7 +59,8 @@ def png_toolbar(view: str) -> dict[str, Any]:
 def chart(where: Any, figure: Any, *, key: str, **options: Any) -> Any:
     """``where.plotly_chart(figure, key=key, ...)`` (``where``: ``st`` or a container), its toolbar
     downloading ``<key>.png``; returns what ``plotly_chart`` returns (a selection event)."""
-    return where.plotly_chart(figure, key=key, config=png_toolbar(key), **options)
+    with timing.phase("charts"):
+        return where.plotly_chart(figure, key=key, config=png_toolbar(key), **options)
 
 
 def png_bytes(image: Image.Image) -> bytes:

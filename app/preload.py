@@ -20,6 +20,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from . import timing
+
 __all__ = ["AHEAD_DELAY_S", "AHEAD_MB", "CHART_MODULE", "load_ahead", "load_ahead_now", "preload_chart_module",
            "wait_for_background"]
 
@@ -87,4 +89,5 @@ def load_ahead_now(checkpoints: Mapping[str, Path]) -> None:
 def wait_for_background() -> None:
     """Return once the background loading (if any) is done."""
     if _background is not None:
-        _background.join()
+        with timing.phase("wait"):
+            _background.join()

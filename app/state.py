@@ -20,6 +20,7 @@ from tokenfusion.data.transforms import preprocess
 from tokenfusion.explain import Explainer, MethodInfo, Progress
 from tokenfusion.models import ARCHITECTURES, ModelConfig, TokenFusionModel, count_flops, count_parameters
 
+from . import timing
 from .sources import ImageChoice, uploaded_image
 
 __all__ = ["DEVICE", "LoadedModel", "Timed", "ask", "exclusive", "load_model", "methods", "size", "uploaded"]
@@ -63,7 +64,8 @@ def load_model(path: Path, name: str) -> LoadedModel:
     """The model of the checkpoint at ``path``, once per file version; a file named after an
     architecture (``late.pt``) must hold it. Raises ``CheckpointError`` (never cached)."""
     stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else (0, 0)
-    return _load(str(path.resolve()), stamp, name, path.stem if path.stem in ARCHITECTURES else None)
+    with timing.phase("load"):
+        return _load(str(path.resolve()), stamp, name, path.stem if path.stem in ARCHITECTURES else None)
 
 
 @contextmanager
@@ -110,7 +112,8 @@ def ask(loaded: LoadedModel, choice: ImageChoice, question: Callable[Concatenate
     A ``progress`` keyword goes to the question (``Explainer.explain``) but not into the cache key; an
     answer that raises (stopped by its ``progress``) is not cached."""
     progress = kwargs.pop("progress", None)
-    return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())), progress)
+    with timing.phase("compute"):
+        return _ask(question.__name__, loaded, choice, args, tuple(sorted(kwargs.items())), progress)
 
 
 @st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
@@ -118,7 +121,7 @@ def methods(loaded: LoadedModel, choice: ImageChoice) -> dict[str, MethodInfo]:
     """Every method that applies to the model, by name: the session's :attr:`Explainer.methods`
     (made under the model's lock when the image has no session yet; a page asks it after its first
     question of the image, so the session is there)."""
-    with exclusive(loaded):
+    with timing.phase("compute"), exclusive(loaded):
         return _session(loaded, choice).methods
 
 

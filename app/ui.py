@@ -11,7 +11,7 @@ import streamlit as st
 
 from tokenfusion.viz.duration import duration  # one way to write a duration, the docs' too
 
-from . import url
+from . import timing, url
 from .preload import wait_for_background
 from .state import Timed
 
@@ -70,10 +70,11 @@ def fragment(draw: Callable[..., R] | None = None, *, run_every: float | None = 
 
     @functools.wraps(draw)
     def guarded_draw(*args: Any, **kwargs: Any) -> R | None:
-        wait_for_background()  # a fragment's rerun skips main.py, which waits for them
-        result: list[R] = []
-        guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
-        guarded(url.write, "the link to this view")  # a fragment's rerun changes the view too
+        with timing.run("fragment"):  # part of the page's run when the page draws it
+            wait_for_background()  # a fragment's rerun skips main.py, which waits for them
+            result: list[R] = []
+            guarded(lambda: result.append(draw(*args, **kwargs)), "this view")
+            guarded(url.write, "the link to this view")  # a fragment's rerun changes the view too
         return result[0] if result else None
 
     return st.fragment(guarded_draw, run_every=run_every)

@@ -12,7 +12,11 @@ load average; a run replaces only the parts it measured):
 2. **browser**: in Chromium's clock, against a fresh server: a deep link to ``/compare``, then page
    switches through the navigation, model and example changes in the sidebar and Explore's Layer
    slider, each until the page has settled (Streamlit's run state, every chart drawn); median and worst
-   against the targets (5 s, 1 s, 0.5 s, 0.5 s, 300 ms), and by how much the median misses.
+   against the targets (5 s, 1 s, 0.5 s, 0.5 s, 300 ms), and by how much the median misses. Where the
+   time goes: the server records each script run's phases (``app/timing.py``, switched on for this
+   server by ``TOKENFUSION_TIMINGS``), and each action is split into the browser before the server's
+   run, those phases, the rest of the run, and the browser after it (transfer and drawing):
+   :func:`where_time_goes`, the median of each part stored beside the total.
 3. **pages**: the Explore page (``AppTest``, its opening tab) on the default ``early`` model, each repeat on a SynthShapes
    image never seen before (every view computed and drawn); the same for an ``early`` model at size
    ``small`` (224 px, random weights); Compare over every model. Targets 1 s, 5 s, 2 s.
@@ -31,8 +35,8 @@ load average; a run replaces only the parts it measured):
    first, each row stored as it finishes (with its date and load average); ``--methods a,b`` times
    only those and keeps the other rows.
 
-``--before REV`` also measures the parts ``startup`` and ``controls`` on the code of ``REV`` (a git
-worktree), each right before the same part on the working tree, and records both.
+``--before REV`` also measures the parts ``startup``, ``browser`` and ``controls`` on the code of ``REV`` (a
+git worktree), each right before the same part on the working tree, and records both.
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ sys.path.insert(0, str(REPO))  # the app and library measured
 
 RESULTS = BENCH_REPO / "bench" / "results" / "app_cpu.json"
 PARTS = ("startup", "browser", "pages", "controls", "methods")
+BEFORE_PARTS = ("startup", "browser", "controls")  # measured on --before REV too
 TARGETS = {"explore_tiny_s": 1.0, "explore_small_s": 5.0, "compare_s": 2.0}
 STARTUP_TARGET_S = 4.0
 FIRST_PAGE_CHARTS = 3  # Explore's opening tab: the top-k chart and the attention maps of both kinds of token
@@ -122,6 +127,36 @@ def _timed(page, act: Callable[[], None], shown: str, arg: Any = None, timeout: 
     return time.perf_counter() - start
 
 
+#: Where an action's time goes: the browser until the server's first run starts (for a deep link: the
+#: page, its scripts and the websocket), each phase of the server's runs (:data:`app.timing.PHASES`),
+#: the rest of those runs, and the browser after the last run (transfer and drawing).
+#: The variable that makes the server record its runs (``app.timing.ENV``; named here, so that the code
+#: of an older commit, which has no recorder, is measured too).
+TIMINGS_ENV = "TOKENFUSION_TIMINGS"
+BREAKDOWN = ("until_run", "imports", "wait", "load", "compute", "estimates", "figures", "charts", "other", "after_run")
+
+
+def where_time_goes(runs: list[dict[str, Any]], begun: float, seconds: float) -> dict[str, float]:
+    """Split an action that began at ``begun`` (``time.time()``) and took ``seconds`` into
+    :data:`BREAKDOWN`, from the server's ``runs`` (:mod:`app.timing` records) that began within it:
+    the parts add up to ``seconds``."""
+    ended = begun + seconds
+    mine = sorted((r for r in runs if begun <= r["start"] <= ended), key=lambda r: r["start"])
+    parts = dict.fromkeys(BREAKDOWN, 0.0)
+    for r in mine:
+        for name, spent in r["phases"].items():
+            parts[name] += spent
+        parts["other"] += r["seconds"] - sum(r["phases"].values())
+    parts["until_run"] = mine[0]["start"] - begun if mine else seconds
+    parts["after_run"] = seconds - sum(parts.values())
+    return {name: round(spent, 3) for name, spent in parts.items()}
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The runs the server recorded so far in ``path`` (:mod:`app.timing`)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
     """Seconds in Chromium's clock: a deep link to ``/compare`` on a fresh server, then page switches
     through the navigation, model and example changes in the sidebar, and the Layer slider of Explore's
@@ -135,42 +170,60 @@ def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
                "[data-testid=\"stCaptionContainer\"]')].map(c => c.innerText).join('|') !== before")
     titled = "(end) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.endsWith(end))"
     runs: dict[str, list[float]] = {name: [] for name in BROWSER_TARGETS}
+    parts: dict[str, list[dict[str, float]]] = {name: [] for name in BROWSER_TARGETS}
+    timings = Path(tempfile.mkdtemp(prefix="bench-app-timings-")) / "runs.jsonl"
+
+    def timed(name: str, *how: Any) -> None:
+        begun = time.time()
+        runs[name].append(_timed(page, *how))
+        parts[name].append(where_time_goes(_records(timings), begun, runs[name][-1]))
+
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        process, url = start_server(checkpoints, threads)
+        os.environ[TIMINGS_ENV] = str(timings)  # the server records its runs (older code ignores it)
+        try:
+            process, url = start_server(checkpoints, threads)
+        finally:
+            del os.environ[TIMINGS_ENV]
         try:
             wait_until_healthy(process, url, 300)
-            runs["deep_link_s"].append(_timed(page, lambda: page.goto(f"{url}/compare"), heading, "Compare"))
+            timed("deep_link_s", lambda: page.goto(f"{url}/compare"), heading, "Compare")
             nav = page.locator('[data-testid="stSidebarNav"] a')
             for _ in range(repeats):
                 for title, start in (("Explore", "Explore"), ("Learn", "Learn"), ("Compare", "Compare")):
-                    runs["page_switch_s"].append(_timed(page, nav.filter(has_text=title).first.click, heading, start))
+                    timed("page_switch_s", nav.filter(has_text=title).first.click, heading, start)
             _timed(page, nav.filter(has_text="Explore").first.click, heading, "Explore")
             sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]')
             for _ in range(repeats):
                 before = "|".join(sidebar.all_inner_texts())
-                runs["example_change_s"].append(_timed(
-                    page, page.locator('[data-testid="stNumberInputStepUp"]').first.click, caption, before))
+                timed("example_change_s", page.locator('[data-testid="stNumberInputStepUp"]').first.click, caption,
+                      before)
             for name in ["late", "early"] * ((repeats + 1) // 2):  # back on early, whose slider is timed next
                 def choose(name: str = name) -> None:
                     page.get_by_role("combobox", name="Model").first.click()
                     page.get_by_role("option", name=name, exact=True).click()
-                runs["model_change_s"].append(_timed(page, choose, heading, f"Explore · {name}"))
+                timed("model_change_s", choose, heading, f"Explore · {name}")
             thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").get_by_role("slider")
             for i in range(repeats):
                 key, block = ("ArrowLeft", 2) if i % 2 == 0 else ("ArrowRight", 3)
-                runs["control_s"].append(_timed(page, lambda key=key: thumb.press(key), titled, f"blocks.{block}"))
+                timed("control_s", lambda key=key: thumb.press(key), titled, f"blocks.{block}")
         finally:
             stop_server(process)
             chromium.close()
+    recorded = bool(_records(timings))
     figures: dict[str, Any] = {}
     for name, seconds in runs.items():
         median, worst, target = statistics.median(seconds), max(seconds), BROWSER_TARGETS[name]
         figures[name] = {"runs_s": [round(s, 3) for s in seconds], "median_s": round(median, 3),
                          "worst_s": round(worst, 3), "target_s": target,
                          "over_target_s": round(max(median - target, 0.0), 3)}
-        print(f"  {name}: median {median:.2f} s, worst {worst:.2f} s (target {target} s)", flush=True)
+        if recorded:  # the median of each part beside the total (older code records nothing)
+            figures[name]["phases_s"] = {part: round(statistics.median(p[part] for p in parts[name]), 3)
+                                         for part in BREAKDOWN}
+        print(f"  {name}: median {median:.2f} s, worst {worst:.2f} s (target {target} s); "
+              + ", ".join(f"{part} {spent:.2f}" for part, spent in figures[name].get("phases_s", {}).items()
+                          if spent >= 0.005), flush=True)
     return figures
 
 
@@ -673,7 +726,7 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=3, help="controls: values per control (at most)")
     parser.add_argument("--methods", default=None, help="methods: only these (comma-separated); the other rows kept")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the 2 cores are shared)")
-    parser.add_argument("--before", default=None, help="also measure startup and controls on this git revision")
+    parser.add_argument("--before", default=None, help="also measure startup, browser and controls on this git revision")
     parser.add_argument(_ROOT_FLAG, type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -694,7 +747,7 @@ def main() -> None:
                        check=True, capture_output=True)
     try:
         for part in parts:
-            if worktree is not None and part in ("startup", "controls"):
+            if worktree is not None and part in BEFORE_PARTS:
                 try:
                     before = _in_subprocess(part, worktree, args, checkpoints)
                 except subprocess.CalledProcessError as error:  # the old code could not be measured: say so, go on

@@ -10,7 +10,7 @@ from app.export import CLASS_NAMES, Question, chart, explained, offer, question,
 from app.notices import knows_true_class, map_scores, show_map_score, show_out_of_distribution
 from app.sidebar import require
 from app.sources import ImageChoice
-from app import url
+from app import timing, url
 from app.estimates import forward_cost, may_start
 from app.state import DEVICE, LoadedModel, ask, methods
 from app.ui import DISPLAY_SIZE, duration, explain_line, fragment
@@ -105,8 +105,10 @@ def _attention(loaded: LoadedModel, choice: ImageChoice, info: dict[str, MethodI
             result = ask(loaded, choice, Explainer.answer, request)
             e = shown[kind] = result.value
             asked.append(explained(request))
-            chart(st, overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
-                                     showscale=True), key=f"att_fig_{kind}", width="content")
+            with timing.phase("figures"):
+                figure = overlay_figure(view, e.grid, title=f"{KIND_LABELS[kind]} · {e.layer}", hover="weight",
+                                        showscale=True)
+            chart(st, figure, key=f"att_fig_{kind}", width="content")
             explain_line(f"{what} ({e.grid.shape[0]}×{e.grid.shape[1]} tokens); brighter is more.", result)
     offer("attention", shown, recreate(loaded, choice, *asked))
 
@@ -359,7 +361,8 @@ def explore() -> None:
         return
     loaded, choice = selected
     st.title(f"Explore · {loaded.name}")
-    view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
+    with timing.phase("figures"):
+        view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
     left, right = st.columns([1, 2])
     left.image(view, caption=f"{choice.label} — the {loaded.config.img_size} px crop the model sees")
     with right:
@@ -371,7 +374,9 @@ def explore() -> None:
             explain_line(f"The classes it must choose from, as it ranks them for this image: "
                          f"{_ranking(prediction.value)}.", prediction)
         else:
-            chart(st, topk_figure(prediction.value, true_class=truth), key="topk_fig")
+            with timing.phase("figures"):
+                figure = topk_figure(prediction.value, true_class=truth)
+            chart(st, figure, key="topk_fig")
             explain_line("The five most probable classes and their softmax probability."
                          + (" The true class is green." if truth else ""), prediction)
         offer("prediction", prediction.value, recreate(loaded, choice, question("predict", CLASS_NAMES, k=5)),

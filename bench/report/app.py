@@ -10,7 +10,7 @@ from bench.provenance import describe
 from .sources import load
 from .text import met, ms
 
-__all__ = ["APP_PARTS", "app_bench", "app_rows", "browser_timings"]
+__all__ = ["APP_PARTS", "app_bench", "app_rows", "browser_timings", "where_the_time_goes"]
 
 
 APP_PARTS = ("startup", "pages", "controls", "methods")
@@ -157,15 +157,45 @@ BROWSER_MEASURES = {
 }
 
 
+#: The parts of an action's time (``bench/bench_app.py``'s ``BREAKDOWN``, phases of ``app/timing.py``), in words.
+PARTS = {
+    "until_run": "browser before the server's run",
+    "imports": "imports",
+    "wait": "waiting for the background loading",
+    "load": "loading checkpoints",
+    "compute": "computing (tokenfusion)",
+    "estimates": "timing forwards for estimates",
+    "figures": "building figures",
+    "charts": "sending charts",
+    "other": "rest of the server's run",
+    "after_run": "transfer and drawing in the browser",
+}
+
+
+def where_the_time_goes(what: str, m: dict[str, Any], parts: int = 3) -> str:
+    """One line for a missed target: by how much its median misses, and the ``parts`` largest parts of
+    its time (medians of :data:`PARTS`, from ``m["phases_s"]``), largest first; "" when it is met or
+    its parts were not recorded."""
+    if m["median_s"] <= m["target_s"] or "phases_s" not in m:
+        return ""
+    largest = sorted(m["phases_s"].items(), key=lambda item: -item[1])[:parts]
+    return (f"- {what}: {m['median_s'] - m['target_s']:.2f} s over; largest parts: "
+            + ", ".join(f"{PARTS.get(name, name)} {seconds:.2f} s" for name, seconds in largest) + ".")
+
+
 def browser_timings(root: Path) -> str:
     """The README's table of the app's speed in the browser's clock (``bench/bench_app.py --parts
-    browser``): median and worst of each measure against its target."""
+    browser``): median and worst of each measure against its target; then, for each target missed,
+    where its time goes (:func:`where_the_time_goes`)."""
     browser = load(root, "app_cpu.json")["browser"]
     lines = ["| in Chromium, from the action to the view drawn | median | worst | target |", "|---|---:|---:|---|"]
     for key, what in BROWSER_MEASURES.items():
         m = browser[key]
         lines.append(f"| {what} | {m['median_s']:.2f} s | {m['worst_s']:.2f} s "
                      f"| {m['target_s']:g} s: {met(m['median_s'], m['target_s'])} |")
+    missed = [line for key, what in BROWSER_MEASURES.items() if (line := where_the_time_goes(what, browser[key]))]
+    why = ("\n\nWhere the time of a missed target goes (medians; how to read it: [docs/app.md]"
+           "(docs/app.md#how-fast-it-answers)):\n\n" + "\n".join(missed)) if missed else ""
     prov = browser["provenance"]
-    return ("\n".join(lines) + f"\n\n`{prov['command']}` ({describe(prov)}, load average after "
+    return ("\n".join(lines) + why + f"\n\n`{prov['command']}` ({describe(prov)}, load average after "
             f"{prov['load_average_after'][0]:.1f}; the shipped models, one Streamlit server).\n")
