@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 
 import streamlit as st
 
-from tokenfusion.explain import ForwardCost, Progress, measure_forward
+from tokenfusion.explain import ForwardCost, Progress, Request, forward_passes, measure_forward
 
+from . import timing
 from .state import LoadedModel, exclusive
 from .ui import duration, fragment
 
@@ -77,10 +78,14 @@ class Job:
 
 
 @st.cache_resource(max_entries=32, show_spinner=False, hash_funcs={LoadedModel: lambda loaded: loaded.key})
-def _measured(loaded: LoadedModel) -> ForwardCost:
-    """The model's forward, measured in full once per model (see :func:`~tokenfusion.explain.measure_forward`)."""
+def _measured(loaded: LoadedModel, batched: bool) -> ForwardCost:
+    """The model's forward, measured once per model (see :func:`~tokenfusion.explain.measure_forward`): of
+    one image, and with ``batched`` of a batch too (several times longer: only for work that runs in
+    batches). That timing is the model's pace now (:func:`_pace` need not time it again at once)."""
     with exclusive(loaded) as model:
-        return measure_forward(model)
+        cost = measure_forward(model) if batched else measure_forward(model, budget=0.0)
+    _PACES[loaded.key] = (time.monotonic(), cost.seconds)
+    return cost
 
 
 def _pace(loaded: LoadedModel, measured: float) -> float:
@@ -95,11 +100,15 @@ def _pace(loaded: LoadedModel, measured: float) -> float:
     return seconds
 
 
-def forward_cost(loaded: LoadedModel) -> ForwardCost:
+def forward_cost(loaded: LoadedModel, request: Request | None = None) -> ForwardCost:
     """The model's forward as measured once, scaled to this machine's pace now (:func:`_pace`), so
-    estimates and the Start threshold hold when the load changes."""
-    cost = _measured(loaded)
-    scale = _pace(loaded, cost.seconds) / cost.seconds
+    estimates and the Start threshold hold when the load changes. Given the ``request`` it is for, a
+    batch is timed only when that request runs in batches (its estimate alone reads the batched time)."""
+    with timing.phase("estimates"):
+        cost = _measured(loaded, batched=False)
+        if request is None or forward_passes(loaded.model, cost, request).batched:
+            cost = _measured(loaded, batched=True)
+        scale = _pace(loaded, cost.seconds) / cost.seconds
     return replace(cost, seconds=cost.seconds * scale, batched=cost.batched * scale)
 
 

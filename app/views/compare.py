@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import url
+from app import timing, url
 from app.export import CLASS_NAMES, chart, explained, offer, question, snippet
 from app.estimates import forward_cost, may_start, stop_others
 from app.notices import (
@@ -81,7 +81,7 @@ def _cost(loaded: LoadedModel, info: dict[str, MethodInfo], target: Request | st
         return 0.0, 0
     if info[target.method].family == "attention":
         return 0.0, 0
-    cost = forward_cost(loaded)
+    cost = forward_cost(loaded, target)
     return estimate_seconds(loaded.model, cost, target), forward_passes(loaded.model, cost, target).forwards
 
 
@@ -135,10 +135,11 @@ def _maps(models: list[LoadedModel], choice: ImageChoice) -> None:
             blank.append(loaded.name)
         else:
             maps[loaded.name] = e.map
-        view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
-        # titled: the toolbar sits over the title, not the map
-        chart(column, overlay_figure(view, e.map, title=name, hover="saliency", height=230, showscale=True),
-                      key=f"compare_fig_{loaded.name}", width="content")
+        with timing.phase("figures"):
+            view = model_view(choice.image, loaded.config, DISPLAY_SIZE)
+            # titled: the toolbar sits over the title, not the map
+            figure = overlay_figure(view, e.map, title=name, hover="saliency", height=230, showscale=True)
+        chart(column, figure, key=f"compare_fig_{loaded.name}", width="content")
         where = " · ".join(str(p) for p in (e.layer, kind) if p) or "pixels"
         column.caption(f"{name} · {where} · for '{loaded.class_names[e.target]}'"
                        + (" · blank map" if e.blank else ""))
@@ -159,14 +160,18 @@ def _agreement(maps: dict, blank: list[str]) -> None:
         st.info(f"Agreement needs maps from at least two models.{left_out}")
         return
     st.subheader("How much the maps agree")
-    matrices = agreement_matrices(maps, TOP_FRACTION)
+    with timing.phase("compute"):
+        matrices = agreement_matrices(maps, TOP_FRACTION)
+    with timing.phase("figures"):
+        rho, iou = (agreement_figure(list(maps), matrices["spearman"]),
+                    agreement_figure(list(maps), matrices["iou"], zmin=0))
     left, right = st.columns(2)
     with left:
-        chart(st, agreement_figure(list(maps), matrices["spearman"]), key="agree_rho")
+        chart(st, rho, key="agree_rho")
         st.caption("Spearman rank correlation of the maps, pixel by pixel (1: the same order of importance)."
                    + left_out)
     with right:
-        chart(st, agreement_figure(list(maps), matrices["iou"], zmin=0), key="agree_iou")
+        chart(st, iou, key="agree_iou")
         st.caption(f"Intersection over union of the top {TOP_FRACTION:.0%} most salient pixels of each map.")
 
 
