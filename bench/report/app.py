@@ -196,6 +196,11 @@ def browser_timings(root: Path) -> str:
     missed = [line for key, what in BROWSER_MEASURES.items() if (line := where_the_time_goes(what, browser[key]))]
     why = ("\n\nWhere the time of a missed target goes (medians; how to read it: [docs/app.md]"
            "(docs/app.md#how-fast-it-answers)):\n\n" + "\n".join(missed)) if missed else ""
+    before = browser.get("before")
+    was = (f"\n\nMeasured just before in the same run on the code of `{before['provenance']['code'][:7]}` (load average "
+           f"{before['provenance']['load_average'][0]:.1f}), medians: "
+           + ", ".join(f"{what} {before[key]['median_s']:.2f} s" for key, what in BROWSER_MEASURES.items())
+           + ".") if before else ""
     prov = browser["provenance"]
-    return ("\n".join(lines) + why + f"\n\n`{prov['command']}` ({describe(prov)}, load average after "
+    return ("\n".join(lines) + why + was + f"\n\n`{prov['command']}` ({describe(prov)}, load average after "
             f"{prov['load_average_after'][0]:.1f}; the shipped models, one Streamlit server).\n")
