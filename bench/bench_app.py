@@ -45,6 +45,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,12 +128,12 @@ def _timed(page, act: Callable[[], None], shown: str, arg: Any = None, timeout: 
     return time.perf_counter() - start
 
 
-#: Where an action's time goes: the browser until the server's first run starts (for a deep link: the
-#: page, its scripts and the websocket), each phase of the server's runs (:data:`app.timing.PHASES`),
-#: the rest of those runs, and the browser after the last run (transfer and drawing).
 #: The variable that makes the server record its runs (``app.timing.ENV``; named here, so that the code
 #: of an older commit, which has no recorder, is measured too).
 TIMINGS_ENV = "TOKENFUSION_TIMINGS"
+#: Where an action's time goes: the browser until the server's first run starts (for a deep link: the
+#: page, its scripts and the websocket), each phase of the server's runs (:data:`app.timing.PHASES`),
+#: the rest of those runs, and the browser after the last run (transfer and drawing).
 BREAKDOWN = ("until_run", "imports", "wait", "load", "compute", "estimates", "figures", "charts", "other", "after_run")
 
 
@@ -212,6 +213,7 @@ def browser(checkpoints: Path, threads: int, repeats: int) -> dict[str, Any]:
             stop_server(process)
             chromium.close()
     recorded = bool(_records(timings))
+    shutil.rmtree(timings.parent, ignore_errors=True)
     figures: dict[str, Any] = {}
     for name, seconds in runs.items():
         median, worst, target = statistics.median(seconds), max(seconds), BROWSER_TARGETS[name]
