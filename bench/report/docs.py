@@ -25,7 +25,7 @@ from .benchmarks import (
 )
 from .scores import score_times, scores_table
 from .sources import RESULTS, checkpoints
-from .teaching import results_summary, results_table, teach_time, vit_history
+from .teaching import attempts_section, leaving_chance, results_summary, results_table, teach_time, vit_history
 
 __all__ = ["DOCS", "blocks", "fill_block", "main", "render_docs", "stale_blocks"]
 
@@ -56,6 +56,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
             "results": lambda: results_table(root / "checkpoints"),
             "teach-time": lambda: teach_time(root),
             "results-summary": lambda: results_summary(root),
+            "teaching-attempts": lambda: attempts_section(root),
             "explain-scores": lambda: scores_table(scores),
             "explain-findings": lambda: findings_text(scores),
             "analysis": lambda: analysis_section(root),
@@ -70,6 +71,7 @@ def blocks(root: Path) -> dict[str, dict[str, Callable[[], str]]]:
         },
         "docs/design.md": {
             "vit-history": lambda: vit_history(root),
+            "vit-leaving-chance": lambda: leaving_chance(root),
             "forward-parts": lambda: forward_parts(root),
             "threads-and-jobs": lambda: threads_and_jobs(root),
         },

@@ -10,12 +10,12 @@ from bench.provenance import describe
 from tokenfusion.checkpoint import load_checkpoint
 from tokenfusion.data import TRAIN_SEED, val_seed
 from tokenfusion.models import count_flops, count_parameters
-from train.teach import TEACHING_MODELS
+from train.teach import ATTEMPTS, TEACHING_MODELS
 
 from .sources import checkpoints, load
 from .text import mean_sd, met, pm
 
-__all__ = ["fusion_targets", "interventions_table", "results_summary", "results_table", "seed_table", "teach_time",
+__all__ = ["attempts_section", "fusion_targets", "leaving_chance", "interventions_table", "results_summary", "results_table", "seed_table", "teach_time",
            "teaching_findings", "vit_history"]
 
 
@@ -258,3 +258,60 @@ def results_summary(root: Path) -> str:
             f"Targets (each kind alone ≥ 50%, removing either costs more than the seed spread, a fusion model beats "
             f"both baselines by more than the seed spread):\n\n{fusion_targets(root)}")
 
+
+
+#: What the attempts' table compares, for a fusion model (a row of ``bench/teaching_models.py``).
+_KIND_FIGURES = {
+    "CNN tokens alone": lambda r: r["interventions"]["patch"]["zero"],
+    "patch tokens alone": lambda r: r["interventions"]["cnn"]["zero"],
+    "removing the CNN tokens costs": lambda r: r["top1"] - r["interventions"]["cnn"]["zero"],
+    "removing the patch tokens costs": lambda r: r["top1"] - r["interventions"]["patch"]["zero"],
+}
+
+
+def attempts_section(root: Path) -> str:
+    """Each counter-measure tried and not shipped (``train.teach.ATTEMPTS``, from
+    ``bench/results/teaching_attempts.json``) beside the teaching model of its architecture at the same
+    training seeds; a difference counts only beyond that model's spread over its seeds."""
+    report, by_model = load(root, "teaching_attempts.json"), _seed_rows(root)[1]
+    columns = ("held-out top-1", "shape alone", "texture alone", *_KIND_FIGURES)
+    lines = ["| model | what it tries | seeds | " + " | ".join(columns) + " |", "|---|---|---:|" + "---:|" * len(columns)]
+    verdicts = []
+    for name, rows in _by_model(report["results"]).items():
+        arch, seeds = rows[0]["arch"], [r["seed"] for r in rows]
+        reference = [r for r in by_model[arch] if r["seed"] in seeds]
+        figures = {"held-out top-1": lambda r: r["top1"], "shape alone": lambda r: r["shape"],
+                   "texture alone": lambda r: r["texture"], **(_KIND_FIGURES if arch in FUSION_ARCHS else {})}
+        for label, runs, what in ((f"`{name}`", rows, ATTEMPTS[name][2]), (f"`{arch}` (shipped recipe)", reference, "")):
+            cells = [pm([figures[column](r) for r in runs]) if column in figures else "—" for column in columns]
+            lines.append(f"| {label} | {what} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells) + " |")
+        parts = []
+        for label, get in figures.items():
+            a, b = mean_sd([get(r) for r in rows])[0], mean_sd([get(r) for r in reference])[0]
+            spread = mean_sd([get(r) for r in by_model[arch]])[1]
+            parts.append(f"{label} {a:.1f} against {b:.1f} "
+                         + ("(beyond" if abs(a - b) > max(spread, 1.0) else "(within") + f" the sd {spread:.1f})")
+        verdicts.append(f"- `{name}` against `{arch}` at the same seeds, each difference weighed against the sd of "
+                        f"that figure over `{arch}`'s {len(by_model[arch])} seeds: " + "; ".join(parts) + ".")
+    return ("\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\nSame held-out images and measures as above "
+            f"({report['samples']} images, seed {report['heldout_seed']}); `{report['command']}` ({describe(report)}).\n")
+
+
+#: Validation top-1 above which a run has left the plateau at chance (1.5 x chance, 12 classes).
+LEFT_CHANCE = 150 / 12
+
+
+def leaving_chance(root: Path) -> str:
+    """When each ViT run (the teaching seeds and the attempts) left chance, and the learning rate it had then,
+    from the histories in ``bench/teaching_models.py``'s files (an indented list item's continuation)."""
+    runs = sorted((r for r in load(root, "teaching_models.json")["results"] + load(root, "teaching_attempts.json")["results"]
+                   if r["arch"] == "vit"), key=lambda r: (r["model"] != "vit", r["model"], r["seed"]))
+    parts = []
+    for r in runs:
+        first = next((h for h in r["history"] if h["top1"] > LEFT_CHANCE), None)
+        peak = max(h["lr"] for h in r["history"])
+        when = (f"epoch {first['epoch']} of {len(r['history'])}, lr {first['lr']:.1e} (peak {peak:.0e})" if first
+                else f"never in {len(r['history'])} epochs (peak lr {peak:.0e})")
+        parts.append(f"`{r['model']}` seed {r['seed']}: {when}")
+    return (f"  When each ViT run's validation top-1 first passed {LEFT_CHANCE:.1f}% (1.5 × chance), and its learning "
+            f"rate at the end of that epoch: " + "; ".join(parts) + ".\n")
