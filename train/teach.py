@@ -49,13 +49,19 @@ TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: measured by ``bench/teaching_models.py --attempts``. Name -> (architecture, options after the
 #: preset's, what it tries).
 ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "vit-30ep": ("vit", ("--epochs", "30"),
-                 "the ViT's budget tripled (30 epochs): does the patch path's bottleneck, the ViT's slow start, lift?"),
+    "vit-lr2e-3": ("vit", ("--lr", "2e-3"),
+                   "the ViT's recipe before this one: peak learning rate 2e-3, twice the others' "
+                   "(its checkpoints trained under the preset that had it)"),
+    "vit-30ep": ("vit", ("--epochs", "30", "--lr", "2e-3"),
+                 "the ViT's budget tripled (30 epochs at the earlier peak rate 2e-3): does its slow start lift?"),
     "early-patch-lr10": ("early", ("--patch-lr-scale", "10"),
                          "the parts only patch tokens pass through learn 10 times faster (after Wu et al.'s re-balancing)"),
     "early-from-vit": ("early", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
                        "the patch stream (patch tokens, blocks, head) starts from `vit-30ep` and learns at a tenth "
                        "of the rate of the new parts"),
+    "late-from-vit": ("late", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
+                      "the same for late fusion: its patch stream (patch tokens, blocks, class token) starts from "
+                      "`vit-30ep`"),
 }
 MODELS = {**TEACHING_MODELS, **{name: (arch, options) for name, (arch, options, _) in ATTEMPTS.items()}}
 
