@@ -48,6 +48,8 @@ def test_two_gloo_ranks_equal_one_process_with_their_batches_together(tmp_path):
     initial = create("vit", "tiny", img_size=32).state_dict()
     moved = max((single[k] - initial[k]).abs().max().item() for k in single)
     worst = max((rank0[k] - single[k]).abs().max().item() for k in single)
-    assert moved > 1e-3, "training did not change the weights"
+    # AdamW moves a weight by up to about the learning rate per step: a few warm-up steps towards 1e-3
+    # move some weight far beyond float noise (1e-7)
+    assert moved > 1e-4, "training did not change the weights"
     # measured: 0.2% of the distance trained; a learning rate off by the world size gives ~50%
     assert worst < 0.02 * moved, f"two ranks differ from one process by up to {worst:.2e} (training moved {moved:.2e})"
