@@ -33,8 +33,7 @@ def app_rows(app: dict[str, Any]) -> list[list[str]]:
                      f"<= {start['target_s']:g} s: {met(start['first_page_s'], start['target_s'])}"])
     if "controls" in app:
         c = app["controls"]
-        missed = [f"{name}, worst on {_slowest(row)}" if row.get("values") else name
-                  for name, row in c["controls"].items() if row["worst_s"] > c["target_s"]]
+        missed = _missed_controls(c)
         rows.append([f"app: server time of each Explore control, tiny models ({c['changes']} changes of "
                      f"{len(c['controls'])} controls)", f"`{c['provenance']['command']}`",
                      f"median {ms(c['median_s'])}, worst {ms(c['worst_s'])} (CPU {ms(c['median_cpu_s'])}, "
@@ -65,9 +64,14 @@ def _before_controls(c: dict[str, Any]) -> str:
             f"{b['provenance']['load_average'][0]:.1f}.")
 
 
-def _slowest(row: dict[str, Any]) -> str:
-    """The value of a control's row whose change took longest."""
-    return row["values"][max(range(len(row["runs_s"])), key=row["runs_s"].__getitem__)]
+def _missed_controls(c: dict[str, Any]) -> list[str]:
+    """The controls of the ``controls`` part whose worst change misses its target, each with the value it
+    was slowest on (where the row names its values)."""
+    def slowest(row: dict[str, Any]) -> str:
+        return row["values"][max(range(len(row["runs_s"])), key=row["runs_s"].__getitem__)]
+
+    return [f"{name}, worst on {slowest(row)}" if row.get("values") else name
+            for name, row in c["controls"].items() if row["worst_s"] > c["target_s"]]
 
 
 def app_bench(root: Path) -> str:
@@ -114,8 +118,7 @@ def app_bench(root: Path) -> str:
                              if b else "")
             cells.append(f"<= {c['target_s'] * 1000:.0f}: {met(row['worst_s'], c['target_s'])}")
             lines.append("| " + " | ".join(cells) + " |")
-        missed = [f"{name}, worst on {_slowest(row)}" if row.get("values") else name
-                  for name, row in c["controls"].items() if row["worst_s"] > c["target_s"]]
+        missed = _missed_controls(c)
         cpu_missed = [name for name, row in c["controls"].items() if row["worst_cpu_s"] > c["target_s"]]
         out.append(f"Server time of each Explore control on the `tiny` `{c['model']}` model (and the model picker "
                    f"over every listed model), each value shown for the first time: every change median "

@@ -182,6 +182,30 @@ def fusion_targets(root: Path) -> str:
 
 CHANCE = 100 / 12
 
+#: The least spread a difference must exceed to count, in points: a figure on the held-out images
+#: moves by about this much from one draw to another, even where the seeds agree more closely.
+MIN_SPREAD = 1.0
+
+
+def _beyond(difference: float, *spreads: float) -> bool:
+    """Whether ``difference`` (in points) exceeds every one of ``spreads`` and :data:`MIN_SPREAD`."""
+    return difference > max(*spreads, MIN_SPREAD)
+
+
+#: Figures of a run (a row of ``bench/teaching_models.py``): its held-out top-1 and each cue alone ...
+_CUE_FIGURES = {
+    "held-out top-1": lambda r: r["top1"],
+    "shape alone": lambda r: r["shape"],
+    "texture alone": lambda r: r["texture"],
+}
+#: ... and, for a fusion model, each kind of token alone (the other zeroed) and the cost of removing each.
+_KIND_FIGURES = {
+    "CNN tokens alone": lambda r: r["interventions"]["patch"]["zero"],
+    "patch tokens alone": lambda r: r["interventions"]["cnn"]["zero"],
+    "removing the CNN tokens costs": lambda r: r["top1"] - r["interventions"]["cnn"]["zero"],
+    "removing the patch tokens costs": lambda r: r["top1"] - r["interventions"]["patch"]["zero"],
+}
+
 
 def teaching_findings(root: Path) -> str:
     """What the seeds' figures say, sentence by sentence, each from a number against its control
@@ -196,17 +220,17 @@ def teaching_findings(root: Path) -> str:
                  + ", ".join(f"`{a}` {pm([r['top1'] for r in by_model[a]])}%" for a in fusion) + ".")
     for name in by_model:
         shape, texture = stat(name, lambda r: r["shape"]), stat(name, lambda r: r["texture"])
-        if texture[0] - shape[0] > max(shape[1], texture[1], 1.0):
+        if _beyond(texture[0] - shape[0], shape[1], texture[1]):
             lines.append(f"- `{name}` names the texture (the local cue) right more often than the shape: "
                          f"{texture[0]:.1f}% against {shape[0]:.1f}%.")
-        elif shape[0] - texture[0] > max(shape[1], texture[1], 1.0):
+        elif _beyond(shape[0] - texture[0], shape[1], texture[1]):
             lines.append(f"- `{name}` names the shape (the global cue) right more often than the texture: "
                          f"{shape[0]:.1f}% against {texture[0]:.1f}%.")
     for model in fusion:
         for kind, other in (("cnn", "patch"), ("patch", "cnn")):
             alone = stat(model, lambda r: r["interventions"][other]["zero"])
             name = "CNN" if kind == "cnn" else "patch"
-            verdict = ("above chance by more than its seed spread" if alone[0] - CHANCE > max(alone[1], 1.0) else
+            verdict = ("above chance by more than its seed spread" if _beyond(alone[0] - CHANCE, alone[1]) else
                        f"not above chance ({CHANCE:.1f}%) by more than its seed spread")
             lines.append(f"- `{model}` with its {name} tokens alone (the other kind zeroed): "
                          f"{pm([r['interventions'][other]['zero'] for r in by_model[model]])}%, {verdict}.")
@@ -214,9 +238,9 @@ def teaching_findings(root: Path) -> str:
             removed = stat(model, lambda r: r["interventions"][kind]["zero"])
             shuffled = stat(model, lambda r: r["interventions"][kind]["layout_shuffled"])
             cost = top1[model][0] - shuffled[0]
-            if top1[model][0] - removed[0] > max(top1[model][1], 1.0):  # the kind is used: does where matter?
+            if _beyond(top1[model][0] - removed[0], top1[model][1]):  # the kind is used: does where matter?
                 name = "CNN" if kind == "cnn" else "patch"
-                where = ("where each token is matters" if cost > max(top1[model][1], shuffled[1], 1.0)
+                where = ("where each token is matters" if _beyond(cost, top1[model][1], shuffled[1])
                          else "their contents suffice, wherever they are")
                 lines.append(f"- `{model}` with its {name} tokens' layout shuffled: {shuffled[0]:.1f}% "
                              f"({cost:.1f} points below intact, against {top1[model][0] - removed[0]:.1f} without "
@@ -236,15 +260,15 @@ def _kind_dropout_effect(dropped: list[dict[str, Any]], greedy: list[dict[str, A
     """What kind dropout changed in ``early``, against the same model trained without it: each
     figure's difference, said to exceed the seed spread or not."""
     figures = {
-        "held-out top-1": lambda r: r["top1"],
-        "CNN tokens alone": lambda r: r["interventions"]["patch"]["zero"],
-        "patch tokens alone": lambda r: r["interventions"]["cnn"]["zero"],
-        "the cost of removing the patch tokens": lambda r: r["top1"] - r["interventions"]["patch"]["zero"],
+        "held-out top-1": _CUE_FIGURES["held-out top-1"],
+        "CNN tokens alone": _KIND_FIGURES["CNN tokens alone"],
+        "patch tokens alone": _KIND_FIGURES["patch tokens alone"],
+        "the cost of removing the patch tokens": _KIND_FIGURES["removing the patch tokens costs"],
     }
     parts = []
     for label, get in figures.items():
         (a, sd_a), (b, sd_b) = mean_sd([get(r) for r in dropped]), mean_sd([get(r) for r in greedy])
-        beyond = abs(a - b) > max(sd_a, sd_b, 1.0)
+        beyond = _beyond(abs(a - b), sd_a, sd_b)
         parts.append(f"{label} {a:.1f} against {b:.1f}{'' if beyond else ' (within the seed spread)'}")
     return ("- Kind dropout, `early` (trained with it) against `early-greedy` (the same model and recipe without "
             "it): " + "; ".join(parts) + ".")
@@ -260,28 +284,18 @@ def results_summary(root: Path) -> str:
 
 
 
-#: What the attempts' table compares, for a fusion model (a row of ``bench/teaching_models.py``).
-_KIND_FIGURES = {
-    "CNN tokens alone": lambda r: r["interventions"]["patch"]["zero"],
-    "patch tokens alone": lambda r: r["interventions"]["cnn"]["zero"],
-    "removing the CNN tokens costs": lambda r: r["top1"] - r["interventions"]["cnn"]["zero"],
-    "removing the patch tokens costs": lambda r: r["top1"] - r["interventions"]["patch"]["zero"],
-}
-
-
 def attempts_section(root: Path) -> str:
     """Each counter-measure tried and not shipped (``train.teach.ATTEMPTS``, from
     ``bench/results/teaching_attempts.json``) beside the teaching model of its architecture at the same
     training seeds; a difference counts only beyond that model's spread over its seeds."""
     report, by_model = load(root, "teaching_attempts.json"), _seed_rows(root)[1]
-    columns = ("held-out top-1", "shape alone", "texture alone", *_KIND_FIGURES)
+    columns = (*_CUE_FIGURES, *_KIND_FIGURES)
     lines = ["| model | what it tries | seeds | " + " | ".join(columns) + " |", "|---|---|---:|" + "---:|" * len(columns)]
     verdicts = []
     for name, rows in _by_model(report["results"]).items():
         arch, seeds = rows[0]["arch"], [r["seed"] for r in rows]
         reference = [r for r in by_model[arch] if r["seed"] in seeds]
-        figures = {"held-out top-1": lambda r: r["top1"], "shape alone": lambda r: r["shape"],
-                   "texture alone": lambda r: r["texture"], **(_KIND_FIGURES if arch in FUSION_ARCHS else {})}
+        figures = {**_CUE_FIGURES, **(_KIND_FIGURES if arch in FUSION_ARCHS else {})}
         for label, runs, what in ((f"`{name}`", rows, ATTEMPTS[name][2]), (f"`{arch}` (shipped recipe)", reference, "")):
             cells = [pm([figures[column](r) for r in runs]) if column in figures else "—" for column in columns]
             lines.append(f"| {label} | {what} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells) + " |")
@@ -290,7 +304,7 @@ def attempts_section(root: Path) -> str:
             a, b = mean_sd([get(r) for r in rows])[0], mean_sd([get(r) for r in reference])[0]
             spread = mean_sd([get(r) for r in by_model[arch]])[1]
             parts.append(f"{label} {a:.1f} against {b:.1f} "
-                         + ("(beyond" if abs(a - b) > max(spread, 1.0) else "(within") + f" the sd {spread:.1f})")
+                         + ("(beyond" if _beyond(abs(a - b), spread) else "(within") + f" the sd {spread:.1f})")
         verdicts.append(f"- `{name}` against `{arch}` at the same seeds, each difference weighed against the sd of "
                         f"that figure over `{arch}`'s {len(by_model[arch])} seeds: " + "; ".join(parts) + ".")
     return ("\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\nSame held-out images and measures as above "

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import TokenFusionModel
+from .config import ModelConfig
 
 __all__ = ["PATCH_STREAMS", "WRAPPER_PREFIXES", "SourceViT", "file_record", "load_patch_stream", "read_state_dict",
            "read_vit_weights", "strip_prefixes"]
@@ -197,14 +198,13 @@ def read_vit_weights(path: str | Path) -> SourceViT:
 
 def _own_vit(payload: dict[str, Any], path: Path) -> SourceViT:
     """The weights of a checkpoint of this project, which must be a ``vit``'s."""
-    config = payload["config"]
-    if config["arch"] != "vit":
-        raise ValueError(f"{path.name} is a Token Fusion Lab {config['arch']!r} checkpoint; a patch stream starts "
+    config = ModelConfig.from_dict(payload["config"]).validate()
+    if config.arch != "vit":
+        raise ValueError(f"{path.name} is a Token Fusion Lab {config.arch!r} checkpoint; a patch stream starts "
                          "from a 'vit' one (python -m train --arch vit).")
     state = {k: v.float() for k, v in _state_of(payload, path).items()}
-    side = config["img_size"] // config["patch_size"]
-    return SourceViT(path=path, library="Token Fusion Lab", state=state, grid=(side, side),
-                     norm_eps=config.get("norm_eps", 1e-5))
+    side = config.img_size // config.patch_size
+    return SourceViT(path=path, library="Token Fusion Lab", state=state, grid=(side, side), norm_eps=config.norm_eps)
 
 
 def load_patch_stream(model: TokenFusionModel, source: SourceViT) -> dict[str, Any]:
