@@ -10,9 +10,12 @@ order; the images are the same): seed 0's go to ``checkpoints/``, the others' to
 ``runs/seeds/S/`` (their figures are kept as results files, not shipped).
 ``--models`` also takes the counter-measures tried and not shipped (``ATTEMPTS``), whose checkpoints go to
 ``runs/attempts/S/`` whatever the seed.
+A model may start parts from the same seed's checkpoint of another teaching model, named ``{cnn}`` or
+``{vit}`` in its options (``late``: both streams start from the trained baselines); that model trains
+first, or must be on disk already.
 ``--jobs N`` trains N models at a time, each in its own process with its share of the CPU
-threads, the costliest first (images stepped through x FLOPs per image), so that the slowest
-model starts at once and the others fill the remaining workers.
+threads, the costliest first (images stepped through x FLOPs per image) among those whose starting
+checkpoints exist, so that the slowest model starts at once and the others fill the remaining workers.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import multiprocessing
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -33,14 +36,18 @@ from .engine import get_args_parser, main as train_main
 from .evaluate import heldout_accuracy
 from .presets import resolve_preset
 
-__all__ = ["ATTEMPTS", "MODELS", "PRESET", "TEACHING_MODELS", "main", "teaching_cost"]
+__all__ = ["ATTEMPTS", "MODELS", "PRESET", "TEACHING_MODELS", "main", "starts_from", "teaching_cost"]
 
 PRESET = "synthshapes-tiny"
+
+# Starts both streams from the same seed's trained baselines, as late fusion of two pretrained
+# networks does; they learn at a tenth of the rate of the new fusion parts.
+_FROM_BASELINES = ("--trunk-weights", "{cnn}", "--vit-weights", "{vit}", "--pretrained-lr-scale", "0.1")
 
 # Checkpoint name -> (architecture, options after the preset's). The greedy control learns as a
 # multi-branch network does when nothing balances its branches (Wu et al., ICML 2022).
 TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{arch: (arch, ()) for arch in ARCHITECTURES},
+    **{arch: (arch, _FROM_BASELINES if arch == "late" else ()) for arch in ARCHITECTURES},
     "early-greedy": ("early", ("--kind-drop", "0")),
 }
 
@@ -49,6 +56,7 @@ TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: measured by ``bench/teaching_models.py --attempts``. Name -> (architecture, options after the
 #: preset's, what it tries).
 ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "late-scratch": ("late", (), "late fusion with both streams trained from scratch, the recipe before this one"),
     "vit-lr2e-3": ("vit", ("--lr", "2e-3"),
                    "the ViT's recipe before this one: peak learning rate 2e-3, twice the others' "
                    "(its checkpoints trained under the preset that had it)"),
@@ -62,8 +70,16 @@ ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "late-from-vit": ("late", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
                       "the same for late fusion: its patch stream (patch tokens, blocks, class token) starts from "
                       "`vit-30ep`"),
+    "layerwise-from-baselines": ("layerwise", _FROM_BASELINES,
+                                 "layer-by-layer fusion started as `late` is: the trunk from the seed's `cnn`, the ViT "
+                                 "(patch tokens, blocks, head) from its `vit`, both at a tenth of the rate of the new parts"),
 }
 MODELS = {**TEACHING_MODELS, **{name: (arch, options) for name, (arch, options, _) in ATTEMPTS.items()}}
+
+
+def starts_from(name: str) -> list[str]:
+    """The teaching models whose checkpoints (of the same seed) model ``name`` starts parts from."""
+    return [option[1:-1] for option in MODELS[name][1] if option.startswith("{") and option.endswith("}")]
 
 
 def teaching_cost(name: str) -> int:
@@ -75,11 +91,14 @@ def teaching_cost(name: str) -> int:
 
 
 def teach(
-    name: str, seed: int, runs: Path, out: Path, heldout_samples: int, train_args: list[str], command: str,
+    name: str, seed: int, runs: Path, out: Path, starts: dict[str, Path], heldout_samples: int, train_args: list[str],
+    command: str,
 ) -> str:
     """Train (or resume) teaching model ``name`` from training seed ``seed``, evaluate its fp16
-    weights on held-out images and write ``out/NAME.pt``."""
+    weights on held-out images and write ``out/NAME.pt``. ``starts`` maps each model of
+    :func:`starts_from` to its checkpoint of this seed."""
     arch, options = MODELS[name]
+    options = tuple(str(starts[o[1:-1]]) if o[1:-1] in starts else o for o in options)
     run = runs / f"seed{seed}" / name
     argv = ["--arch", arch, "--preset", PRESET, "--seed", str(seed), "--output-dir", str(run), "--resume", "auto",
             *options, *train_args]
@@ -120,27 +139,44 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "-m", "train.teach", *(argv if argv is not None else sys.argv[1:])])
     train_args = [a for a in args.train_args if a != "--"]
     cost = {name: teaching_cost(name) for name in args.models}
-    # Seed by seed (the shipped seed's models first), costliest first within a seed.
-    runs = [(name, seed) for seed in args.seeds for name in sorted(args.models, key=lambda n: -cost[n])]
+    # Seed by seed (the shipped seed's models first); within a seed, those that others start from
+    # first, then the costliest first.
+    runs = [(name, seed) for seed in args.seeds
+            for name in sorted(args.models, key=lambda n: (bool(starts_from(n)), -cost[n]))]
     def out(name: str, seed: int) -> Path:
         if name in ATTEMPTS:
             return Path(args.attempts_out) / str(seed)
         return Path(args.out) if seed == 0 else Path(args.seed_out) / str(seed)
+    def starts(name: str, seed: int) -> dict[str, Path]:
+        return {base: out(base, seed) / f"{base}.pt" for base in starts_from(name)}
+    missing = sorted({f"{base} seed {seed} ({path})" for name, seed in runs for base, path in starts(name, seed).items()
+                      if (base, seed) not in runs and not path.is_file()})
+    if missing:
+        parser.error(f"the models named start from checkpoints that are neither on disk nor trained by this command: "
+                     f"{', '.join(missing)}. Add them to --models.")
 
     start = time.perf_counter()
     if args.jobs == 1:
         for name, seed in runs:
-            print(teach(name, seed, Path(args.runs), out(name, seed), args.heldout_samples, train_args, command), flush=True)
+            print(teach(name, seed, Path(args.runs), out(name, seed), starts(name, seed), args.heldout_samples,
+                        train_args, command), flush=True)
     else:
         # One progress bar per process would garble the terminal: each job prints its epochs instead.
         # Options given after -- come later, so they win over these.
         threads = max(1, torch.get_num_threads() // args.jobs)
         job_args = ["--threads", str(threads), "--no-progress", *train_args]
+        waiting, running, done = list(runs), dict[Future, tuple[str, int]](), set[tuple[str, int]]()
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(teach, name, seed, Path(args.runs), out(name, seed), args.heldout_samples, job_args, command)
-                    for name, seed in runs]
-            for job in as_completed(jobs):
-                print(job.result(), flush=True)
+            while waiting or running:
+                for name, seed in [(n, s) for n, s in waiting
+                                   if all((b, s) in done or (b, s) not in runs for b in starts_from(n))]:
+                    waiting.remove((name, seed))
+                    running[pool.submit(teach, name, seed, Path(args.runs), out(name, seed), starts(name, seed),
+                                        args.heldout_samples, job_args, command)] = (name, seed)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for job in finished:
+                    print(job.result(), flush=True)
+                    done.add(running.pop(job))
     print(f"{len(runs)} models in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 

@@ -383,9 +383,10 @@ def test_create_rejects_heads_that_do_not_divide_the_width() -> None:
         create("vit", "tiny", num_heads=5)
 
 
-def test_create_rejects_trunk_weights_without_a_resnet_trunk() -> None:
-    with pytest.raises(ValueError, match="ResNet-50 trunk"):
-        create("early", "tiny", trunk_weights="resnet50.pth")
+def test_create_rejects_resnet_weights_without_a_resnet_trunk(tmp_path: Path) -> None:
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "resnet50.pth")
+    with pytest.raises(ValueError, match="fits only a ResNet-50 trunk; early/tiny has 'local'"):
+        create("early", "tiny", trunk_weights=tmp_path / "resnet50.pth")
 
 
 def test_create_applies_overrides() -> None:

@@ -158,3 +158,21 @@ def test_a_vit_trained_here_starts_a_patch_stream_with_its_own_logits(tmp_path):
     save_checkpoint(tmp_path / "early.pt", create("early", "tiny"), class_names=CLASS_NAMES)
     with pytest.raises(ValueError, match="is a Token Fusion Lab 'early' checkpoint; a patch stream starts from a 'vit'"):
         create("late", "tiny", vit_weights=tmp_path / "early.pt")
+
+
+def test_a_cnn_trained_here_gives_its_trunk_to_a_fusion_model(tmp_path):
+    from tokenfusion.checkpoint import save_checkpoint
+    from tokenfusion.data import CLASS_NAMES
+
+    torch.manual_seed(0)
+    trained = _random(create("cnn", "tiny")).eval()
+    save_checkpoint(tmp_path / "cnn.pt", trained, class_names=CLASS_NAMES)
+    late = create("late", "tiny", trunk_weights=tmp_path / "cnn.pt").eval()
+    assert late.weight_sources["trunk"]["format"] == "Token Fusion Lab cnn checkpoint"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(late.trunk(x)[-1], trained.trunk(x)[-1])
+
+    save_checkpoint(tmp_path / "vit.pt", create("vit", "tiny"), class_names=CLASS_NAMES)
+    with pytest.raises(ValueError, match="is a Token Fusion Lab 'vit' checkpoint with trunk"):
+        create("late", "tiny", trunk_weights=tmp_path / "vit.pt")

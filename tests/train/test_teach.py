@@ -60,3 +60,21 @@ def test_the_greedy_control_is_early_fusion_trained_without_kind_dropout(tmp_pat
     assert "== early-greedy seed 0: python -m train --arch early" in result.stdout
     assert greedy.config.arch == "early" and greedy.config.kind_drop_rate == 0.0
     assert resolve_preset(teach.PRESET, "early")["kind_drop"] > 0  # the shipped early model has kind dropout
+
+
+def test_late_starts_from_the_same_seeds_baselines_and_waits_for_them(tmp_path):
+    argv = ["--models", "late", "cnn", "vit", "--jobs", "2", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            "--heldout-samples", "12", "--", *SHORT]
+    result = run_train(*argv, module="train.teach")
+    out = result.stdout
+    assert max(out.index("cnn seed 0: held-out"), out.index("vit seed 0: held-out")) < out.index("== late seed 0:")
+    late = load_checkpoint(tmp_path / "out" / "late.pt")
+    sources = late.provenance["weights"]
+    assert sources["trunk"]["path"] == str((tmp_path / "out" / "cnn.pt").resolve())
+    assert sources["patch stream"]["path"] == str((tmp_path / "out" / "vit.pt").resolve())
+
+
+def test_naming_a_model_without_its_baselines_says_which_are_missing(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        teach.main(["--models", "late", "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")])
+    assert "start from checkpoints that are neither on disk nor trained by this command: cnn seed 0" in capsys.readouterr().err

@@ -18,7 +18,8 @@ downloaded; the path is the user's.
 A ViT checkpoint of this project (``python -m train --arch vit``, a file of
 :func:`tokenfusion.checkpoint.save_checkpoint`) is read too: its names are ours already, and its
 LayerNorm epsilon and grid are those of its config. This is how a fusion model starts its patch
-stream from a ViT trained here.
+stream from a ViT trained here. Likewise a ``cnn`` checkpoint of this project gives its trunk
+(:func:`load_trunk`) to a fusion model with the same trunk.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from torch import Tensor
 
 from .base import TokenFusionModel
 from .config import ModelConfig
+from .trunks import ResNet50Trunk
 
-__all__ = ["PATCH_STREAMS", "WRAPPER_PREFIXES", "SourceViT", "file_record", "load_patch_stream", "read_state_dict",
+__all__ = ["PATCH_STREAMS", "WRAPPER_PREFIXES", "SourceViT", "file_record", "load_patch_stream", "load_trunk", "read_state_dict",
            "read_vit_weights", "strip_prefixes"]
 
 SOURCE_NORM_EPS = 1e-6  # LayerNorm epsilon of torchvision's and timm's ViTs
@@ -173,8 +175,8 @@ def read_vit_weights(path: str | Path) -> SourceViT:
     """
     path = Path(path)
     payload = _load(path)
-    if isinstance(payload, dict) and isinstance(payload.get("config"), dict) and "arch" in payload["config"]:
-        return _own_vit(payload, path)
+    if (config := _own_config(payload)) is not None:
+        return _own_vit(config, payload, path)
     state = _state_of(payload, path)
     if "conv_proj.weight" in state:
         library = "torchvision"
@@ -196,9 +198,41 @@ def read_vit_weights(path: str | Path) -> SourceViT:
     return _split(renamed, path, library)
 
 
-def _own_vit(payload: dict[str, Any], path: Path) -> SourceViT:
+def _own_config(payload: Any) -> ModelConfig | None:
+    """The config of a checkpoint of this project, or ``None`` when ``payload`` is not one."""
+    if isinstance(payload, dict) and isinstance(payload.get("config"), dict) and "arch" in payload["config"]:
+        return ModelConfig.from_dict(payload["config"]).validate()
+    return None
+
+
+def load_trunk(model: TokenFusionModel, path: str | Path) -> dict[str, Any]:
+    """Copy a trunk on disk into ``model.trunk`` and return the record of where it came from.
+
+    ``path`` is a ``cnn`` checkpoint of this project with the model's trunk (its names are ours), or
+    a torchvision ResNet-50 state dict for a ``resnet50`` trunk (``layer4`` and ``fc`` unused).
+    """
+    path = Path(path)
+    trunk = getattr(model, "trunk", None)
+    payload = _load(path)
+    config = _own_config(payload)
+    if config is None:
+        if not isinstance(trunk, ResNet50Trunk):
+            raise ValueError(f"{path.name} is not a Token Fusion Lab checkpoint, and a torchvision ResNet-50 state dict "
+                             f"fits only a ResNet-50 trunk; {model.config.arch}/{model.config.size} has "
+                             f"{model.config.trunk!r}.")
+        trunk.load_torchvision_weights(path)
+        return file_record(path, "torchvision ResNet-50 state dict", ["trunk"], ["stem and layer1-3; layer4 and fc unused"])
+    mine = (model.config.trunk, model.config.tiny_trunk_channels)
+    if config.arch != "cnn" or trunk is None or (config.trunk, config.tiny_trunk_channels) != mine:
+        raise ValueError(f"{path.name} is a Token Fusion Lab {config.arch!r} checkpoint with trunk {config.trunk!r}; "
+                         f"a trunk starts from a 'cnn' one with the model's trunk ({mine[0]!r}, channels {mine[1]}).")
+    state = _state_of(payload, path)
+    trunk.load_state_dict({k.removeprefix("trunk."): v.float() for k, v in state.items() if k.startswith("trunk.")})
+    return file_record(path, "Token Fusion Lab cnn checkpoint", ["trunk"], ["the trunk; the head is not used"])
+
+
+def _own_vit(config: ModelConfig, payload: dict[str, Any], path: Path) -> SourceViT:
     """The weights of a checkpoint of this project, which must be a ``vit``'s."""
-    config = ModelConfig.from_dict(payload["config"]).validate()
     if config.arch != "vit":
         raise ValueError(f"{path.name} is a Token Fusion Lab {config.arch!r} checkpoint; a patch stream starts "
                          "from a 'vit' one (python -m train --arch vit).")

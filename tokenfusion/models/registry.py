@@ -13,8 +13,7 @@ from .config import ARCHITECTURES, SIZES, ModelConfig, make_config
 from .early import EarlyFusion
 from .late import LateFusion
 from .layerwise import LayerwiseFusion
-from .pretrained import file_record, load_patch_stream, read_vit_weights
-from .trunks import ResNet50Trunk
+from .pretrained import load_patch_stream, load_trunk, read_vit_weights
 from .vit import ViT
 
 __all__ = ["create", "build", "list_models"]
@@ -54,7 +53,8 @@ def create(
     ``overrides`` replace fields of :class:`ModelConfig` (``num_classes=1000``, ``img_size=256``...).
     Parts can start from state dicts on disk (nothing is ever downloaded):
 
-    - ``trunk_weights``: a torchvision ResNet-50 state dict, for the trunk of ``small``/``base``;
+    - ``trunk_weights``: a torchvision ResNet-50 state dict, for the trunk of ``small``/``base``, or a
+      ``cnn`` checkpoint of this project, for a model with its trunk;
     - ``vit_weights``: a torchvision ``VisionTransformer`` or timm ViT/DeiT state dict, or a ``vit``
       checkpoint of this project, for the patch stream of ``vit``, ``early``, ``late``, ``layerwise``
       (see :mod:`.pretrained`). The model's LayerNorm epsilon becomes the source's (1e-6 for timm
@@ -70,12 +70,7 @@ def create(
             raise ValueError(f"norm_eps={eps} conflicts with the ViT weights, whose LayerNorm epsilon is {source.norm_eps}")
     model = build(make_config(arch, size, **overrides))
     if trunk_weights is not None:
-        trunk = getattr(model, "trunk", None)
-        if not isinstance(trunk, ResNet50Trunk):
-            raise ValueError(f"trunk_weights needs a ResNet-50 trunk; {arch}/{size} has {model.config.trunk!r}")
-        trunk.load_torchvision_weights(trunk_weights)
-        model.weight_sources["trunk"] = file_record(
-            trunk_weights, "torchvision ResNet-50 state dict", ["trunk"], ["stem and layer1-3; layer4 and fc unused"])
+        model.weight_sources["trunk"] = load_trunk(model, trunk_weights)
     if source is not None:
         model.weight_sources["patch stream"] = load_patch_stream(model, source)
     return model
