@@ -82,9 +82,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--patch-lr-scale", type=float, default=None,
                    help="learning rate of the parts only patch tokens pass through, relative to the rest (default 1)")
     p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--trunk-weights", default=None, help="torchvision ResNet-50 state dict on disk for the trunk")
+    p.add_argument("--trunk-weights", default=None, help="torchvision ResNet-50 state dict on disk, or a cnn checkpoint of this project, for the trunk")
     p.add_argument("--vit-weights", default=None,
-                   help="torchvision or timm ViT/DeiT state dict on disk for the patch stream (vit, early, late, layerwise)")
+                   help="torchvision or timm ViT/DeiT state dict on disk, or a vit checkpoint of this project, for the patch "
+                        "stream (vit, early, late, layerwise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-seed", type=int, default=TRAIN_SEED, help="SynthShapes seed (validation: val_seed(data-seed))")
     p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when there is a GPU, else cpu")

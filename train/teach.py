@@ -40,14 +40,14 @@ __all__ = ["ATTEMPTS", "MODELS", "PRESET", "TEACHING_MODELS", "main", "starts_fr
 
 PRESET = "synthshapes-tiny"
 
-# Starts both streams from the same seed's trained baselines, as late fusion of two pretrained
+# Starts the trunk and the ViT from the same seed's trained baselines, as fusion of two pretrained
 # networks does; they learn at a tenth of the rate of the new fusion parts.
 _FROM_BASELINES = ("--trunk-weights", "{cnn}", "--vit-weights", "{vit}", "--pretrained-lr-scale", "0.1")
 
 # Checkpoint name -> (architecture, options after the preset's). The greedy control learns as a
 # multi-branch network does when nothing balances its branches (Wu et al., ICML 2022).
 TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{arch: (arch, _FROM_BASELINES if arch == "late" else ()) for arch in ARCHITECTURES},
+    **{arch: (arch, _FROM_BASELINES if arch in ("late", "layerwise") else ()) for arch in ARCHITECTURES},
     "early-greedy": ("early", ("--kind-drop", "0")),
 }
 
@@ -57,6 +57,7 @@ TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: preset's, what it tries).
 ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "late-scratch": ("late", (), "late fusion with both streams trained from scratch, the recipe before this one"),
+    "layerwise-scratch": ("layerwise", (), "layer-by-layer fusion trained from scratch, the recipe before this one"),
     "vit-lr2e-3": ("vit", ("--lr", "2e-3"),
                    "the ViT's recipe before this one: peak learning rate 2e-3, twice the others' "
                    "(its checkpoints trained under the preset that had it)"),
@@ -67,12 +68,12 @@ ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "early-from-vit": ("early", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
                        "the patch stream (patch tokens, blocks, head) starts from `vit-30ep` and learns at a tenth "
                        "of the rate of the new parts"),
+    "early-from-baselines": ("early", _FROM_BASELINES,
+                             "early fusion started as the shipped `late` and `layerwise` are: the trunk from the seed's "
+                             "`cnn`, the ViT (patch tokens, blocks, head) from its `vit`"),
     "late-from-vit": ("late", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
                       "the same for late fusion: its patch stream (patch tokens, blocks, class token) starts from "
                       "`vit-30ep`"),
-    "layerwise-from-baselines": ("layerwise", _FROM_BASELINES,
-                                 "layer-by-layer fusion started as `late` is: the trunk from the seed's `cnn`, the ViT "
-                                 "(patch tokens, blocks, head) from its `vit`, both at a tenth of the rate of the new parts"),
 }
 MODELS = {**TEACHING_MODELS, **{name: (arch, options) for name, (arch, options, _) in ATTEMPTS.items()}}
 

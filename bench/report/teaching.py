@@ -149,6 +149,15 @@ def interventions_table(root: Path) -> str:
             "(where each token is lost). Same images, seeds and command as above.\n")
 
 
+def _without_patch(rows: list[dict[str, Any]]) -> str:
+    """The control of a fusion model's margin over the baselines: what removing its patch tokens costs."""
+    cost = mean_sd([r["top1"] - r["interventions"]["patch"]["zero"] for r in rows])
+    if _beyond(cost[0], cost[1]):
+        return f"; removing its patch tokens costs {cost[0]:.1f} ± {cost[1]:.1f} points of it"
+    return (f"; its patch tokens zeroed, it loses {cost[0]:.1f} ± {cost[1]:.1f} points (within the spread), so what it gains "
+            f"over the baselines does not come from its patch tokens")
+
+
 def fusion_targets(root: Path) -> str:
     """The teaching models' targets checked on the seed means: each kind alone, the cost of removing
     either, and fusion against both baselines."""
@@ -176,7 +185,8 @@ def fusion_targets(root: Path) -> str:
         spread = max(figure[a][1] for a in (best, *BASELINES))
         lines.append(f"- Best fusion model on {name} top-1: `{best}` {figure[best][0]:.1f}%, "
                      f"{margin:+.1f} points over the better baseline ({', '.join(f'`{b}` {figure[b][0]:.1f}%' for b in BASELINES)}), "
-                     f"largest seed sd among them {spread:.1f} (target: beats both by more: {met(margin, spread, at_most=False)}).")
+                     f"largest seed sd among them {spread:.1f} (target: beats both by more: {met(margin, spread, at_most=False)})"
+                     + (_without_patch(by_model[best]) if name == "held-out" else "") + ".")
     return "\n".join(lines) + "\n"
 
 

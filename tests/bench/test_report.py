@@ -167,7 +167,18 @@ def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
     # removing either kind costs 36 points against a seed sd of 1: met; each kind alone is 50%: met
     assert "`late`: CNN tokens alone 50.0%, patch tokens alone 50.0% (target ≥ 50% each: met)" in targets
     assert "costs 36.0 points, the patch tokens 36.0, against a seed sd of 1.0 (target: both above it: met)" in targets
-    assert "`late` 86.0%, +5.0 points over the better baseline" in targets and ": met)." in targets
+    assert "`late` 86.0%, +5.0 points over the better baseline" in targets
+    assert "(target: beats both by more: met); removing its patch tokens costs 36.0 ± 1.0 points of it." in targets
+
+
+def test_a_margin_over_the_baselines_that_the_patch_tokens_do_not_give_is_said_so(tmp_path):
+    from bench.report.teaching import fusion_targets
+
+    rows = [_run(arch, seed, top1 + seed, removed=top1 + seed - 0.5) for seed in (0, 1, 2)
+            for arch, top1 in (("cnn", 80.0), ("vit", 70.0), ("late", 85.0))]
+    targets = fusion_targets(_teaching_file(tmp_path, rows))
+    assert ("(target: beats both by more: met); its patch tokens zeroed, it loses 0.5 ± 0.0 points (within the spread), "
+            "so what it gains over the baselines does not come from its patch tokens.") in targets
 
 
 def test_kind_dropout_is_weighed_against_its_greedy_control(tmp_path):
