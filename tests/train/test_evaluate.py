@@ -31,9 +31,10 @@ def test_evaluate_fusion_model_reports_every_intervention_and_the_cue_conflict(t
     top1, interventions = metrics["top1"], metrics["interventions"]
     assert set(interventions) == {"cnn", "patch"}
     assert all(set(v) == {"zero", "dataset_mean", "contents_averaged", "layout_shuffled"} for v in interventions.values())
-    # The README's reading of the shipped late model: without its CNN tokens it falls to chance (8.3%),
-    # without its patch tokens it hardly moves (kind dropout did not make its patch stream learn).
-    assert interventions["cnn"]["zero"] < 20 < top1 - 20, (interventions["cnn"], top1)
+    # The README's reading of the shipped late model: without its CNN tokens it falls to about what the
+    # ViT it started from does (far above chance, 8.3%, far below intact); without its patch tokens it
+    # hardly moves (its CNN path alone carries every cue).
+    assert 2 * 100 / 12 < interventions["cnn"]["zero"] < top1 - 30, (interventions["cnn"], top1)
     assert abs(interventions["patch"]["zero"] - top1) <= 5, (interventions["patch"], top1)
     conflict = metrics["conflict"]
     assert conflict["samples"] == 96 and conflict["shape"] > conflict["decoy_shape"]
