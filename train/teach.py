@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         # Options given after -- come later, so they win over these.
         threads = max(1, torch.get_num_threads() // args.jobs)
         job_args = ["--threads", str(threads), "--no-progress", *train_args]
-        waiting, running, done = list(runs), dict[Future, tuple[str, int]](), set[tuple[str, int]]()
+        waiting = list(runs)
+        running: dict[Future, tuple[str, int]] = {}
+        done: set[tuple[str, int]] = set()  # a model starts once the runs it starts from are done
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             while waiting or running:
                 for name, seed in [(n, s) for n, s in waiting
