@@ -151,7 +151,7 @@ def interventions_table(root: Path) -> str:
 
 def _without_patch(rows: list[dict[str, Any]]) -> str:
     """The control of a fusion model's margin over the baselines: what removing its patch tokens costs."""
-    cost = mean_sd([r["top1"] - r["interventions"]["patch"]["zero"] for r in rows])
+    cost = mean_sd([_KIND_FIGURES["removing the patch tokens costs"](r) for r in rows])
     if _beyond(cost[0], cost[1]):
         return f"; removing its patch tokens costs {cost[0]:.1f} ± {cost[1]:.1f} points of it"
     return (f"; its patch tokens zeroed, it loses {cost[0]:.1f} ± {cost[1]:.1f} points (within the spread), so what it gains "

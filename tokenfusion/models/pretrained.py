@@ -220,7 +220,10 @@ def load_trunk(model: TokenFusionModel, path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path.name} is not a Token Fusion Lab checkpoint, and a torchvision ResNet-50 state dict "
                              f"fits only a ResNet-50 trunk; {model.config.arch}/{model.config.size} has "
                              f"{model.config.trunk!r}.")
-        trunk.load_torchvision_weights(path)
+        try:
+            trunk.load_torchvision_state(_state_of(payload, path))
+        except ValueError as e:
+            raise ValueError(f"{path.name} is {e}") from None
         return file_record(path, "torchvision ResNet-50 state dict", ["trunk"], ["stem and layer1-3; layer4 and fc unused"])
     mine = (model.config.trunk, model.config.tiny_trunk_channels)
     if config.arch != "cnn" or trunk is None or (config.trunk, config.tiny_trunk_channels) != mine:

@@ -1,9 +1,6 @@
 """Convolutional trunks that turn an image into feature maps (the source of CNN tokens)."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from torch import Tensor, nn
 from torchvision.models import resnet50
 from torchvision.models.resnet import BasicBlock
@@ -106,9 +103,8 @@ class ResNet50Trunk(Trunk):
         s2 = self.layer2(self.layer1(self.stem(x)))
         return [s2, self.layer3(s2)]
 
-    def load_torchvision_weights(self, path: str | Path) -> None:
-        """Load a torchvision ResNet-50 ``state_dict`` saved on disk (``layer4`` and ``fc`` are ignored)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def load_torchvision_state(self, state: dict[str, Tensor]) -> None:
+        """Load a torchvision ResNet-50 ``state_dict`` (``layer4`` and ``fc`` are ignored)."""
         renamed = {}
         for key, value in state.items():
             head, _, rest = key.partition(".")
@@ -118,7 +114,7 @@ class ResNet50Trunk(Trunk):
                 renamed[key] = value
         missing, _ = self.load_state_dict(renamed, strict=False)
         if missing:
-            raise ValueError(f"{path} is not a torchvision ResNet-50 state dict: missing {missing[:5]}...")
+            raise ValueError(f"not a torchvision ResNet-50 state dict: missing {missing[:5]}...")
 
 
 TRUNKS = ("local", "tiny", "resnet50")
