@@ -26,6 +26,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,7 +37,7 @@ from .engine import get_args_parser, main as train_main
 from .evaluate import heldout_accuracy
 from .presets import resolve_preset
 
-__all__ = ["ATTEMPTS", "MODELS", "PRESET", "TEACHING_MODELS", "main", "starts_from", "teaching_cost"]
+__all__ = ["ATTEMPTS", "Attempt", "MODELS", "PRESET", "TEACHING_MODELS", "main", "starts_from", "teaching_cost"]
 
 PRESET = "synthshapes-tiny"
 
@@ -47,35 +48,44 @@ _FROM_BASELINES = ("--trunk-weights", "{cnn}", "--vit-weights", "{vit}", "--pret
 # Checkpoint name -> (architecture, options after the preset's). The greedy control learns as a
 # multi-branch network does when nothing balances its branches (Wu et al., ICML 2022).
 TEACHING_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{arch: (arch, _FROM_BASELINES if arch in ("late", "layerwise") else ()) for arch in ARCHITECTURES},
-    "early-greedy": ("early", ("--kind-drop", "0")),
+    **{arch: (arch, _FROM_BASELINES if arch not in ("cnn", "vit") else ()) for arch in ARCHITECTURES},
+    "early-greedy": ("early", (*_FROM_BASELINES, "--kind-drop", "0")),
 }
 
-#: Counter-measures against the starved patch stream that were tried and not shipped (docs/design.md,
-#: "Against greedy learning"): trained like the teaching models, to ``runs/attempts/S/NAME.pt``, and
-#: measured by ``bench/teaching_models.py --attempts``. Name -> (architecture, options after the
-#: preset's, what it tries).
-ATTEMPTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "late-scratch": ("late", (), "late fusion with both streams trained from scratch, the recipe before this one"),
-    "layerwise-scratch": ("layerwise", (), "layer-by-layer fusion trained from scratch, the recipe before this one"),
-    "vit-lr2e-3": ("vit", ("--lr", "2e-3"),
-                   "the ViT's recipe before this one: peak learning rate 2e-3, twice the others' "
-                   "(its checkpoints trained under the preset that had it)"),
-    "vit-30ep": ("vit", ("--epochs", "30", "--lr", "2e-3"),
-                 "the ViT's budget tripled (30 epochs at the earlier peak rate 2e-3): does its slow start lift?"),
-    "early-patch-lr10": ("early", ("--patch-lr-scale", "10"),
-                         "the parts only patch tokens pass through learn 10 times faster (after Wu et al.'s re-balancing)"),
-    "early-from-vit": ("early", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
-                       "the patch stream (patch tokens, blocks, head) starts from `vit-30ep` and learns at a tenth "
-                       "of the rate of the new parts"),
-    "early-from-baselines": ("early", _FROM_BASELINES,
-                             "early fusion started as the shipped `late` and `layerwise` are: the trunk from the seed's "
-                             "`cnn`, the ViT (patch tokens, blocks, head) from its `vit`"),
-    "late-from-vit": ("late", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
-                      "the same for late fusion: its patch stream (patch tokens, blocks, class token) starts from "
-                      "`vit-30ep`"),
+class Attempt(NamedTuple):
+    """A counter-measure against the starved patch stream that was tried and not shipped."""
+
+    arch: str
+    options: tuple[str, ...]  # after the preset's
+    tries: str  # what it tries, in a sentence
+    against: str  # the model (a teaching model or another attempt) it is measured against, at the same seeds
+
+
+#: The attempts (docs/design.md, "Against greedy learning"): trained like the teaching models, to
+#: ``runs/attempts/S/NAME.pt``, and measured by ``bench/teaching_models.py --attempts``.
+ATTEMPTS: dict[str, Attempt] = {
+    "late-scratch": Attempt("late", (), "late fusion with both streams trained from scratch, the recipe before this one",
+                            "late"),
+    "early-scratch": Attempt("early", (), "early fusion trained from scratch, the recipe before this one", "early"),
+    "layerwise-scratch": Attempt("layerwise", (), "layer-by-layer fusion trained from scratch, the recipe before this one",
+                                 "layerwise"),
+    "vit-lr2e-3": Attempt("vit", ("--lr", "2e-3"),
+                          "the ViT's recipe before this one: peak learning rate 2e-3, twice the others' "
+                          "(its checkpoints trained under the preset that had it)", "vit"),
+    "vit-30ep": Attempt("vit", ("--epochs", "30", "--lr", "2e-3"),
+                        "the ViT's budget tripled (30 epochs at the earlier peak rate 2e-3): does its slow start lift?",
+                        "vit"),
+    "early-patch-lr10": Attempt("early", ("--patch-lr-scale", "10"),
+                                "early fusion from scratch whose parts that only patch tokens pass through learn 10 "
+                                "times faster (after Wu et al.'s re-balancing)", "early-scratch"),
+    "early-from-vit": Attempt("early", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
+                              "early fusion whose patch stream (patch tokens, blocks, head) starts from `vit-30ep` and "
+                              "learns at a tenth of the rate of the new parts", "early-scratch"),
+    "late-from-vit": Attempt("late", ("--vit-weights", "runs/attempts/0/vit-30ep.pt", "--pretrained-lr-scale", "0.1"),
+                             "the same for late fusion: its patch stream (patch tokens, blocks, class token) starts "
+                             "from `vit-30ep`", "late-scratch"),
 }
-MODELS = {**TEACHING_MODELS, **{name: (arch, options) for name, (arch, options, _) in ATTEMPTS.items()}}
+MODELS = {**TEACHING_MODELS, **{name: (attempt.arch, attempt.options) for name, attempt in ATTEMPTS.items()}}
 
 
 def starts_from(name: str) -> list[str]:

@@ -296,27 +296,32 @@ def results_summary(root: Path) -> str:
 
 def attempts_section(root: Path) -> str:
     """Each counter-measure tried and not shipped (``train.teach.ATTEMPTS``, from
-    ``bench/results/teaching_attempts.json``) beside the teaching model of its architecture at the same
-    training seeds; a difference counts only beyond that model's spread over its seeds."""
-    report, by_model = load(root, "teaching_attempts.json"), _seed_rows(root)[1]
+    ``bench/results/teaching_attempts.json``) beside the model it is measured against (``Attempt.against``:
+    a teaching model or another attempt) at the same training seeds; a difference counts only beyond that
+    model's spread over its seeds."""
+    report = load(root, "teaching_attempts.json")
+    attempts = _by_model(report["results"])
+    by_model = {**_seed_rows(root)[1], **attempts}
     columns = (*_CUE_FIGURES, *_KIND_FIGURES)
     lines = ["| model | what it tries | seeds | " + " | ".join(columns) + " |", "|---|---|---:|" + "---:|" * len(columns)]
     verdicts = []
-    for name, rows in _by_model(report["results"]).items():
-        arch, seeds = rows[0]["arch"], [r["seed"] for r in rows]
-        reference = [r for r in by_model[arch] if r["seed"] in seeds]
-        figures = {**_CUE_FIGURES, **(_KIND_FIGURES if arch in FUSION_ARCHS else {})}
-        for label, runs, what in ((f"`{name}`", rows, ATTEMPTS[name][2]), (f"`{arch}` (shipped recipe)", reference, "")):
+    for name, rows in attempts.items():
+        attempt, seeds = ATTEMPTS[name], [r["seed"] for r in rows]
+        against = by_model[attempt.against]
+        reference = [r for r in against if r["seed"] in seeds]
+        figures = {**_CUE_FIGURES, **(_KIND_FIGURES if attempt.arch in FUSION_ARCHS else {})}
+        shipped = " (shipped)" if attempt.against in TEACHING_MODELS else ""
+        for label, runs, what in ((f"`{name}`", rows, attempt.tries), (f"`{attempt.against}`{shipped}", reference, "")):
             cells = [pm([figures[column](r) for r in runs]) if column in figures else "—" for column in columns]
             lines.append(f"| {label} | {what} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells) + " |")
         parts = []
         for label, get in figures.items():
             a, b = mean_sd([get(r) for r in rows])[0], mean_sd([get(r) for r in reference])[0]
-            spread = mean_sd([get(r) for r in by_model[arch]])[1]
+            spread = mean_sd([get(r) for r in against])[1]
             parts.append(f"{label} {a:.1f} against {b:.1f} "
                          + ("(beyond" if _beyond(abs(a - b), spread) else "(within") + f" the sd {spread:.1f})")
-        verdicts.append(f"- `{name}` against `{arch}` at the same seeds, each difference weighed against the sd of "
-                        f"that figure over `{arch}`'s {len(by_model[arch])} seeds: " + "; ".join(parts) + ".")
+        verdicts.append(f"- `{name}` against `{attempt.against}` at the same seeds, each difference weighed against "
+                        f"the sd of that figure over `{attempt.against}`'s {len(against)} seeds: " + "; ".join(parts) + ".")
     return ("\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\nSame held-out images and measures as above "
             f"({report['samples']} images, seed {report['heldout_seed']}); `{report['command']}` ({describe(report)}).\n")
 
