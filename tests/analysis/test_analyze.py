@@ -60,3 +60,16 @@ def test_the_command_imports_neither_app_nor_train() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             assert not [n for n in names if n.split(".")[0] in ("app", "train", "notebooks")], path
+
+
+def test_a_cue_counts_as_lost_more_only_beyond_the_gap() -> None:
+    from tokenfusion.analysis.summary import CUE_GAP, ablation_section
+
+    def report(shape: float, texture: float) -> dict:
+        curve = {"top1": [80.0, 95.0], "shape": [shape, 98.0], "texture": [texture, 100.0]}
+        entry = {"mean": curve, "sites": ["blocks.0"], "site_types": ["block"]}
+        return {"models": {"early": {"ablation": {"patch": entry}}}}
+
+    assert ablation_section(report(60.0, 99.0))[-1].endswith("averaging them costs shape more than texture.")
+    close = ablation_section(report(98.0 - CUE_GAP + 3, 99.0))[-1]  # shape loses 7 points, texture 1: within the gap
+    assert close.endswith("averaging them costs shape 7 points and texture 1, within 10 points of each other.")

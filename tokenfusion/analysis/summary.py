@@ -38,7 +38,8 @@ def _cue_sentence(model: str, kind: str, curve: dict[str, list[float]], closed: 
         return said + f": {what} costs shape more than texture."
     if texture_drop > shape_drop + CUE_GAP:
         return said + f": {what} costs texture more than shape."
-    return said + f": {what} costs both cues alike."
+    return (said + f": {what} costs shape {shape_drop:.0f} points and texture {texture_drop:.0f}, "
+            f"within {CUE_GAP:g} points of each other.")
 
 
 def ablation_section(report: dict[str, Any], mode: str = "mean") -> list[str]:
