@@ -38,6 +38,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -223,12 +224,27 @@ def _default_rows(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any
     return list(first.values())
 
 
+def _model(row: dict[str, Any]) -> str:
+    """The scored model's name: its checkpoint's, without ``.pt`` (two checkpoints may share an architecture)."""
+    return Path(row["checkpoint"]).stem
+
+
+def _order(row: dict[str, Any]) -> tuple[int, str]:
+    """Rows model by model: the baselines and strategies in the order of ``ARCHITECTURES``, then by name."""
+    return ARCHITECTURES.index(row["arch"]), _model(row)
+
+
+def _models(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The models of ``rows``, each once, in :func:`_order`."""
+    return list(dict.fromkeys(_model(r) for r in sorted(rows, key=_order)))
+
+
 def _summary_rows(rows: list[dict[str, Any]], controls: bool = False) -> list[dict[str, Any]]:
     """The rows :func:`summary_table` shows, model by model; with ``controls``, each model's control
     rows after its maps: the centre prior, then a :data:`MISMATCHED_ROW` row (``of``: every map row of
     the model scored against mismatched masks)."""
     chosen = []
-    rows = sorted(rows, key=lambda r: ARCHITECTURES.index(r["arch"]))
+    rows = sorted(rows, key=_order)
     for checkpoint in dict.fromkeys(r["checkpoint"] for r in rows):
         mine = [r for r in rows if r["checkpoint"] == checkpoint]
         for method, which in SUMMARY:
@@ -257,7 +273,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "| insertion ↑ | rand. ρ ↓ | ms |")
     lines = [head, "|---|---|---|---:|---:|---:|:-:|---:|---:|---:|---:|"]
     for r in _summary_rows(rows, controls=True):
-        cells = [f"`{r['arch']}` ({100 * r['accuracy']:.0f}%)", r["method"], _target_name(r)]
+        cells = [f"`{_model(r)}` ({100 * r['accuracy']:.0f}%)", r["method"], _target_name(r)]
         if r["method"] == MISMATCHED_ROW:
             spans = [_span([m[c] for m in r["of"]]) for c in MISMATCHED]
             cells += [spans[0], "", spans[1], "control", "", "", "", ""]
@@ -311,7 +327,7 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
     0.90 (default layer), insertion AUC > deletion AUC, randomisation correlation < 0.3 for gradient
     methods. One Markdown bullet per target, naming every miss."""
     def where(r: dict[str, Any]) -> str:
-        return f"`{r['arch']}` {r['method']} on {_target_name(r)}"
+        return f"`{_model(r)}` {r['method']} on {_target_name(r)}"
 
     rows = [r for r in rows if not is_control(r)]
     checks = [
@@ -342,7 +358,7 @@ def _count_span(counts: list[int]) -> str:
 
 
 def _where(rows: list[dict[str, Any]], key: str) -> str:
-    return "; ".join(f"`{r['arch']}` {r['method']} on {_target_name(r)} ({r[key]:.2f})" for r in rows)
+    return "; ".join(f"`{_model(r)}` {r['method']} on {_target_name(r)} ({r[key]:.2f})" for r in rows)
 
 
 def findings(rows: list[dict[str, Any]]) -> str:
@@ -350,7 +366,7 @@ def findings(rows: list[dict[str, Any]]) -> str:
     which maps localise, each map measured against its model's centre prior (the control rows;
     rows of files written before the controls are named as such), then method by method."""
     centres = {r["checkpoint"]: r for r in rows if is_control(r)}
-    rows = [r for r in rows if not is_control(r)]
+    rows = sorted((r for r in rows if not is_control(r)), key=_order)
 
     def pick(method: str, **where: Any) -> list[dict[str, Any]]:
         return [r for r in rows if r["method"] == method and all(w(r) for w in where.values())]
@@ -363,18 +379,17 @@ def findings(rows: list[dict[str, Any]]) -> str:
     trunk = _on_feature_map
     tokens = lambda r: r["layer"] is not None and not _on_feature_map(r)  # noqa: E731
     out = []
-    stale = sorted({r["arch"] for r in rows if r.get("blank_maps") is None}, key=ARCHITECTURES.index)
+    stale = _models(r for r in rows if r.get("blank_maps") is None)
     if stale:
         out.append(f"- Not yet rescored with blank maps as misses, so their pointing game still counts blank maps as "
                    f"hits and their randomisation ρ averages them in: {', '.join(f'`{a}`' for a in stale)}.")
-    uncontrolled = sorted({r["arch"] for r in rows if _localises(r) is None}, key=ARCHITECTURES.index)
+    uncontrolled = _models(r for r in rows if _localises(r) is None)
     if uncontrolled:
         out.append("- Scored before the controls (a centre-prior map, each map against another image's mask), so "
                    f"whether their maps localise is not known: {', '.join(f'`{a}`' for a in uncontrolled)}.")
     judged_rows = [r for r in rows if _localises(r) is not None]
     if judged_rows:
-        archs = sorted({r["arch"] for r in judged_rows}, key=ARCHITECTURES.index)
-        counts = [(a, [r for r in judged_rows if r["arch"] == a]) for a in archs]
+        counts = [(m, [r for r in judged_rows if _model(r) == m]) for m in _models(judged_rows)]
         line = (f"- Maps that localise the object (pointing game and energy both above the centre prior's and above "
                 f"their own against another image's mask): {sum(bool(r['localises']) for r in judged_rows)} of "
                 f"{len(judged_rows)} scored maps; " +
@@ -388,9 +403,9 @@ def findings(rows: list[dict[str, Any]]) -> str:
         out.append(line + ".")
     default = _default_rows(rows, "gradcam")
     met = [r for r in default if r["pointing_game"] >= 0.9]
-    default = sorted(default, key=lambda r: ARCHITECTURES.index(r["arch"]))
+    default = sorted(default, key=_order)
     out.append(f"- Grad-CAM at its default layer meets the pointing-game target (>= 0.90) on {len(met)} of "
-               f"{len(default)} models: " + ", ".join(f"`{r['arch']}` {r['pointing_game']:.2f}" for r in default) + ".")
+               f"{len(default)} models: " + ", ".join(f"`{_model(r)}` {r['pointing_game']:.2f}" for r in default) + ".")
     cams = pick("gradcam", t=transformer)
     if cams:
         blank = [r["blank_maps"] for r in cams if r.get("blank_maps") is not None]
@@ -418,10 +433,10 @@ def findings(rows: list[dict[str, Any]]) -> str:
     rollout_vit = pick("rollout", v=lambda r: r["arch"] == "vit")
     if rollout_cnn or rollout_patch:
         line = "- Rollout over CNN tokens points into the object " + ", ".join(
-            f"{r['pointing_game']:.2f} of the time in `{r['arch']}`" for r in rollout_cnn)
+            f"{r['pointing_game']:.2f} of the time in `{_model(r)}`" for r in rollout_cnn)
         if attention_cnn:
             line += "; the class token's last attention over CNN tokens: " + ", ".join(
-                f"{r['pointing_game']:.2f} in `{r['arch']}` (`{r['layer']}`)" for r in attention_cnn)
+                f"{r['pointing_game']:.2f} in `{_model(r)}` (`{r['layer']}`)" for r in attention_cnn)
         if rollout_patch:
             line += (". Rollout over patch tokens in the fusion models: "
                      f"{_span([r['pointing_game'] for r in rollout_patch])}")

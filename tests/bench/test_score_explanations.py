@@ -120,13 +120,6 @@ def test_score_command_refuses_missing_checkpoints(tmp_path, capsys):
     assert "no checkpoints to score" in capsys.readouterr().err
 
 
-def _row(arch, method, layer, kind, **scores):
-    base = dict(checkpoint=f"{arch}.pt", arch=arch, size="tiny", method=method, layer=layer, kind=kind, accuracy=1.0,
-                images=10, blank_maps=0, pointing_game=1.0, mask_energy=0.5, deletion_auc=0.1, insertion_auc=0.8,
-                randomisation_spearman=0.1, ms_per_image=5.0)
-    return {**base, **scores}
-
-
 def _centre_hits(masks: list[torch.Tensor], tolerance: int) -> float:
     """The share of ``masks`` holding a pixel within ``tolerance`` (in x and in y) of the central 2 x 2
     pixels of an even-sided image: where a map peaked on the image centre points into the object."""
@@ -270,6 +263,16 @@ def test_summary_table_orders_models_and_picks_rows():
     assert [line.split(" | ")[:2] for line in lines] == [["| `cnn` (100%)", "gradcam"], ["| `cnn` (100%)", "centre-prior"],
                                                          ["| `vit` (100%)", "gradcam"], ["| `vit` (100%)", "centre-prior"]]
     assert "CNN feature map" in lines[0] and "eigencam" not in "".join(lines)
+
+
+def test_two_checkpoints_of_one_architecture_are_named_apart():
+    greedy = [{**r, "checkpoint": "early-greedy.pt"} for r in
+              (_control("early"), _row("early", "gradcam", "trunk.stage2", "cnn", pointing_game=0.52))]
+    rows = judged([*greedy, _control("early"), _row("early", "gradcam", "trunk.stage2", "cnn", pointing_game=0.55),
+                   _control("cnn"), _row("cnn", "gradcam", "trunk.stage2", "cnn", pointing_game=0.9)])
+    assert "on 1 of 3 models: `cnn` 0.90, `early` 0.55, `early-greedy` 0.52." in findings(rows)
+    models = [line.split(" | ")[0] for line in summary_table(rows).splitlines()[2:]]
+    assert models == ["| `cnn` (100%)"] * 2 + ["| `early` (100%)"] * 2 + ["| `early-greedy` (100%)"] * 2  # map, centre prior
 
 
 def test_findings_quote_the_rows():
