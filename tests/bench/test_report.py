@@ -166,7 +166,8 @@ def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
     targets = fusion_targets(root)
     # removing either kind costs 36 points against a seed sd of 1: met; each kind alone is 50%: met
     assert "`late`: CNN tokens alone 50.0%, patch tokens alone 50.0% (target ≥ 50% each: met)" in targets
-    assert "costs 36.0 points, the patch tokens 36.0, against a seed sd of 1.0 (target: both above it: met)" in targets
+    assert ("costs 36.0 points, the patch tokens 36.0, against seed spreads of 1.0 and 1.0 (the larger of the cost's "
+            "sd, the intact model's and 1 point; target: each above its own: met)") in targets
     assert "`late` 86.0%, +5.0 points over the better baseline" in targets
     assert "(target: beats both by more: met); removing its patch tokens costs 36.0 ± 1.0 points of it." in targets
 
@@ -179,6 +180,21 @@ def test_a_margin_over_the_baselines_that_the_patch_tokens_do_not_give_is_said_s
     targets = fusion_targets(_teaching_file(tmp_path, rows))
     assert ("(target: beats both by more: met); its patch tokens zeroed, it loses 0.5 ± 0.0 points (within the spread), "
             "so what it gains over the baselines does not come from its patch tokens.") in targets
+
+
+def test_a_removal_cost_counts_only_beyond_its_own_spread_over_the_seeds(tmp_path):
+    from bench.report.teaching import fusion_targets
+
+    # intact 85 on every seed; without patch tokens 84.5, 82.5, 80.5: costs 0.5, 2.5, 4.5 (mean 2.5, sd 2.0)
+    rows = [_run(arch, seed, 85.0, removed=84.5 - 2 * seed) for seed in (0, 1, 2) for arch in ("cnn", "vit", "late")]
+    targets = fusion_targets(_teaching_file(tmp_path, rows))
+    assert "the patch tokens 2.5, against seed spreads of 2.0 and 2.0" in targets
+    assert "target: each above its own: met)" in targets  # 2.5 > 2.0, though the intact model's sd is 0
+    # costs 0, 0, 6: a mean of 2.0 that one seed makes, within its sd of 3.5
+    rows = [_run(arch, seed, 85.0, removed=(85.0, 85.0, 79.0)[seed]) for seed in (0, 1, 2) for arch in ("cnn", "vit", "late")]
+    targets = fusion_targets(_teaching_file(tmp_path / "wide", rows))
+    assert "the patch tokens 2.0, against seed spreads of 3.5 and 3.5" in targets
+    assert "target: each above its own: **missed**)" in targets
 
 
 def test_kind_dropout_is_weighed_against_its_greedy_control(tmp_path):
