@@ -403,7 +403,6 @@ def findings(rows: list[dict[str, Any]]) -> str:
         out.append(line + ".")
     default = _default_rows(rows, "gradcam")
     met = [r for r in default if r["pointing_game"] >= 0.9]
-    default = sorted(default, key=_order)
     out.append(f"- Grad-CAM at its default layer meets the pointing-game target (>= 0.90) on {len(met)} of "
                f"{len(default)} models: " + ", ".join(f"`{_model(r)}` {r['pointing_game']:.2f}" for r in default) + ".")
     cams = pick("gradcam", t=transformer)

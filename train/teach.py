@@ -11,8 +11,8 @@ order; the images are the same): seed 0's go to ``checkpoints/``, the others' to
 ``--models`` also takes the counter-measures tried and not shipped (``ATTEMPTS``), whose checkpoints go to
 ``runs/attempts/S/`` whatever the seed.
 A model may start parts from the same seed's checkpoint of another teaching model, named ``{cnn}`` or
-``{vit}`` in its options (``late`` and ``layerwise`` start from the trained baselines); that model trains
-first, or must be on disk already.
+``{vit}`` in its options (every fusion model, the greedy control too, starts from the trained baselines); that
+model trains first, or must be on disk already.
 ``--jobs N`` trains N models at a time, each in its own process with its share of the CPU
 threads, the costliest first (images stepped through x FLOPs per image) among those whose starting
 checkpoints exist, so that the slowest model starts at once and the others fill the remaining workers.

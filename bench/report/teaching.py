@@ -171,8 +171,8 @@ def fusion_targets(root: Path) -> str:
         alone = {kind: mean_sd([r["interventions"][other]["zero"] for r in rows])
                  for kind, other in (("cnn", "patch"), ("patch", "cnn"))}
         cost = {kind: mean_sd([r["top1"] - r["interventions"][kind]["zero"] for r in rows]) for kind in ("cnn", "patch")}
-        # Each cost against its own spread over the seeds and the intact model's, at least MIN_SPREAD.
-        spread = {kind: max(sd, top1[name][1], MIN_SPREAD) for kind, (_, sd) in cost.items()}
+        # Each cost against its own spread over the seeds and the intact model's.
+        spread = {kind: _spread(sd, top1[name][1]) for kind, (_, sd) in cost.items()}
         needed = all(cost[kind][0] > spread[kind] for kind in cost)
         against = (f"against seed spreads of {spread['cnn']:.1f} and {spread['patch']:.1f} (the larger of the cost's "
                    f"sd, the intact model's and {MIN_SPREAD:g} point; target: each above its own: "
@@ -200,9 +200,14 @@ CHANCE = 100 / 12
 MIN_SPREAD = 1.0
 
 
+def _spread(*spreads: float) -> float:
+    """The spread a difference must exceed to count: the largest of ``spreads`` and :data:`MIN_SPREAD`."""
+    return max(*spreads, MIN_SPREAD)
+
+
 def _beyond(difference: float, *spreads: float) -> bool:
     """Whether ``difference`` (in points) exceeds every one of ``spreads`` and :data:`MIN_SPREAD`."""
-    return difference > max(*spreads, MIN_SPREAD)
+    return difference > _spread(*spreads)
 
 
 #: Figures of a run (a row of ``bench/teaching_models.py``): its held-out top-1 and each cue alone ...
