@@ -1,5 +1,5 @@
 """The teaching models over their training seeds: held-out top-1, the cue-conflict split and, for the
-fusion models, every token intervention of each kind, for the README.
+models that make tokens (the ViT and the fusion models), every token intervention of each kind, for the README.
 
 Usage: ``python bench/teaching_models.py [--seeds 0 1 2] [--samples 2000] [--threads 1] [--attempts]``
 

@@ -78,6 +78,15 @@ def test_kind_dropout_zeroes_one_kind_per_training_image():
     assert create("early", "tiny").train().kind_masks(4, torch.device("cpu")) is None
 
 
+@pytest.mark.parametrize("kind,other", [("cnn", "patch"), ("patch", "cnn")])
+def test_kind_dropout_of_one_kind_takes_that_kind_alone(kind: str, other: str) -> None:
+    model = create("early", "tiny", kind_drop_rate=0.4, kind_drop_kinds=kind).train()
+    torch.manual_seed(3)
+    masks = model.kind_masks(2000, torch.device("cpu"))
+    assert masks[other].eq(1).all()  # the other kind is never lost
+    assert 0.36 < 1 - masks[kind].mean() < 0.44  # this kind on a share p of the images
+
+
 def test_a_region_takes_the_patches_it_overlaps_and_the_cnn_tokens_whose_centre_it_holds() -> None:
     region = (0.3, 0.0, 0.6, 1.0)  # on a 4-wide grid: columns [0, .25), [.25, .5), [.5, .75), [.75, 1)
     assert cells_under(region, "patch", (4, 4))[0].tolist() == [False, True, True, False]

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from tokenfusion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tokenfusion.data import SYNTHSHAPES_DATA, TRAIN_SEED
 from tokenfusion.data.transforms import batch_mixing
-from tokenfusion.models import ARCHITECTURES, TokenFusionModel, create, make_config
+from tokenfusion.models import ARCHITECTURES, KIND_DROP_KINDS, POSITION_EMBEDDINGS, WEIGHT_INITS, TokenFusionModel, create, make_config
 
 from .data import build_datasets, build_loaders, sample_seed
 from .distributed import DistributedContext, all_reduce_sum, init_distributed
@@ -40,8 +40,8 @@ __all__ = ["TrainState", "evaluate", "get_args_parser", "main", "train_one_epoch
 RECIPE_KEYS = (
     "data", "size", "epochs", "batch_size", "lr", "lr_batch", "min_lr", "warmup_epochs", "weight_decay",
     "label_smoothing", "mixup", "cutmix", "randaugment", "random_erasing", "random_resized_crop",
-    "ema_decay", "clip_grad", "drop_path", "kind_drop", "workers", "train_samples", "val_samples", "img_size", "patch_size",
-    "pretrained_lr_scale", "patch_lr_scale",
+    "ema_decay", "clip_grad", "drop_path", "kind_drop", "kind_drop_kinds", "workers", "train_samples", "val_samples", "img_size", "patch_size",
+    "pos_embed", "weight_init", "pretrained_lr_scale", "patch_lr_scale",
 )
 
 
@@ -72,11 +72,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-path", type=float, default=None)
     g.add_argument("--kind-drop", type=float, default=None,
                    help="fusion models: share of training images that see one kind of token alone (0: off)")
+    g.add_argument("--kind-drop-kinds", choices=KIND_DROP_KINDS, default=None,
+                   help="the kinds those images lose: both (half each), cnn or patch")
     g.add_argument("--workers", type=int, default=None, help="data-loading processes per training process")
     g.add_argument("--train-samples", type=int, default=None, help="SynthShapes images per epoch")
     g.add_argument("--val-samples", type=int, default=None)
     g.add_argument("--img-size", type=int, default=None, help="default: the model size's")
     g.add_argument("--patch-size", type=int, default=None, help="default: the model size's")
+    g.add_argument("--weight-init", choices=WEIGHT_INITS, default=None,
+                   help="the linear layers' initial weights (default: the model size's)")
+    g.add_argument("--pos-embed", choices=POSITION_EMBEDDINGS, default=None,
+                   help="the token modules' position embedding (default: the model size's)")
     g.add_argument("--pretrained-lr-scale", type=float, default=None,
                    help="learning rate of the parts started from --vit-weights/--trunk-weights, relative to --lr (default 1)")
     g.add_argument("--patch-lr-scale", type=float, default=None,
@@ -296,6 +302,12 @@ def main(args: argparse.Namespace) -> TokenFusionModel:
         overrides["img_size"] = args.img_size
     if args.patch_size:
         overrides["patch_size"] = args.patch_size
+    if args.pos_embed:
+        overrides["pos_embed"] = args.pos_embed
+    if args.weight_init:
+        overrides["weight_init"] = args.weight_init
+    if args.kind_drop_kinds:
+        overrides["kind_drop_kinds"] = args.kind_drop_kinds
     # The data gives the class count, so the datasets are built from the config before the model.
     train_set, val_set, class_names = build_datasets(args, make_config(args.arch, args.size, **overrides))
     torch.manual_seed(args.seed)

@@ -75,8 +75,9 @@ def conflict_accuracy(model: TokenFusionModel, samples: int, seed: int = HELDOUT
 
 
 def intervention_accuracy(model: TokenFusionModel, data: Dataset, generator_seed: int = 0) -> dict[str, dict[str, float]]:
-    """Top-1 (%) on ``data`` under every token intervention of every kind of a fusion model,
-    ``{kind: {intervention: top-1}}``; the data-set means come from :data:`MEAN_IMAGES` training images."""
+    """Top-1 (%) on ``data`` under every token intervention of every kind of token ``model`` makes (a fusion
+    model's two, the ViT's patch tokens), ``{kind: {intervention: top-1}}``; the data-set means come from
+    :data:`MEAN_IMAGES` training images."""
     images, labels = _images(data, model)
     train_images, _ = _images(SynthShapes(MEAN_IMAGES, image_size=model.config.img_size, seed=TRAIN_SEED), model)
     result: dict[str, dict[str, float]] = {}
@@ -95,8 +96,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate the checkpoint at ``path``; returns top1, top5 (%), val_loss, confusion, the data used, on
     SynthShapes the accuracy on each cue alone (``shape``, ``texture``), on SynthShapes v2 what the model
-    follows on the cue-conflict split (``conflict``) and, with ``ablate_tokens`` on a fusion model, the top-1
-    under every token intervention of each kind (``interventions``: ``{kind: {intervention: top-1}}``)."""
+    follows on the cue-conflict split (``conflict``) and, with ``ablate_tokens`` on a model that makes tokens, the
+    top-1 under every token intervention of each kind (``interventions``: ``{kind: {intervention: top-1}}``)."""
     checkpoint = load_checkpoint(path)
     model, config = checkpoint.model, checkpoint.config
     if data_path:
@@ -114,7 +115,7 @@ def evaluate_checkpoint(
         metrics.update(cue_accuracy(metrics["confusion"]))
         if version >= 2:
             metrics["conflict"] = conflict_accuracy(model, samples, seed)
-    if ablate_tokens and len(model.structure.token_kinds) == 2:
+    if ablate_tokens and model.structure.token_kinds:
         metrics["interventions"] = intervention_accuracy(model, data)
     return {**source, **metrics, "class_names": checkpoint.class_names}
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for metrics.json and confusion.csv")
     parser.add_argument("--ablate-tokens", action="store_true",
-                        help="fusion models: also the top-1 without CNN tokens and without patch tokens")
+                        help="also the top-1 under every token intervention of each kind of token the model makes")
     args = parser.parse_args(argv)
     try:
         result = evaluate_checkpoint(args.checkpoint, data_path=args.data_path, samples=args.samples, seed=args.seed,
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind, rows in result["interventions"].items():
             print("  " + ", ".join(f"{describe(kind, how)} {top1:.2f}%" for how, top1 in rows.items()))
     elif args.ablate_tokens:
-        print("  no branch ablation: this model has one kind of token")
+        print("  no token interventions: this model makes no tokens")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,18 @@ ATTEMPTS: dict[str, Attempt] = {
     "vit-30ep": Attempt("vit", ("--epochs", "30", "--lr", "2e-3"),
                         "the ViT's budget tripled (30 epochs at the earlier peak rate 2e-3): does its slow start lift?",
                         "vit"),
+    "vit-xavier": Attempt("vit", ("--weight-init", "xavier"),
+                          "the ViT with its linear layers initialised at their width's scale (Xavier) instead of "
+                          "std 0.02, which suits widths of several hundred: at width 64 every layer starts about "
+                          "4 times too small. Does the plateau at chance end, and does it read shape?", "vit"),
+    "vit-sincos": Attempt("vit", ("--pos-embed", "sincos"),
+                          "the ViT with fixed 2-D sine-cosine position embeddings instead of learned ones: the "
+                          "shipped ViT reads its patches as a bag (shuffling their layout costs it nothing), does "
+                          "it read shape once every token knows its place from the first step?", "vit"),
+    "early-drop-cnn": Attempt("early", (*_FROM_BASELINES, "--kind-drop", "0.2", "--kind-drop-kinds", "cnn"),
+                              "early fusion from the baselines whose kind dropout takes only the CNN tokens, the kind "
+                              "the network leans on (a fifth of the images, as `early` does), never the patch "
+                              "tokens: can the patch tokens learn to suffice and still be needed?", "early"),
     "early-patch-lr10": Attempt("early", ("--patch-lr-scale", "10"),
                                 "early fusion from scratch whose parts that only patch tokens pass through learn 10 "
                                 "times faster (after Wu et al.'s re-balancing)", "early-scratch"),

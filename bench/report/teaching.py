@@ -87,6 +87,11 @@ def _fusion(by_model: dict[str, list[dict[str, Any]]]) -> list[str]:
     return [name for name, rows in by_model.items() if rows[0]["arch"] in FUSION_ARCHS]
 
 
+def _with_tokens(by_model: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The teaching models among ``by_model`` measured under token interventions (the ViT and the fusion models)."""
+    return [name for name, rows in by_model.items() if rows[0].get("interventions")]
+
+
 def _untrained(report: dict[str, Any]) -> str:
     """A sentence naming the runs that never left chance, or nothing."""
     failed = [r for r in report["results"] if r["top1"] < TRAINED_TOP1]
@@ -133,20 +138,22 @@ def seed_table(root: Path) -> str:
 
 
 def interventions_table(root: Path) -> str:
-    """Held-out top-1 of the fusion models under each token intervention of each kind, mean ± sd over seeds."""
+    """Held-out top-1 of the models that make tokens (the ViT and the fusion models) under each token
+    intervention of each kind, mean ± sd over seeds."""
     report, by_model = _seed_rows(root)
     hows = ("zero", "dataset_mean", "contents_averaged", "layout_shuffled")
     lines = ["| model | tokens changed | intact | zeroed: the other kind alone | data-set mean | contents averaged "
              "| layout shuffled |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name in _fusion(by_model):
+    for name in _with_tokens(by_model):
         rows = by_model[name]
-        for kind in ("cnn", "patch"):
+        for kind in rows[0]["interventions"]:
             cells = " | ".join(pm([r["interventions"][kind][how] for r in rows]) for how in hows)
             lines.append(f"| `{name}` | {'CNN' if kind == 'cnn' else 'patch'} | {pm([r['top1'] for r in rows])} | {cells} |")
     return ("\n".join(lines) + "\n\nHeld-out top-1 (%) with every token of one kind changed as it is made "
-            "(`tokenfusion.interventions`): zeroed or set to its data-set mean (removed: the other kind alone), its "
-            "contents averaged over the image (positions kept), or its contents shuffled among the positions "
-            "(where each token is lost). Same images, seeds and command as above.\n")
+            "(`tokenfusion.interventions`): zeroed or set to its data-set mean (removed: the other kind alone; "
+            "`vit` has no other kind, so nothing is left), its contents averaged over the image (positions kept), or "
+            "its contents shuffled among the positions (where each token is lost). Same images, seeds and command "
+            "as above.\n")
 
 
 def _without_patch(rows: list[dict[str, Any]]) -> str:
@@ -244,15 +251,15 @@ def teaching_findings(root: Path) -> str:
         elif _beyond(shape[0] - texture[0], shape[1], texture[1]):
             lines.append(f"- `{name}` names the shape (the global cue) right more often than the texture: "
                          f"{shape[0]:.1f}% against {texture[0]:.1f}%.")
-    for model in fusion:
-        for kind, other in (("cnn", "patch"), ("patch", "cnn")):
+    for model in _with_tokens(by_model):
+        for kind, other in (("cnn", "patch"), ("patch", "cnn")) if model in fusion else ():
             alone = stat(model, lambda r: r["interventions"][other]["zero"])
             name = "CNN" if kind == "cnn" else "patch"
             verdict = ("above chance by more than its seed spread" if _beyond(alone[0] - CHANCE, alone[1]) else
                        f"not above chance ({CHANCE:.1f}%) by more than its seed spread")
             lines.append(f"- `{model}` with its {name} tokens alone (the other kind zeroed): "
                          f"{pm([r['interventions'][other]['zero'] for r in by_model[model]])}%, {verdict}.")
-        for kind in ("cnn", "patch"):
+        for kind in by_model[model][0]["interventions"]:
             removed = stat(model, lambda r: r["interventions"][kind]["zero"])
             shuffled = stat(model, lambda r: r["interventions"][kind]["layout_shuffled"])
             cost = top1[model][0] - shuffled[0]

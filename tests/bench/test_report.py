@@ -143,12 +143,13 @@ def _teaching_file(tmp_path: Path, rows: list[dict]) -> Path:
     return tmp_path
 
 
-def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float = 50.0, model: str | None = None) -> dict:
+def _run(arch: str, seed: int, top1: float, alone: float = 60.0, removed: float = 50.0, model: str | None = None,
+         shuffled: float | None = None) -> dict:
     conflict = {"seed": 12345, "samples": 100, "top1": top1 - 20, "shape": 70.0, "texture": 60.0,
                 "decoy_shape": 10.0, "decoy_texture": 30.0}
-    interventions = None if arch in ("cnn", "vit") else {
-        kind: {"zero": removed, "dataset_mean": removed - 1, "contents_averaged": removed + 5, "layout_shuffled": top1 - 1}
-        for kind in ("cnn", "patch")}
+    kinds = {"cnn": (), "vit": ("patch",)}.get(arch, ("cnn", "patch"))
+    interventions = {kind: {"zero": removed, "dataset_mean": removed - 1, "contents_averaged": removed + 5,
+                            "layout_shuffled": top1 - 1 if shuffled is None else shuffled} for kind in kinds} or None
     return {"model": model or arch, "arch": arch, "seed": seed, "top1": top1, "top5": 99.0, "shape": top1 + 5, "texture": top1 + 3,
             "conflict": conflict, "interventions": interventions, "train_seconds": 600.0, "images_seen": 150_000}
 
@@ -170,6 +171,17 @@ def test_seed_tables_give_mean_and_sd_and_check_the_targets(tmp_path):
             "sd, the intact model's and 1 point; target: each above its own: met)") in targets
     assert "`late` 86.0%, +5.0 points over the better baseline" in targets
     assert "(target: beats both by more: met); removing its patch tokens costs 36.0 ± 1.0 points of it." in targets
+
+
+def test_a_vit_that_reads_its_patches_as_a_bag_is_said_so_and_one_that_reads_their_layout_too(tmp_path):
+    from bench.report.teaching import interventions_table, teaching_findings
+
+    for shuffled, verdict in ((69.5, "their contents suffice, wherever they are"), (40.0, "where each token is matters")):
+        rows = [_run(arch, seed, 70.0, removed=8.0, shuffled=shuffled) for seed in (0, 1, 2) for arch in ("cnn", "vit")]
+        root = _teaching_file(tmp_path / str(shuffled), rows)
+        assert f"| `vit` | patch | 70.0 ± 0.0 | 8.0 ± 0.0 | 7.0 ± 0.0 | 13.0 ± 0.0 | {shuffled:.1f} ± 0.0 |" in interventions_table(root)
+        assert (f"- `vit` with its patch tokens' layout shuffled: {shuffled:.1f}% ({70 - shuffled:.1f} points below intact, "
+                f"against 62.0 without them): {verdict}.") in teaching_findings(root)
 
 
 def test_a_margin_over_the_baselines_that_the_patch_tokens_do_not_give_is_said_so(tmp_path):

@@ -28,6 +28,7 @@ from tokenfusion.models import (
     count_parameters,
     create,
 )
+from tokenfusion.models.pos_embed import PositionEmbedding2d
 
 ROOT = Path(__file__).resolve().parents[2]
 FUSION = ("late", "early", "layerwise")
@@ -387,6 +388,47 @@ def test_create_rejects_resnet_weights_without_a_resnet_trunk(tmp_path: Path) ->
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "resnet50.pth")
     with pytest.raises(ValueError, match="fits only a ResNet-50 trunk; early/tiny has 'local'"):
         create("early", "tiny", trunk_weights=tmp_path / "resnet50.pth")
+
+
+def test_create_rejects_a_sincos_width_not_divisible_by_four() -> None:
+    with pytest.raises(ValueError, match="embed_dim 66 is not divisible by 4"):
+        create("vit", "tiny", pos_embed="sincos", embed_dim=66, num_heads=2)
+    with pytest.raises(ValueError, match=r"pos_embed is 'rope', expected one of \['learned', 'sincos'\]"):
+        create("vit", "tiny", pos_embed="rope")
+
+
+def test_xavier_initialises_every_linear_layer_at_its_own_scale() -> None:
+    """At width 64 the default std 0.02 starts every layer several times smaller than its fan-in calls for;
+    ``weight_init="xavier"`` scales each to its fan-in and fan-out."""
+    layers = [m for m in create("vit", "tiny", weight_init="xavier").modules() if isinstance(m, nn.Linear)]
+    for layer in layers:
+        fan_out, fan_in = layer.weight.shape
+        assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.1)
+        assert not layer.bias.any()
+    default = [m for m in create("vit", "tiny").modules() if isinstance(m, nn.Linear)]
+    assert all(m.weight.std().item() == pytest.approx(0.02, rel=0.15) for m in default)
+    with pytest.raises(ValueError, match=r"weight_init is 'he', expected one of \['trunc_normal', 'xavier'\]"):
+        create("vit", "tiny", weight_init="he")
+
+
+@pytest.mark.parametrize("arch", ["vit", *FUSION])
+def test_sincos_position_embeddings_are_fixed_and_tell_every_place_apart(arch: str) -> None:
+    model = create(arch, "tiny", pos_embed="sincos")
+    embeddings = [m for m in model.modules() if isinstance(m, PositionEmbedding2d)]
+    assert embeddings and all(e.kind == "sincos" for e in embeddings)
+    assert not any("pos_embed" in name for name, _ in model.named_parameters())  # nothing to learn
+    assert all(f"{name}.weight" in model.state_dict() for name, m in model.named_modules() if m in embeddings)
+    table = embeddings[0](embeddings[0].grid)[0]  # (h*w, D)
+    assert torch.cdist(table, table).add(torch.eye(len(table)) * 1e3).min() > 0.1  # no two places alike
+    # A grid twice as fine puts its cells at the same places of the image: the cell over the same
+    # spot is closest to the coarse grid's embedding there.
+    (h, w), fine = embeddings[0].grid, embeddings[0]((2 * embeddings[0].grid[0], 2 * embeddings[0].grid[1]))[0]
+    nearest = torch.cdist(table, fine).argmin(1)
+    rows, cols = nearest // (2 * w), nearest % (2 * w)
+    cells = torch.arange(h * w)
+    assert ((rows // 2 == cells // w) & (cols // 2 == cells % w)).all()
+    with torch.inference_mode():
+        assert model.eval()(images("tiny")).shape == (2, 12)
 
 
 def test_create_applies_overrides() -> None:

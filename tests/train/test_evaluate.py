@@ -40,10 +40,20 @@ def test_evaluate_fusion_model_reports_every_intervention_and_the_cue_conflict(t
     assert conflict["samples"] == 96 and conflict["shape"] > conflict["decoy_shape"]
 
 
-def test_evaluate_baseline_has_no_branch_ablation(capsys):
+def test_evaluate_cnn_has_no_token_interventions(capsys):
     main(["--checkpoint", str(CHECKPOINTS / "cnn.pt"), "--samples", "12", "--ablate-tokens"])
-    assert "no branch ablation: this model has one kind of token" in capsys.readouterr().out
+    assert "no token interventions: this model makes no tokens" in capsys.readouterr().out
     assert "interventions" not in evaluate_checkpoint(CHECKPOINTS / "late.pt", samples=12)  # off by default
+
+
+def test_evaluate_vit_intervenes_on_its_patch_tokens():
+    result = evaluate_checkpoint(CHECKPOINTS / "vit.pt", samples=240, ablate_tokens=True)
+    assert set(result["interventions"]) == {"patch"}
+    patch = result["interventions"]["patch"]
+    assert patch["zero"] < 2 * 100 / 12 < result["top1"]  # no tokens left: chance
+    # The README's reading of the shipped ViT: it reads its patches as a bag, so shuffling where they
+    # are costs it little against what removing them costs.
+    assert result["top1"] - patch["layout_shuffled"] < (result["top1"] - patch["zero"]) / 4, (patch, result["top1"])
 
 
 def test_evaluate_missing_checkpoint_is_a_plain_error(tmp_path):

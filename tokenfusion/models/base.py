@@ -68,13 +68,16 @@ class TokenFusionModel(nn.Module):
 
     def kind_masks(self, batch: int, device: torch.device) -> dict[str, Tensor] | None:
         """Training with ``config.kind_drop_rate = p``: per-image ``(B, 1, 1)`` masks by token kind, 0 for
-        the kind an image loses (CNN tokens with probability p/2, patch tokens with p/2, never both),
-        by which the model multiplies that kind's tokens. None in evaluation or when ``p = 0``."""
+        the kind an image loses, by which the model multiplies that kind's tokens; with
+        ``config.kind_drop_kinds`` ``"both"`` CNN tokens with probability p/2 and patch tokens with p/2
+        (never both), with ``"cnn"`` or ``"patch"`` that kind with probability p. None in evaluation or
+        when ``p = 0``."""
         p = self.config.kind_drop_rate
         if not (self.training and p > 0):
             return None
         u = torch.rand(batch, 1, 1, device=device)
-        return {"cnn": (u >= p / 2).float(), "patch": ((u < p / 2) | (u >= p)).float()}
+        cnn_share = {"both": p / 2, "cnn": p, "patch": 0.0}[self.config.kind_drop_kinds]
+        return {"cnn": (u >= cnn_share).float(), "patch": ((u < cnn_share) | (u >= p)).float()}
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that the optimiser should not decay (embeddings, class tokens, gates)."""
@@ -82,9 +85,14 @@ class TokenFusionModel(nn.Module):
         return {n for n, _ in self.named_parameters() if any(k in n for k in keys)}
 
     def _init_weights(self) -> None:
+        """Every linear layer by ``config.weight_init`` (biases zero), LayerNorms to identity, class tokens
+        and type embeddings truncated normal of std 0.02."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+                if self.config.weight_init == "xavier":
+                    nn.init.xavier_uniform_(m.weight)
+                else:
+                    nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm):

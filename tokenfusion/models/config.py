@@ -5,9 +5,15 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["ARCHITECTURES", "RANGES", "SIZES", "ModelConfig", "make_config"]
+__all__ = ["ARCHITECTURES", "KIND_DROP_KINDS", "POSITION_EMBEDDINGS", "WEIGHT_INITS", "RANGES", "SIZES", "ModelConfig", "make_config"]
 
 ARCHITECTURES = ("cnn", "vit", "late", "early", "layerwise")
+#: Which kinds of token kind dropout may take from an image (``ModelConfig.kind_drop_kinds``).
+KIND_DROP_KINDS = ("both", "cnn", "patch")
+#: How a model's linear layers are initialised (``ModelConfig.weight_init``).
+WEIGHT_INITS = ("trunc_normal", "xavier")
+#: The kinds of position embedding a model's token modules can have (``ModelConfig.pos_embed``).
+POSITION_EMBEDDINGS = ("learned", "sincos")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Accepted range of each numeric field (of each entry of a triple), both ends included. Bounds that no
@@ -31,7 +37,12 @@ class ModelConfig:
     to ``layer3``, stride 16). ``mean``/``std`` are the input normalisation the model expects on images
     scaled to [0, 1]; ``crop_pct`` the share of the image its evaluation transform keeps.
     ``kind_drop_rate`` (fusion models, training only): the share of training images that see one kind
-    of token alone, the other zeroed (half of them lose their CNN tokens, half their patch tokens).
+    of token alone, the other zeroed; ``kind_drop_kinds`` says which kind they lose: ``"both"`` (half
+    of them lose their CNN tokens, half their patch tokens), ``"cnn"`` or ``"patch"`` (all of them that one).
+    ``pos_embed``: every token module's position embedding, ``"learned"`` or fixed ``"sincos"``
+    (:class:`~tokenfusion.models.pos_embed.PositionEmbedding2d`). ``weight_init``: every linear layer's
+    initial weights, ``"trunc_normal"`` (std 0.02, as timm's ViTs: sized for widths of several hundred) or
+    ``"xavier"`` (uniform, scaled to each layer's fan-in and fan-out, as torchvision's ViT MLPs and MAE).
     """
 
     arch: str
@@ -49,6 +60,9 @@ class ModelConfig:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     kind_drop_rate: float = 0.0
+    kind_drop_kinds: str = "both"
+    pos_embed: str = "learned"
+    weight_init: str = "trunc_normal"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.875  # evaluation: resize the short side to img_size / crop_pct, centre-crop
@@ -85,6 +99,15 @@ class ModelConfig:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}, so "
                              "attention cannot split it into heads")
+        if self.kind_drop_kinds not in KIND_DROP_KINDS:
+            raise ValueError(f"kind_drop_kinds is {self.kind_drop_kinds!r}, expected one of {list(KIND_DROP_KINDS)}")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init is {self.weight_init!r}, expected one of {list(WEIGHT_INITS)}")
+        if self.pos_embed not in POSITION_EMBEDDINGS:
+            raise ValueError(f"pos_embed is {self.pos_embed!r}, expected one of {list(POSITION_EMBEDDINGS)}")
+        if self.pos_embed == "sincos" and self.embed_dim % 4:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by 4, as a sine-cosine position "
+                             "embedding needs (a quarter of the channels per axis and function)")
         if self.patch_size > self.img_size:
             raise ValueError(f"patch_size {self.patch_size} is larger than img_size {self.img_size}")
         return self

@@ -30,8 +30,8 @@ class LateFusion(TokenFusionModel):
         total = depth + config.fusion_depth
         self.trunk = build_trunk(config.trunk, config.tiny_trunk_channels)
         grid = self.trunk.grids((config.img_size, config.img_size))[-1]
-        self.cnn_tokens = CNNTokens(self.trunk.channels[-1], dim, grid)
-        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim)
+        self.cnn_tokens = CNNTokens(self.trunk.channels[-1], dim, grid, config.pos_embed)
+        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim, config.pos_embed)
         self.cnn_cls_token = new_token(dim)
         self.patch_cls_token = new_token(dim)
         self.cnn_blocks = make_blocks(config, depth, total=total)

@@ -31,9 +31,9 @@ class LayerwiseFusion(TokenFusionModel):
         dim, depth = config.embed_dim, config.depth
         self.trunk = build_trunk(config.trunk, config.tiny_trunk_channels)
         grids = self.trunk.grids((config.img_size, config.img_size))
-        self.cnn_tokens = nn.ModuleList(CNNTokens(c, dim, g) for c, g in zip(self.trunk.channels, grids))
+        self.cnn_tokens = nn.ModuleList(CNNTokens(c, dim, g, config.pos_embed) for c, g in zip(self.trunk.channels, grids))
         self.stage_of_block = [i * len(grids) // depth for i in range(depth)]
-        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim)
+        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim, config.pos_embed)
         self.cls_token = new_token(dim)
         self.cross_blocks = nn.ModuleList(CrossBlock(dim, config.num_heads) for _ in range(depth))
         self.blocks = make_blocks(config, depth)

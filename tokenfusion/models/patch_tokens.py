@@ -10,14 +10,14 @@ __all__ = ["PatchTokens"]
 
 class PatchTokens(nn.Module):
     """A ``p x p`` stride-``p`` convolution to ``D`` channels, flattened to ``(B, h*w, D)``,
-    plus a learned 2-D position embedding (resampled when the input size changes)."""
+    plus a 2-D position embedding (:class:`PositionEmbedding2d` of kind ``pos_embed``)."""
 
-    def __init__(self, img_size: int, patch_size: int, dim: int) -> None:
+    def __init__(self, img_size: int, patch_size: int, dim: int, pos_embed: str = "learned") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
         grid = (img_size // patch_size, img_size // patch_size)
-        self.pos_embed = PositionEmbedding2d(grid, dim)
+        self.pos_embed = PositionEmbedding2d(grid, dim, pos_embed)
 
     def forward(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         h, w = images.shape[-2:]

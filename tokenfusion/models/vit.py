@@ -24,7 +24,7 @@ class ViT(TokenFusionModel):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, config.embed_dim)
         dim = config.embed_dim
-        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim)
+        self.patch_tokens = PatchTokens(config.img_size, config.patch_size, dim, config.pos_embed)
         self.cls_token = new_token(dim)
         self.blocks = make_blocks(config, config.depth)
         self.norm = nn.LayerNorm(dim)
