@@ -312,8 +312,8 @@ def results_summary(root: Path) -> str:
 def attempts_section(root: Path) -> str:
     """Each counter-measure tried and not shipped (``train.teach.ATTEMPTS``, from
     ``bench/results/teaching_attempts.json``) beside the model it is measured against (``Attempt.against``:
-    a teaching model or another attempt) at the same training seeds; a difference counts only beyond that
-    model's spread over its seeds."""
+    a teaching model or another attempt) at the same training seeds; a difference counts only beyond the
+    figure's spread (:func:`_spread` of both models' sds over their seeds)."""
     report = load(root, "teaching_attempts.json")
     attempts = _by_model(report["results"])
     by_model = {**_seed_rows(root)[1], **attempts}
@@ -331,12 +331,13 @@ def attempts_section(root: Path) -> str:
             lines.append(f"| {label} | {what} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells) + " |")
         parts = []
         for label, get in figures.items():
-            a, b = mean_sd([get(r) for r in rows])[0], mean_sd([get(r) for r in reference])[0]
-            spread = mean_sd([get(r) for r in against])[1]
+            (a, sd), b = mean_sd([get(r) for r in rows]), mean_sd([get(r) for r in reference])[0]
+            spread = _spread(sd, mean_sd([get(r) for r in against])[1])
             parts.append(f"{label} {a:.1f} against {b:.1f} "
-                         + ("(beyond" if _beyond(abs(a - b), spread) else "(within") + f" the sd {spread:.1f})")
+                         + ("(beyond" if abs(a - b) > spread else "(within") + f" the spread {spread:.1f})")
         verdicts.append(f"- `{name}` against `{attempt.against}` at the same seeds, each difference weighed against "
-                        f"the sd of that figure over `{attempt.against}`'s {len(against)} seeds: " + "; ".join(parts) + ".")
+                        f"the spread of that figure (the larger of its sd over `{name}`'s {len(rows)} seeds, over "
+                        f"`{attempt.against}`'s {len(against)} and {MIN_SPREAD:g} point): " + "; ".join(parts) + ".")
     return ("\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\nSame held-out images and measures as above "
             f"({report['samples']} images, seed {report['heldout_seed']}); `{report['command']}` ({describe(report)}).\n")
 
