@@ -336,10 +336,15 @@ def attempts_section(root: Path) -> str:
             parts.append(f"{label} {a:.1f} against {b:.1f} "
                          + ("(beyond" if abs(a - b) > spread else "(within") + f" the spread {spread:.1f})")
         verdicts.append(f"- `{name}` against `{attempt.against}` at the same seeds, each difference weighed against "
-                        f"the spread of that figure (the larger of its sd over `{name}`'s {len(rows)} seeds, over "
+                        f"the spread of that figure (the larger of its sd over `{name}`'s {_seeds(len(rows))}, over "
                         f"`{attempt.against}`'s {len(against)} and {MIN_SPREAD:g} point): " + "; ".join(parts) + ".")
     return ("\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\nSame held-out images and measures as above "
             f"({report['samples']} images, seed {report['heldout_seed']}); `{report['command']}` ({describe(report)}).\n")
+
+
+def _seeds(count: int) -> str:
+    """``count`` training seeds, in words."""
+    return f"{count} seed{'s' if count != 1 else ''}"
 
 
 #: Validation top-1 above which a run has left the plateau at chance (1.5 x chance, 12 classes).
