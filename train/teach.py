@@ -77,8 +77,8 @@ ATTEMPTS: dict[str, Attempt] = {
                         "vit"),
     "vit-xavier": Attempt("vit", ("--weight-init", "xavier"),
                           "the ViT with its linear layers initialised at their width's scale (Xavier) instead of "
-                          "std 0.02, which suits widths of several hundred: at width 64 every layer starts about "
-                          "4 times too small. Does the plateau at chance end, and does it read shape?", "vit"),
+                          "std 0.02, which suits widths of several hundred: at width 64 every layer starts several times "
+                          "too small. Does the plateau at chance end, and does it read shape?", "vit"),
     "vit-patch4": Attempt("vit", ("--patch-size", "4", "--weight-init", "xavier"),
                           "`vit-xavier` with 4-px patches, a 16x16 grid (about 4 times the cost per image): does a "
                           "finer grid let the ViT read shape?", "vit-xavier"),
